@@ -1,0 +1,102 @@
+package luo
+
+import (
+	"fmt"
+	"os"
+	"sync"
+)
+
+// DevicePath is where the kernel's misc device appears when LUO is enabled.
+const DevicePath = "/dev/liveupdate"
+
+// MaxNameLen is the longest session name the kernel accepts, in bytes
+// (LIVEUPDATE_SESSION_NAME_LENGTH minus the NUL).
+const MaxNameLen = LIVEUPDATE_SESSION_NAME_LENGTH - 1
+
+// Device is an open /dev/liveupdate. The kernel lets one open file
+// description exist at a time, so close it as soon as the sessions are
+// created or retrieved: sessions do not need it. Safe for concurrent use.
+type Device struct {
+	f    *os.File
+	path string
+	once sync.Once
+	err  error
+}
+
+// Session is a LUO session fd, either outgoing (created in this boot, to be
+// carried to the next kernel) or incoming (retrieved from the previous one).
+//
+// The session lives exactly as long as its fd: keep the *Session (and do not
+// close File()) until the kexec, or the kernel unpreserves its files.
+// Safe for concurrent use.
+type Session struct {
+	f        *os.File
+	name     string
+	incoming bool
+	once     sync.Once
+	err      error
+}
+
+// Name returns the session's name as it was created, retrieved or read from
+// the fd.
+func (s *Session) Name() string { return s.name }
+
+// Incoming reports whether s was retrieved from the previous kernel: it can
+// retrieve files and be finished, but takes no new files.
+func (s *Session) Incoming() bool { return s.incoming }
+
+// File returns the session's fd, for handing it to another process (for
+// example through a service manager's fd store). The *os.File stays owned by
+// s: closing it ends the session.
+func (s *Session) File() *os.File { return s.f }
+
+// String returns a description such as `outgoing session "cache"`.
+func (s *Session) String() string {
+	dir := "outgoing"
+	if s.incoming {
+		dir = "incoming"
+	}
+	return fmt.Sprintf("%s session %q", dir, s.name)
+}
+
+// Close closes the session fd. For an outgoing session this unpreserves
+// every file in it (the files themselves are unharmed); for an incoming
+// session it is an implicit FINISH, which discards unretrieved files.
+// Closing twice returns nil.
+func (s *Session) Close() error {
+	s.once.Do(func() {
+		if err := s.f.Close(); err != nil {
+			s.err = &Error{Op: "close", Session: s.name, Err: err}
+		}
+	})
+	return s.err
+}
+
+// Close closes the device so another process can open it. Sessions stay
+// valid. Closing twice returns nil.
+func (d *Device) Close() error {
+	d.once.Do(func() {
+		if err := d.f.Close(); err != nil {
+			d.err = &Error{Op: "close", Err: err}
+		}
+	})
+	return d.err
+}
+
+// ValidateName checks a session name against the kernel's rules before any
+// syscall: 1 to MaxNameLen bytes, no NUL byte (which would silently cut the
+// name). Other bytes, including spaces and '/', are accepted by the kernel.
+func ValidateName(name string) error {
+	switch {
+	case name == "":
+		return &NameError{Name: name, Reason: "empty; the kernel wants 1 to 63 bytes"}
+	case len(name) > MaxNameLen:
+		return &NameError{Name: name, Reason: fmt.Sprintf("%d bytes; the kernel allows at most %d", len(name), MaxNameLen)}
+	}
+	for i := 0; i < len(name); i++ {
+		if name[i] == 0 {
+			return &NameError{Name: name, Reason: fmt.Sprintf("NUL byte at offset %d", i)}
+		}
+	}
+	return nil
+}
