@@ -1,0 +1,176 @@
+package fdstore
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/liveupdate/luo/memfd"
+)
+
+func newMemfd(t *testing.T, name string) *os.File {
+	t.Helper()
+	f, err := memfd.New(name, 4096)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	return f
+}
+
+func dup(t *testing.T, f *os.File) *os.File {
+	t.Helper()
+	d := dupOf(f)
+	if d == nil {
+		t.Fatal("dup failed")
+	}
+	t.Cleanup(func() { d.Close() })
+	return d
+}
+
+func TestAddLimitDuplicateRemove(t *testing.T) {
+	s := New(3)
+	a, b := newMemfd(t, "a"), newMemfd(t, "b")
+	if _, err := s.Add("x", a, false, "notify"); err != nil {
+		t.Fatal(err)
+	}
+	// A dup of the same open file description is a duplicate; the existing
+	// entry keeps its name.
+	if _, err := s.Add("other", dup(t, a), false, "notify"); !errors.Is(err, ErrDuplicate) || !strings.Contains(err.Error(), `"x"`) {
+		t.Fatalf("Add(dup) = %v, want ErrDuplicate naming x", err)
+	}
+	// Names are not unique.
+	if _, err := s.Add("x", b, false, "notify"); err != nil {
+		t.Fatal(err)
+	}
+	// The same memfd opened again through /proc is another description.
+	re, err := os.OpenFile("/proc/self/fd/"+itoa(int(a.Fd())), os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer re.Close()
+	if SameFile(a, re) {
+		t.Error("SameFile(a, reopened a) = true, want false (different open file descriptions)")
+	}
+	if _, err := s.Add("y", re, false, "notify"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Add("z", newMemfd(t, "c"), false, "notify"); !errors.Is(err, ErrFull) || !strings.Contains(err.Error(), "FileDescriptorStoreMax=3") {
+		t.Fatalf("Add over the limit = %v, want ErrFull", err)
+	}
+	names := func() (ns []string) {
+		for _, e := range s.Entries() {
+			ns = append(ns, e.Name)
+		}
+		return ns
+	}
+	if got := strings.Join(names(), ","); got != "x,x,y" {
+		t.Fatalf("entries %s, want insertion order x,x,y", got)
+	}
+	if removed := s.RemoveName("x"); len(removed) != 2 {
+		t.Fatalf("RemoveName removed %d, want 2", len(removed))
+	}
+	if dropped := s.SetMax(0); len(dropped) != 1 || dropped[0].Name != "y" || s.Len() != 0 {
+		t.Fatalf("SetMax(0) dropped %v, store has %d", dropped, s.Len())
+	}
+}
+
+func itoa(i int) string { return strconv.Itoa(i) }
+
+func TestDescribe(t *testing.T) {
+	m := newMemfd(t, "state")
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	defer w.Close()
+	reg, err := os.Create(filepath.Join(t.TempDir(), "f"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reg.Close()
+	null, err := os.Open(os.DevNull)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer null.Close()
+	for _, tc := range []struct {
+		f        *os.File
+		typ      string
+		survives bool
+		why      string
+	}{
+		{m, "memfd", true, "memfd"},
+		{w, "fifo", false, "pipe"},
+		{reg, "reg", false, "regular file"},
+		{null, "chr", false, "character device"},
+	} {
+		info, err := Describe(tc.f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.Type != tc.typ || info.Survives != tc.survives || !strings.Contains(info.Why, tc.why) {
+			t.Errorf("Describe(%s) = %+v, want type %s survives %v why ~%q", tc.f.Name(), info, tc.typ, tc.survives, tc.why)
+		}
+	}
+	info, _ := Describe(null)
+	if info.RDev == nil || info.RDev[0] != 1 || info.RDev[1] != 3 {
+		t.Errorf("/dev/null rdev = %v, want 1:3", info.RDev)
+	}
+	if info.Flags != "ro" {
+		t.Errorf("/dev/null flags %q, want ro", info.Flags)
+	}
+	if info, _ := Describe(m); info.Size != 4096 || !strings.HasPrefix(info.Path, "/memfd:state") || info.Flags != "rw" {
+		t.Errorf("memfd info %+v", info)
+	}
+}
+
+func TestPoller(t *testing.T) {
+	p, err := NewPoller()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kept, peer := os.NewFile(uintptr(fds[0]), "kept"), os.NewFile(uintptr(fds[1]), "peer")
+	defer kept.Close()
+	s := New(10)
+	e, _ := s.Add("sock", kept, true, "notify")
+	if ok, err := p.Watch(e); !ok || err != nil {
+		t.Fatalf("Watch(socket) = %v, %v", ok, err)
+	}
+	me, _ := s.Add("mem", newMemfd(t, "m"), true, "notify")
+	if ok, err := p.Watch(me); ok || err != nil {
+		t.Fatalf("Watch(memfd) = %v, %v, want false, nil (not pollable)", ok, err)
+	}
+	// Nothing happens while the peer lives.
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	evs, err := p.Wait(ctx)
+	cancel()
+	if !errors.Is(err, context.DeadlineExceeded) || len(evs) != 0 {
+		t.Fatalf("Wait with a live peer = %v, %v", evs, err)
+	}
+	peer.Close()
+	evs, err = p.Wait(context.Background())
+	if err != nil || len(evs) != 1 || evs[0].ID != e.ID || !evs[0].Hup {
+		t.Fatalf("Wait after peer close = %+v, %v, want HUP of %d", evs, err, e.ID)
+	}
+	p.Unwatch(e)
+	s.RemoveID(e.ID)
+	ctx, cancel = context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if evs, err := p.Wait(ctx); len(evs) != 0 {
+		t.Fatalf("events after Unwatch: %+v %v", evs, err)
+	}
+}

@@ -1,0 +1,191 @@
+package fdstore
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/liveupdate/luo"
+)
+
+// fDupfdQuery is F_DUPFD_QUERY (Linux 6.10): fcntl(a, F_DUPFD_QUERY, b)
+// returns 1 when a and b share one open file description.
+const fDupfdQuery = 1027
+
+// SameFile reports whether a and b are the same open file description
+// (systemd's same_fd): F_DUPFD_QUERY where the kernel has it; otherwise
+// the same inode, open flags and offset. It never changes the files (no
+// (*os.File).Fd, which would clear O_NONBLOCK on a shared description).
+func SameFile(a, b *os.File) bool {
+	same := false
+	withFd(a, func(fa int) {
+		withFd(b, func(fb int) { same = sameFd(fa, fb) })
+	})
+	return same
+}
+
+func sameFd(fa, fb int) bool {
+	if fa == fb {
+		return true
+	}
+	if r, err := unix.FcntlInt(uintptr(fa), fDupfdQuery, fb); err == nil {
+		return r == 1
+	}
+	var sa, sb unix.Stat_t
+	if unix.Fstat(fa, &sa) != nil || unix.Fstat(fb, &sb) != nil {
+		return false
+	}
+	if sa.Dev != sb.Dev || sa.Ino != sb.Ino {
+		return false
+	}
+	fla, _ := unix.FcntlInt(uintptr(fa), unix.F_GETFL, 0)
+	flb, _ := unix.FcntlInt(uintptr(fb), unix.F_GETFL, 0)
+	pa, _ := unix.Seek(fa, 0, 1)
+	pb, _ := unix.Seek(fb, 0, 1)
+	return fla == flb && pa == pb
+}
+
+// withFd runs fn with f's fd number, keeping it valid during the call; it
+// does nothing for a nil or closed file.
+func withFd(f *os.File, fn func(fd int)) {
+	if f == nil {
+		return
+	}
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return
+	}
+	rc.Control(func(fd uintptr) { fn(int(fd)) })
+}
+
+// Info describes a stored file like `systemd-analyze fdstore` does.
+type Info struct {
+	Type  string // reg, dir, chr, blk, fifo, sock, lnk, or memfd, luo-session, anon
+	Dev   [2]uint32
+	Inode uint64
+	RDev  *[2]uint32
+	Path  string
+	Flags string
+	Size  int64
+	// Survives and Why tell whether a kexec live update can carry the
+	// file, and how or why not.
+	Survives bool
+	Why      string
+	// Session is the LUO session's name when Type is "luo-session", and
+	// Incoming tells its direction.
+	Session  string
+	Incoming bool
+}
+
+// Describe inspects f without changing it.
+func Describe(f *os.File) (Info, error) {
+	var info Info
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return info, err
+	}
+	var opErr error
+	if err := rc.Control(func(fd uintptr) {
+		var st unix.Stat_t
+		if opErr = unix.Fstat(int(fd), &st); opErr != nil {
+			return
+		}
+		info.Dev = [2]uint32{unix.Major(st.Dev), unix.Minor(st.Dev)}
+		info.Inode = st.Ino
+		info.Size = st.Size
+		if st.Mode&unix.S_IFMT == unix.S_IFCHR || st.Mode&unix.S_IFMT == unix.S_IFBLK {
+			info.RDev = &[2]uint32{unix.Major(st.Rdev), unix.Minor(st.Rdev)}
+		}
+		info.Type = typeName(st.Mode)
+		info.Path, _ = os.Readlink("/proc/self/fd/" + strconv.Itoa(int(fd)))
+		if fl, err := unix.FcntlInt(fd, unix.F_GETFL, 0); err == nil {
+			info.Flags = flagString(fl)
+		}
+	}); err != nil {
+		return info, err
+	}
+	if opErr != nil {
+		return info, fmt.Errorf("fdstore: describe %s: %w", f.Name(), opErr)
+	}
+	switch {
+	case strings.HasPrefix(info.Path, "/memfd:"):
+		info.Type = "memfd"
+	case strings.HasPrefix(info.Path, "anon_inode:"):
+		info.Type = "anon"
+		info.Size = 0
+	}
+	if s, err := luo.SessionFromFile(dupOf(f)); err == nil {
+		info.Type = "luo-session"
+		info.Session = s.Name()
+		info.Incoming = s.Incoming()
+		s.Close()
+		if info.Incoming {
+			info.Why = "incoming LUO session: the kernel does not carry it again (retrieve its files, FINISH it and preserve into a new outgoing session)"
+		} else {
+			info.Survives, info.Why = true, "LUO session, kept open and handed back by name"
+		}
+		return info, nil
+	}
+	if err := luo.CheckPreservable(f); err != nil {
+		info.Why = strings.TrimSuffix(err.Error(), ": "+luo.ErrNotPreservable.Error())
+		return info, nil
+	}
+	info.Survives, info.Why = true, "memfd, preserved in luod's LUO session"
+	if info.Type != "memfd" {
+		info.Why = "unlinked tmpfs file, preserved in luod's LUO session (comes back as a memfd)"
+	}
+	return info, nil
+}
+
+// dupOf returns a CLOEXEC duplicate of f for probing, or nil.
+func dupOf(f *os.File) *os.File {
+	var d *os.File
+	withFd(f, func(fd int) {
+		if nfd, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 3); err == nil {
+			d = os.NewFile(uintptr(nfd), f.Name())
+		}
+	})
+	return d
+}
+
+func typeName(mode uint32) string {
+	switch mode & unix.S_IFMT {
+	case unix.S_IFREG:
+		return "reg"
+	case unix.S_IFDIR:
+		return "dir"
+	case unix.S_IFCHR:
+		return "chr"
+	case unix.S_IFBLK:
+		return "blk"
+	case unix.S_IFIFO:
+		return "fifo"
+	case unix.S_IFSOCK:
+		return "sock"
+	case unix.S_IFLNK:
+		return "lnk"
+	}
+	return "unknown"
+}
+
+func flagString(fl int) string {
+	var s string
+	switch fl & unix.O_ACCMODE {
+	case unix.O_RDONLY:
+		s = "ro"
+	case unix.O_WRONLY:
+		s = "wo"
+	default:
+		s = "rw"
+	}
+	if fl&unix.O_NONBLOCK != 0 {
+		s += ",nonblock"
+	}
+	if fl&unix.O_APPEND != 0 {
+		s += ",append"
+	}
+	return s
+}
