@@ -1,0 +1,79 @@
+// Command luod is a small service manager with systemd's fd-store
+// semantics that carries every service's fd store across its own re-exec
+// and across kexec live updates through the kernel's Live Update
+// Orchestrator. It runs as PID 1 or under another init.
+//
+//	luod [-units DIR] [-runtime DIR] [-log-format text|json] [-log-level info]
+//
+// See the README and `luoctl --help`.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"strconv"
+
+	"github.com/liveupdate/luo/internal/supervisor"
+)
+
+func main() {
+	if len(os.Args) > 1 && os.Args[1] == supervisor.ShimArg {
+		os.Exit(supervisor.RunShim(os.Args[2:]))
+	}
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "luod:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	var (
+		units     = flag.String("units", "/etc/luod/system", "directory of *.service unit files")
+		runtime   = flag.String("runtime", "/run/luod", "directory of the notify and control sockets")
+		logFormat = flag.String("log-format", "text", "log format: text or json")
+		logLevel  = flag.String("log-level", "info", "log level: debug, info, warn or error")
+		device    = flag.String("device", "/dev/liveupdate", "LUO device")
+	)
+	flag.Parse()
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+		return fmt.Errorf("-log-level: %w", err)
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	var h slog.Handler
+	switch *logFormat {
+	case "text":
+		h = slog.NewTextHandler(os.Stderr, opts)
+	case "json":
+		h = slog.NewJSONHandler(os.Stderr, opts)
+	default:
+		return fmt.Errorf("-log-format: %q is not text or json", *logFormat)
+	}
+	log := slog.New(h).With("prog", "luod")
+
+	cfg := supervisor.Config{
+		UnitDir:    *units,
+		RuntimeDir: *runtime,
+		Logger:     log,
+		PID1:       os.Getpid() == 1,
+	}
+	cfg.LiveUpdate.Device = *device
+	if v := os.Getenv(supervisor.StateEnv); v != "" {
+		os.Unsetenv(supervisor.StateEnv)
+		fd, err := strconv.Atoi(v)
+		if err != nil {
+			return fmt.Errorf("%s=%q: %w", supervisor.StateEnv, v, err)
+		}
+		cfg.StateFile = os.NewFile(uintptr(fd), "luod-state")
+	}
+	m, err := supervisor.New(cfg)
+	if err != nil {
+		return err
+	}
+	// The manager handles SIGTERM and SIGINT itself: it stops the units,
+	// then exits (or, as PID 1, powers off or reboots).
+	return m.Run(context.Background())
+}

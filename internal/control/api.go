@@ -1,0 +1,271 @@
+// Package control is luod's control API: the methods of the io.luo.Manager
+// interface, their parameter and reply types, and a client and server for
+// them on a root-only unix socket speaking the Varlink wire format
+// (NUL-terminated JSON objects), so `varlinkctl call` works too.
+//
+// Imported by luod (server side) and luoctl (client side).
+package control
+
+import "time"
+
+// Interface is the Varlink interface name of luod's API.
+const Interface = "io.luo.Manager"
+
+// DefaultSocket is where luod listens.
+const DefaultSocket = "/run/luod/io.luo.Manager"
+
+// Method names (fully qualified with Interface when on the wire).
+const (
+	MethodGetManager      = "GetManager"
+	MethodListUnits       = "ListUnits"
+	MethodGetUnit         = "GetUnit"
+	MethodStartUnit       = "StartUnit"
+	MethodStopUnit        = "StopUnit"
+	MethodRestartUnit     = "RestartUnit"
+	MethodCleanUnit       = "CleanUnit"
+	MethodDumpFDStore     = "DumpFDStore"
+	MethodReload          = "Reload"
+	MethodReexec          = "Reexec"
+	MethodPowerOff        = "PowerOff"
+	MethodReboot          = "Reboot"
+	MethodListSessions    = "ListSessions"
+	MethodPlanUpdate      = "PlanUpdate"
+	MethodRunUpdate       = "RunUpdate" // streams Progress replies ("more")
+	MethodGetUpdateReport = "GetUpdateReport"
+)
+
+// Error names (fully qualified with Interface when on the wire).
+const (
+	ErrNoSuchUnit       = "NoSuchUnit"       // parameters: {"name": ...}
+	ErrUnitBusy         = "UnitBusy"         // the unit is in a state that forbids the call (e.g. clean while running)
+	ErrJobFailed        = "JobFailed"        // start/stop/restart did not reach the wanted state; parameters: UnitReply
+	ErrUpdateFailed     = "UpdateFailed"     // parameters: UpdateFailure
+	ErrUpdateInProgress = "UpdateInProgress" // another update is running
+	ErrNotSupported     = "NotSupported"     // e.g. PowerOff when not PID 1
+	ErrNoReport         = "NoReport"         // no update has happened since the last cold boot
+)
+
+// Manager is the reply of GetManager.
+type Manager struct {
+	Version      string    `json:"version"`
+	PID          int       `json:"pid"`
+	PID1         bool      `json:"pid1"`
+	Started      time.Time `json:"started"`
+	Reexecs      int       `json:"reexecs"` // times this luod re-executed itself since it started
+	UnitDir      string    `json:"unit_dir"`
+	NotifySocket string    `json:"notify_socket"`
+	Units        int       `json:"units"`
+	LiveUpdates  int       `json:"live_updates"` // kexec live updates since the last cold boot
+	LUO          LUOStatus `json:"luo"`
+	Updating     bool      `json:"updating"`
+}
+
+// LUOStatus describes the kernel's live update support as luod sees it.
+type LUOStatus struct {
+	Device  bool   `json:"device"`            // /dev/liveupdate exists
+	Cmdline bool   `json:"cmdline"`           // liveupdate=on on this kernel's command line
+	Release string `json:"release"`           // uname -r
+	Problem string `json:"problem,omitempty"` // why live update would not work, if known
+}
+
+// Unit is a unit's state, as in `luoctl status` and `luoctl list`.
+type Unit struct {
+	Name            string    `json:"name"`
+	Description     string    `json:"description,omitempty"`
+	Path            string    `json:"path,omitempty"`
+	LoadState       string    `json:"load_state"` // loaded, not-found (store pinned, unit file missing), error
+	LoadError       string    `json:"load_error,omitempty"`
+	ActiveState     string    `json:"active_state"` // inactive, activating, active, deactivating, failed
+	SubState        string    `json:"sub_state"`    // dead, start, running, exited, stop-sigterm, stop-sigkill, auto-restart, failed, dead-resources-pinned
+	Since           time.Time `json:"since"`        // last ActiveState change
+	Type            string    `json:"type,omitempty"`
+	MainPID         int       `json:"main_pid,omitempty"`
+	Status          string    `json:"status,omitempty"` // last STATUS=
+	Errno           int       `json:"errno,omitempty"`  // last ERRNO=
+	Result          string    `json:"result,omitempty"` // success, exit-code, signal, timeout, start-limit-hit, exec ...
+	ExitCode        int       `json:"exit_code,omitempty"`
+	ExitSignal      string    `json:"exit_signal,omitempty"`
+	Restarts        int       `json:"restarts"`
+	NotifyAccess    string    `json:"notify_access,omitempty"`
+	FDStoreCount    int       `json:"fdstore_count"`
+	FDStoreMax      int       `json:"fdstore_max"`
+	FDStorePreserve string    `json:"fdstore_preserve,omitempty"`
+	LUOSessions     []string  `json:"luo_sessions,omitempty"`
+	Warnings        []string  `json:"warnings,omitempty"`
+}
+
+// UnitName is the parameter of the per-unit methods.
+type UnitName struct {
+	Name string `json:"name"`
+	// NoBlock returns as soon as the job is queued instead of waiting for
+	// the unit to reach the wanted state (start/stop/restart).
+	NoBlock bool `json:"no_block,omitempty"`
+}
+
+// UnitReply is the reply of GetUnit, StartUnit, StopUnit, RestartUnit and
+// CleanUnit.
+type UnitReply struct {
+	Unit Unit `json:"unit"`
+}
+
+// Units is the reply of ListUnits.
+type Units struct {
+	Units []Unit `json:"units"`
+}
+
+// CleanParams are the parameters of CleanUnit.
+type CleanParams struct {
+	Name string   `json:"name"`
+	What []string `json:"what"` // only "fdstore" is supported
+}
+
+// FDStoreEntry is one fd-store entry, with the columns of
+// `systemd-analyze fdstore` and whether it survives a kexec.
+type FDStoreEntry struct {
+	Name     string     `json:"fdname"`
+	Type     string     `json:"type"`  // reg, dir, chr, blk, fifo, sock, lnk, or "memfd", "luo-session", "anon"
+	DevNo    [2]uint32  `json:"devno"` // major, minor of st_dev
+	Inode    uint64     `json:"inode"`
+	RDevNo   *[2]uint32 `json:"rdevno"`         // for device nodes, else null
+	Path     string     `json:"path"`           // readlink of the fd
+	Flags    string     `json:"flags"`          // ro, wo, rw (+ ",nonblock", ",append")
+	Size     int64      `json:"size,omitempty"` // bytes, for regular files and memfds
+	Poll     bool       `json:"poll"`           // watched for POLLHUP/POLLERR
+	Survives string     `json:"survives_kexec"` // "yes" or "no"
+	Why      string     `json:"why,omitempty"`  // how it survives (e.g. "memfd, preserved in luod's session") or why not
+}
+
+// FDStore is the reply of DumpFDStore.
+type FDStore struct {
+	Unit     string         `json:"unit"`
+	Max      int            `json:"max"`
+	Preserve string         `json:"preserve"`
+	Entries  []FDStoreEntry `json:"entries"`
+}
+
+// ReloadReply is the reply of Reload.
+type ReloadReply struct {
+	Loaded   []string `json:"loaded"`
+	Errors   []string `json:"errors,omitempty"` // units that failed to load
+	Warnings []string `json:"warnings,omitempty"`
+}
+
+// Session is a LUO session luod knows of: its own, or one in a store.
+type Session struct {
+	Name      string `json:"name"`           // the kernel's session name
+	Unit      string `json:"unit,omitempty"` // store holding it
+	FDName    string `json:"fdname,omitempty"`
+	Direction string `json:"direction"` // outgoing, incoming
+	Owner     string `json:"owner"`     // luod (manifest session), luod (LUOSession=), service
+}
+
+// Sessions is the reply of ListSessions.
+type Sessions struct {
+	Sessions []Session `json:"sessions"`
+}
+
+// UpdateParams are the parameters of PlanUpdate and RunUpdate.
+type UpdateParams struct {
+	Kernel       string `json:"kernel,omitempty"`
+	Initrd       string `json:"initrd,omitempty"`
+	Cmdline      string `json:"cmdline,omitempty"`
+	ReuseCmdline bool   `json:"reuse_cmdline,omitempty"` // use this kernel's command line (plus Cmdline appended)
+	AllowLoss    bool   `json:"allow_loss,omitempty"`    // proceed although some fds will be lost
+	NoKexec      bool   `json:"no_kexec,omitempty"`      // soft update: re-exec luod through the same path, no kernel change
+	RestartUnits bool   `json:"restart_units,omitempty"` // soft update: also stop and start the units
+	StopTimeout  string `json:"stop_timeout,omitempty"`  // Go duration; default: each unit's TimeoutStopSec
+}
+
+// Check is one kernel-side check of a plan.
+type Check struct {
+	Name   string `json:"name"`
+	OK     bool   `json:"ok"`
+	Detail string `json:"detail,omitempty"`
+}
+
+// Fates of an fd-store entry in an update.
+const (
+	FatePreserve = "preserve" // a memfd, preserved in luod's session
+	FateSession  = "session"  // a LUO session fd, kept open and handed back by name
+	FateInherit  = "inherit"  // soft update: the fd is inherited by the new luod
+	FateDrop     = "drop"     // not carried and not needed (e.g. an incoming session superseded by an outgoing one)
+	FateLost     = "lost"     // not carried: the unit will not get it back
+)
+
+// PlanEntry is one fd-store entry's fate.
+type PlanEntry struct {
+	Name   string `json:"name"`
+	Type   string `json:"type"`
+	Fate   string `json:"fate"`
+	Reason string `json:"reason,omitempty"`
+	Bytes  int64  `json:"bytes,omitempty"`
+}
+
+// PlanUnit is one unit's part of a plan.
+type PlanUnit struct {
+	Name     string      `json:"name"`
+	Active   bool        `json:"active"`
+	Preserve string      `json:"preserve"`
+	Entries  []PlanEntry `json:"entries"`
+}
+
+// Plan is the reply of PlanUpdate: what an update would do, changing nothing.
+type Plan struct {
+	Kind       string     `json:"kind"` // kexec or soft
+	Kernel     string     `json:"kernel,omitempty"`
+	Initrd     string     `json:"initrd,omitempty"`
+	Cmdline    string     `json:"cmdline,omitempty"`
+	Checks     []Check    `json:"checks"`
+	Units      []PlanUnit `json:"units"`
+	TotalBytes int64      `json:"total_bytes"`
+	Preserved  int        `json:"preserved"`
+	Sessions   int        `json:"sessions"`
+	Lost       int        `json:"lost"`
+	// OK is true when every check passed and nothing would be lost (or the
+	// loss was allowed).
+	OK bool `json:"ok"`
+}
+
+// Progress is one streamed reply of RunUpdate. The last one has Done set.
+type Progress struct {
+	Phase   string    `json:"phase"` // load, stop, preserve, manifest, reboot, exec, abort, restore, done
+	Message string    `json:"message"`
+	Time    time.Time `json:"time"`
+	Done    bool      `json:"done,omitempty"`
+}
+
+// UpdateFailure is the parameter of the UpdateFailed error.
+type UpdateFailure struct {
+	Phase   string `json:"phase"`
+	Message string `json:"message"`
+	// Restored says the abort brought every unit back with its store.
+	Restored bool `json:"restored"`
+}
+
+// Event is one moment of an update's timeline.
+type Event struct {
+	Name string    `json:"name"`           // requested, loaded, stop-begin, last-stopped, preserved, reboot, kernel-up, luod-up, restored, ready, finished
+	Unit string    `json:"unit,omitempty"` // for per-unit events
+	Time time.Time `json:"time"`
+}
+
+// ReportUnit is one unit's part of a report.
+type ReportUnit struct {
+	Name      string        `json:"name"`
+	Stopped   time.Time     `json:"stopped,omitzero"`
+	Ready     time.Time     `json:"ready,omitzero"`
+	Blackout  time.Duration `json:"blackout_ns,omitempty"` // Ready - Stopped
+	Delivered []string      `json:"delivered"`             // fd names handed back
+	Lost      []PlanEntry   `json:"lost,omitempty"`
+}
+
+// Report is the reply of GetUpdateReport: the last update across the kexec.
+type Report struct {
+	Count    int          `json:"count"`
+	Kind     string       `json:"kind"`
+	From     string       `json:"from"` // kernel release before
+	To       string       `json:"to"`   // kernel release after
+	Timeline []Event      `json:"timeline"`
+	Units    []ReportUnit `json:"units"`
+	Problems []string     `json:"problems,omitempty"`
+}

@@ -1,0 +1,201 @@
+package supervisor
+
+import (
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/liveupdate/luo/internal/fdstore"
+	"github.com/liveupdate/luo/internal/notify"
+	"github.com/liveupdate/luo/internal/unit"
+)
+
+// attribute finds the unit a notification comes from: the unit whose main
+// process sent it, else the unit whose session the sender is in.
+func (m *Manager) attribute(pid int) *Unit {
+	for _, u := range m.units {
+		if u.mainPID == pid {
+			return u
+		}
+	}
+	if sid, _, ok := procSession(pid); ok {
+		if u := m.bySID[sid]; u != nil {
+			return u
+		}
+	}
+	return nil
+}
+
+// authorized applies NotifyAccess= (and a NOTIFYACCESS= override).
+func (m *Manager) authorized(u *Unit, pid int) (bool, string) {
+	access := unit.NotifyAccessNone
+	if u.def != nil {
+		access = u.def.EffectiveNotifyAccess()
+	}
+	switch u.notifyAccessOverride {
+	case "none":
+		access = unit.NotifyAccessNone
+	case "main":
+		access = unit.NotifyAccessMain
+	case "exec":
+		access = unit.NotifyAccessExec
+	case "all":
+		access = unit.NotifyAccessAll
+	}
+	switch access {
+	case unit.NotifyAccessNone:
+		return false, "reception is disabled (NotifyAccess=none)"
+	case unit.NotifyAccessMain, unit.NotifyAccessExec:
+		// luod runs no control processes, so exec means main.
+		if u.mainPID == 0 {
+			return false, "reception only permitted for main PID which is currently not known"
+		}
+		if pid != u.mainPID {
+			return false, fmt.Sprintf("reception only permitted for main PID %d", u.mainPID)
+		}
+	}
+	return true, ""
+}
+
+// handleNotify processes one datagram in systemd's order (docs/systemd-luo.md §A.3).
+func (m *Manager) handleNotify(msg *notify.Message) {
+	defer func() {
+		if len(msg.Files) > 0 {
+			m.log.Warn("got extra auxiliary fds with notification message, closing them", "pid", msg.PID, "fds", len(msg.Files))
+		}
+		msg.Close()
+	}()
+	if msg.Barrier {
+		if ok, reason := msg.BarrierValid(); !ok {
+			m.log.Warn("notify: "+reason, "pid", msg.PID)
+		} else {
+			m.log.Debug("received barrier notification message", "pid", msg.PID)
+		}
+		for _, f := range msg.TakeFiles() {
+			f.Close()
+		}
+		return
+	}
+	u := m.attribute(msg.PID)
+	if u == nil {
+		m.log.Warn("cannot find unit for notify message, ignoring", "pid", msg.PID, "msg", msg.String())
+		return
+	}
+	if ok, why := m.authorized(u, msg.PID); !ok {
+		m.log.Warn("got notification message, but "+why, "unit", u.name, "pid", msg.PID)
+		return
+	}
+	m.log.Debug("notification", "unit", u.name, "msg", msg.String())
+	for _, p := range msg.Problems {
+		m.log.Warn("notify: "+p, "unit", u.name, "pid", msg.PID)
+	}
+
+	if msg.MainPID > 0 && msg.MainPID != u.mainPID && (u.active == stateActivating || u.active == stateActive || u.active == stateDeactivating) {
+		if sid, _, ok := procSession(msg.MainPID); ok && (sid == u.sid || msg.UID == 0) {
+			m.log.Info("main PID changed", "unit", u.name, "old", u.mainPID, "new", msg.MainPID)
+			u.mainPID = msg.MainPID
+		} else {
+			m.log.Warn("MAINPID= refused: process is not part of the unit", "unit", u.name, "pid", msg.MainPID)
+		}
+	}
+	switch {
+	case msg.Stopping:
+		u.stopping = true
+		if u.active == stateActive || u.active == stateActivating && u.sub == subStart {
+			m.log.Info("service is stopping on its own", "unit", u.name)
+		}
+	case msg.Ready && !u.stopping:
+		u.ready()
+	case msg.Reloading && !u.stopping:
+		m.log.Info("service is reloading", "unit", u.name)
+	}
+	if msg.Status != nil && *msg.Status != u.status {
+		u.status = *msg.Status
+		m.log.Info("status", "unit", u.name, "status", u.status)
+	}
+	if msg.NotifyAccess != "" {
+		u.notifyAccessOverride = msg.NotifyAccess
+	}
+	if msg.HasErrno {
+		u.errno = msg.Errno
+	}
+	if msg.HasExtendTimeout {
+		u.extendTimer(time.Duration(msg.ExtendTimeoutUsec) * time.Microsecond)
+	}
+	if msg.RestartReset && (u.active == stateActive || u.active == stateDeactivating) {
+		u.consecutive = 0
+	}
+	switch {
+	case msg.FDStoreRemove:
+		if !msg.HasFDName || !msg.FDNameValid {
+			m.log.Warn("FDSTOREREMOVE=1 requested, but no valid file descriptor name passed, ignoring", "unit", u.name)
+			break
+		}
+		for _, e := range u.store.RemoveName(msg.FDName) {
+			m.log.Debug("got explicit request to remove fd, closing", "unit", u.name, "fdname", e.Name)
+			u.closeEntry(e)
+		}
+		if u.store.Len() == 0 && u.sub == subPinned {
+			u.setState(stateInactive, subDead)
+		}
+	case msg.FDStore:
+		if msg.HasFDName && !msg.FDNameValid {
+			m.log.Warn("passed FDNAME= name is invalid, ignoring", "unit", u.name)
+		}
+		m.storeFiles(u, msg.StoreName(), msg.TakeFiles(), msg.FDPoll, "notify")
+	}
+}
+
+// storeFiles adds files to u's store under name; what cannot be stored is
+// closed with the reason logged.
+func (m *Manager) storeFiles(u *Unit, name string, files []*os.File, poll bool, origin string) {
+	for i, f := range files {
+		e, err := u.store.Add(name, f, poll, origin)
+		if err != nil {
+			if i2 := i; err != nil && isFull(err) {
+				m.log.Warn(fmt.Sprintf("cannot store more fds than FileDescriptorStoreMax=%d, closing remaining", u.store.Max()),
+					"unit", u.name, "fdname", name, "closed", len(files)-i2)
+				for _, g := range files[i:] {
+					g.Close()
+				}
+				return
+			}
+			m.log.Debug("suppressing duplicate fd in fd store", "unit", u.name, "fdname", name, "err", err)
+			f.Close()
+			continue
+		}
+		if poll {
+			if _, err := m.poller.Watch(e); err != nil {
+				m.log.Warn("cannot watch stored fd", "unit", u.name, "fdname", name, "err", err)
+			}
+		}
+		m.log.Debug("added fd to fd store", "unit", u.name, "fdname", name, "origin", origin)
+	}
+}
+
+func isFull(err error) bool { return errorsIs(err, fdstore.ErrFull) }
+
+// handlePoll drops entries whose fd reported POLLHUP or POLLERR.
+func (m *Manager) handlePoll(evs []fdstore.Event) {
+	for _, ev := range evs {
+		for _, u := range m.units {
+			e := u.store.RemoveID(ev.ID)
+			if e == nil {
+				continue
+			}
+			what := "EPOLLHUP"
+			if ev.Err {
+				what = "EPOLLERR"
+			}
+			m.log.Info(fmt.Sprintf("received %s on stored fd, closing", what), "unit", u.name, "fdname", e.Name)
+			u.closeEntry(e)
+			if u.store.Len() == 0 && u.sub == subPinned {
+				u.setState(stateInactive, subDead)
+			}
+			if u.def == nil && u.store.Len() == 0 && u.dead() {
+				m.forget(u)
+			}
+			break
+		}
+	}
+}

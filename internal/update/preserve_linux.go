@@ -1,0 +1,301 @@
+package update
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/liveupdate/luo"
+	"github.com/liveupdate/luo/internal/manifest"
+	"github.com/liveupdate/luo/memfd"
+)
+
+// Item is one fd-store entry offered for preservation.
+type Item struct {
+	Unit string
+	Name string
+	File *os.File
+	Poll bool
+	// Session is set for a LUO session fd: its kernel name and direction.
+	Session    string
+	Incoming   bool
+	LUOSession bool // luod created it for LUOSession=
+	Size       int64
+}
+
+// Prepared is luod's outgoing session holding the stores' memfds and the
+// manifest, kept open until the reboot.
+type Prepared struct {
+	session  *luo.Session
+	manifest *os.File
+	capacity int
+	m        *manifest.Manifest
+}
+
+// ErrLoss is wrapped by Preserve's error when entries could not be
+// preserved and the loss was not allowed.
+var ErrLoss = errors.New("fd-store entries would be lost")
+
+// Preserve creates luod's session on dev and preserves every memfd of items
+// in it (tokens from 1, in order), records sessions by name, and writes the
+// manifest m at token 0. Entries that fail are added to m as lost; unless
+// allowLoss, any such failure closes the session (which unpreserves
+// everything) and returns an error wrapping ErrLoss. m.Units must list every
+// unit, items in store order.
+func Preserve(devPath string, m *manifest.Manifest, items []Item, allowLoss bool) (*Prepared, error) {
+	dev, err := luo.OpenPath(devPath)
+	if err != nil {
+		return nil, err
+	}
+	defer dev.Close()
+	s, err := dev.CreateSession(SessionName)
+	if err != nil {
+		return nil, err
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			s.Close()
+		}
+	}()
+	var lost []string
+	token := uint64(1)
+	for _, it := range items {
+		u := m.Units[it.Unit]
+		switch {
+		case it.Session != "":
+			if it.Incoming && supersededIn(items, it) {
+				continue // dropped: the outgoing session of the same name carries the state
+			}
+			if reason := sessionProblem(it); reason != "" {
+				u.Lost = append(u.Lost, manifest.Lost{Name: it.Name, Reason: reason})
+				lost = append(lost, fmt.Sprintf("%s %q: %s", it.Unit, it.Name, reason))
+				continue
+			}
+			u.Entries = append(u.Entries, manifest.Entry{Name: it.Name, Kind: manifest.KindSession, Session: it.Session, Poll: it.Poll, LUOSession: it.LUOSession})
+		default:
+			if err := s.PreserveFD(it.File, token); err != nil {
+				reason := describeFailure(err)
+				u.Lost = append(u.Lost, manifest.Lost{Name: it.Name, Reason: reason})
+				lost = append(lost, fmt.Sprintf("%s %q: %s", it.Unit, it.Name, reason))
+				continue
+			}
+			u.Entries = append(u.Entries, manifest.Entry{Name: it.Name, Kind: manifest.KindMemfd, Token: token, Poll: it.Poll, Size: it.Size})
+			token++
+		}
+	}
+	if len(lost) > 0 && !allowLoss {
+		return nil, fmt.Errorf("%w: %s", ErrLoss, joinMax(lost, 5))
+	}
+	p := &Prepared{session: s, m: m}
+	if err := p.writeManifest(); err != nil {
+		return nil, err
+	}
+	if err := s.PreserveFD(p.manifest, 0); err != nil {
+		p.manifest.Close()
+		return nil, fmt.Errorf("preserve the manifest: %w", err)
+	}
+	ok = true
+	return p, nil
+}
+
+// SessionProblem says why a session fd cannot be carried, or "".
+func SessionProblem(it Item) string { return sessionProblem(it) }
+
+// Superseded reports whether in, an incoming session, is superseded by an
+// outgoing session stored under the same name for the same unit.
+func Superseded(items []Item, in Item) bool { return in.Incoming && supersededIn(items, in) }
+
+// sessionProblem says why a session fd cannot be carried, or "".
+func sessionProblem(it Item) string {
+	switch {
+	case it.Incoming:
+		return "incoming LUO session: the kernel does not carry it again; its files must be retrieved and preserved into a new outgoing session"
+	case Reserved(it.Session) && !it.LUOSession:
+		return fmt.Sprintf("session name %q is in luod's reserved namespace (\"luod\", \"luod/...\")", it.Session)
+	}
+	return ""
+}
+
+// supersededIn reports whether an outgoing session with the same fd name
+// is stored for the same unit: then an incoming one is expected leftover.
+func supersededIn(items []Item, in Item) bool {
+	for _, it := range items {
+		if it.Unit == in.Unit && it.Name == in.Name && it.Session != "" && !it.Incoming {
+			return true
+		}
+	}
+	return false
+}
+
+func describeFailure(err error) string {
+	var le *luo.Error
+	if errors.As(err, &le) {
+		return le.Err.Error() + ": " + le.Hint()
+	}
+	return err.Error()
+}
+
+func joinMax(s []string, n int) string {
+	if len(s) <= n {
+		return fmt.Sprint(s)
+	}
+	return fmt.Sprintf("%v and %d more", s[:n], len(s)-n)
+}
+
+// writeManifest (re)writes the manifest memfd in place.
+func (p *Prepared) writeManifest() error {
+	if p.manifest == nil {
+		p.capacity = manifest.Capacity(p.m)
+		f, err := memfd.New("luod-manifest", int64(p.capacity))
+		if err != nil {
+			return err
+		}
+		if err := memfd.AddSeals(f, memfd.SealShrink|memfd.SealGrow|memfd.SealSeal); err != nil {
+			f.Close()
+			return err
+		}
+		p.manifest = f
+	}
+	b, err := manifest.Encode(p.m, p.capacity)
+	if err != nil {
+		return err
+	}
+	if _, err := p.manifest.WriteAt(b, 0); err != nil {
+		return fmt.Errorf("write manifest: %w", err)
+	}
+	return nil
+}
+
+// Manifest returns the manifest being prepared.
+func (p *Prepared) Manifest() *manifest.Manifest { return p.m }
+
+// Finalize records the last moments of the timeline in the preserved
+// manifest, right before the reboot: the next kernel gets the memfd's pages
+// as they are then.
+func (p *Prepared) Finalize(reboot time.Time) error {
+	p.m.Timeline.Reboot = reboot
+	return p.writeManifest()
+}
+
+// Abort closes luod's session, which unpreserves everything in it.
+func (p *Prepared) Abort() error {
+	p.manifest.Close()
+	return p.session.Close()
+}
+
+// TrialPreserve tells, changing nothing, which memfds the kernel would
+// accept: it preserves them into a temporary session and closes it. It
+// returns the error for each item that fails (by index).
+func TrialPreserve(devPath string, items []Item) (map[int]error, error) {
+	dev, err := luo.OpenPath(devPath)
+	if err != nil {
+		return nil, err
+	}
+	defer dev.Close()
+	name := SessionPrefix + "plan"
+	s, err := dev.CreateSession(name)
+	if err != nil {
+		return nil, err
+	}
+	defer s.Close()
+	fails := map[int]error{}
+	for i, it := range items {
+		if it.Session != "" {
+			continue
+		}
+		if err := s.PreserveFD(it.File, uint64(i+1)); err != nil {
+			fails[i] = err
+		}
+	}
+	return fails, nil
+}
+
+// Restored is what a live update left for luod in the new kernel.
+type Restored struct {
+	// Manifest is nil when it could not be read (see Err).
+	Manifest *manifest.Manifest
+	// Err tells why the manifest could not be used; the session is then
+	// kept unfinished so that nothing more is discarded.
+	Err error
+	// Session is luod's incoming session, retrieved and not finished.
+	Session *luo.Session
+	// Units holds the retrieved entries by unit, in store order.
+	Units map[string][]Entry
+	// Problems are entries that could not be retrieved.
+	Problems []string
+}
+
+// Entry is one retrieved fd-store entry.
+type Entry struct {
+	manifest.Entry
+	File *os.File
+}
+
+// ErrNoUpdate is returned by Restore on a boot that is not a live update
+// (no device, or no luod session).
+var ErrNoUpdate = errors.New("no live update to restore")
+
+// Restore retrieves luod's session, reads the manifest and retrieves every
+// memfd and session it lists. It returns ErrNoUpdate on a cold boot. The
+// device is closed before it returns; the session stays open and
+// unfinished.
+func Restore(devPath string) (*Restored, error) {
+	dev, err := luo.OpenPath(devPath)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("%w: %w", ErrNoUpdate, err)
+		}
+		return nil, err
+	}
+	defer dev.Close()
+	s, err := dev.RetrieveSession(SessionName)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("%w: %w", ErrNoUpdate, err)
+		}
+		return nil, err
+	}
+	r := &Restored{Session: s, Units: map[string][]Entry{}}
+	mf, err := s.RetrieveFD(0)
+	if err != nil {
+		r.Err = fmt.Errorf("retrieve the manifest: %w", err)
+		return r, nil
+	}
+	b, err := io.ReadAll(io.NewSectionReader(mf, 0, 1<<30))
+	mf.Close()
+	if err != nil {
+		r.Err = fmt.Errorf("read the manifest: %w", err)
+		return r, nil
+	}
+	m, err := manifest.Decode(b)
+	if err != nil {
+		r.Err = err
+		return r, nil
+	}
+	r.Manifest = m
+	for name, u := range m.Units {
+		for _, e := range u.Entries {
+			var f *os.File
+			switch e.Kind {
+			case manifest.KindMemfd:
+				f, err = s.RetrieveFD(e.Token)
+			case manifest.KindSession:
+				var is *luo.Session
+				if is, err = dev.RetrieveSession(e.Session); err == nil {
+					f = is.File()
+				}
+			default:
+				err = fmt.Errorf("entry kind %q cannot come through a kexec", e.Kind)
+			}
+			if err != nil {
+				r.Problems = append(r.Problems, fmt.Sprintf("%s %q: %v", name, e.Name, err))
+				continue
+			}
+			r.Units[name] = append(r.Units[name], Entry{Entry: e, File: f})
+		}
+	}
+	return r, nil
+}
