@@ -1,0 +1,293 @@
+package unit
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// A Unit is a service unit as loaded from its file: every setting luod
+// implements, with systemd's defaults filled in for the ones not set. A Unit
+// is plain data: it is safe for concurrent use as long as nobody modifies it.
+type Unit struct {
+	// Name is the unit name, "counter.service" or "worker@1.service": the
+	// file's base name.
+	Name string
+	// Path is the file the unit was loaded from, "" when it was parsed
+	// from a reader.
+	Path string
+
+	// Description is Description= ("" when unset; systemd shows the name
+	// then).
+	Description string
+
+	// Type is Type=, TypeSimple by default.
+	Type Type
+	// ExecStart holds the commands of ExecStart=: exactly one, or, for
+	// Type=oneshot, one or more, run one after the other.
+	ExecStart []Command
+	// RemainAfterExit is RemainAfterExit=: the unit stays active after
+	// its processes exited successfully.
+	RemainAfterExit bool
+
+	// Environment is Environment=, "KEY=VALUE" assignments in file order.
+	// A key assigned again keeps its first position and takes its last
+	// value (systemd's strv_env_replace()), so keys are unique.
+	Environment []string
+	// EnvironmentFiles is EnvironmentFile=, in file order. The files are
+	// read by the supervisor at start time, not by this package.
+	EnvironmentFiles []EnvironmentFile
+	// WorkingDirectory is WorkingDirectory=: "" (the supervisor's
+	// default), an absolute path, or "~" for the home directory of User=.
+	WorkingDirectory string
+	// WorkingDirectoryOptional is the "-" prefix of WorkingDirectory=: a
+	// missing directory is not an error.
+	WorkingDirectoryOptional bool
+	// User and Group are User= and Group=: a name or a numeric id, checked
+	// for syntax only (the supervisor resolves them). "" means root.
+	User, Group string
+
+	// Restart is Restart=, RestartNo by default.
+	Restart RestartPolicy
+	// RestartSec is RestartSec=, DefaultRestartSec by default.
+	RestartSec time.Duration
+	// TimeoutStartSec and TimeoutStopSec are TimeoutStartSec= and
+	// TimeoutStopSec= (TimeoutSec= sets both), DefaultTimeout by default.
+	// Zero means no timeout: "infinity" and "0" both give zero, as in
+	// systemd.
+	TimeoutStartSec, TimeoutStopSec time.Duration
+	// KillSignal is KillSignal=, DefaultKillSignal (SIGTERM) by default.
+	KillSignal syscall.Signal
+
+	// NotifyAccess is NotifyAccess= as written; see EffectiveNotifyAccess.
+	NotifyAccess NotifyAccess
+	// NotifyAccessExplicit reports whether the file set NotifyAccess=.
+	NotifyAccessExplicit bool
+	// FileDescriptorStoreMax is FileDescriptorStoreMax= as written, 0 (no
+	// fd store) by default; see EffectiveFileDescriptorStoreMax.
+	FileDescriptorStoreMax uint
+	// FileDescriptorStorePreserve is FileDescriptorStorePreserve=,
+	// PreserveRestart by default.
+	FileDescriptorStorePreserve Preserve
+	// LUOSessions is LUOSession=: the names of the LUO sessions the manager
+	// creates (or, after a live update, hands back) for the service and
+	// passes to it in its fd store. The names are unique and valid fd
+	// names; the kernel session name is built from the unit name and this
+	// name by the manager.
+	LUOSessions []string
+
+	// Warnings are the non-fatal diagnostics: unknown or unsupported
+	// keys and sections, duplicate session names, ignored escape
+	// sequences, settings that have no effect. They are sorted by line.
+	Warnings []Warning
+}
+
+// Defaults of systemd that luod uses too.
+const (
+	DefaultRestartSec = 100 * time.Millisecond
+	DefaultTimeout    = 90 * time.Second
+	DefaultKillSignal = syscall.SIGTERM
+)
+
+// EffectiveNotifyAccess returns who may send notifications: NotifyAccess=
+// when it is set; otherwise NotifyAccessMain when the service uses the
+// notification socket (Type=notify, or an fd store: an
+// EffectiveFileDescriptorStoreMax above zero), as systemd does; otherwise
+// NotifyAccessNone.
+func (u *Unit) EffectiveNotifyAccess() NotifyAccess {
+	switch {
+	case u.NotifyAccessExplicit:
+		return u.NotifyAccess
+	case u.Type == TypeNotify || u.EffectiveFileDescriptorStoreMax() > 0:
+		return NotifyAccessMain
+	}
+	return NotifyAccessNone
+}
+
+// EffectiveFileDescriptorStoreMax returns the size of the service's fd
+// store: FileDescriptorStoreMax=, raised to the number of LUOSession=
+// names if that is larger, since each session is kept in the store
+// (systemd.service(5): LUOSession= implies FileDescriptorStoreMax= of at
+// least the number of sessions).
+func (u *Unit) EffectiveFileDescriptorStoreMax() uint {
+	return max(u.FileDescriptorStoreMax, uint(len(u.LUOSessions)))
+}
+
+// Type is a service type, Type=.
+type Type int
+
+// The service types luod implements. Other values of Type= (exec, forking,
+// dbus, notify-reload, idle) make Parse fail.
+const (
+	// TypeSimple: the service is started as soon as its process is.
+	TypeSimple Type = iota
+	// TypeNotify: the service is started when it sends READY=1.
+	TypeNotify
+	// TypeOneshot: the service is started when its commands have run to
+	// completion, one after the other.
+	TypeOneshot
+)
+
+var typeNames = []string{"simple", "notify", "oneshot"}
+
+// String returns the systemd spelling: "simple", "notify", "oneshot".
+func (t Type) String() string { return enumString(typeNames, int(t), "Type") }
+
+// RestartPolicy is Restart=.
+type RestartPolicy int
+
+// The restart policies luod implements. Other values of Restart=
+// (on-success, on-abnormal, on-watchdog, on-abort) make Parse fail.
+const (
+	// RestartNo: never restart.
+	RestartNo RestartPolicy = iota
+	// RestartOnFailure: restart after an unclean exit code, a signal, or
+	// a timeout.
+	RestartOnFailure
+	// RestartAlways: restart whenever the service stops on its own.
+	RestartAlways
+)
+
+var restartNames = []string{"no", "on-failure", "always"}
+
+// String returns the systemd spelling: "no", "on-failure", "always".
+func (r RestartPolicy) String() string { return enumString(restartNames, int(r), "RestartPolicy") }
+
+// NotifyAccess is NotifyAccess=: which processes of the service may send
+// sd_notify(3) messages.
+type NotifyAccess int
+
+// The values of NotifyAccess=.
+const (
+	// NotifyAccessNone: no process; messages are dropped.
+	NotifyAccessNone NotifyAccess = iota
+	// NotifyAccessMain: only the main process.
+	NotifyAccessMain
+	// NotifyAccessExec: the main process or the process running one of the
+	// unit's commands (the control process).
+	NotifyAccessExec
+	// NotifyAccessAll: any process of the service.
+	NotifyAccessAll
+)
+
+var notifyAccessNames = []string{"none", "main", "exec", "all"}
+
+// String returns the systemd spelling: "none", "main", "exec", "all".
+func (n NotifyAccess) String() string { return enumString(notifyAccessNames, int(n), "NotifyAccess") }
+
+// Preserve is FileDescriptorStorePreserve=: how long the fd store outlives
+// the service's processes. Its zero value is the default, PreserveRestart.
+type Preserve int
+
+// The values of FileDescriptorStorePreserve= (docs/systemd-luo.md §C).
+const (
+	// PreserveRestart: kept across restarts (and while a job is queued),
+	// released when the unit is stopped for good.
+	PreserveRestart Preserve = iota
+	// PreserveNo: released whenever the service stops.
+	PreserveNo
+	// PreserveYes: kept after the unit stops, until it is cleaned or
+	// removed; preserved across a live update (kexec).
+	PreserveYes
+	// PreserveOnSuccess: like PreserveYes, but released when the unit
+	// fails for good (after Restart= gave up).
+	PreserveOnSuccess
+)
+
+var preserveNames = []string{"restart", "no", "yes", "on-success"}
+
+// String returns the systemd spelling: "restart", "no", "yes", "on-success".
+func (p Preserve) String() string { return enumString(preserveNames, int(p), "Preserve") }
+
+func enumString(names []string, v int, typ string) string {
+	if v >= 0 && v < len(names) {
+		return names[v]
+	}
+	return typ + "(" + strconv.Itoa(v) + ")"
+}
+
+// An EnvironmentFile is one EnvironmentFile= setting.
+type EnvironmentFile struct {
+	// Path is the file, an absolute simplified path.
+	Path string
+	// Optional is the "-" prefix: a missing file is not an error.
+	Optional bool
+}
+
+// A Warning is a non-fatal diagnostic about a unit file.
+type Warning struct {
+	// File is the unit's path, or its name when it was parsed from a
+	// reader.
+	File string
+	// Line is the 1-based line of the key or section header the warning
+	// is about, 0 when it is about the unit as a whole.
+	Line int
+	// Section is the section, without brackets; Key is the key, "" when
+	// the warning is about a whole section or unit.
+	Section, Key string
+	// Message says what is wrong and what luod does about it.
+	Message string
+}
+
+// String formats w as "file:line: [Section] Key: message", leaving out the
+// parts w does not have.
+func (w Warning) String() string {
+	return location(w.File, w.Line, w.Section, w.Key) + w.Message
+}
+
+// location formats "file:line: [Section] Key: ".
+func location(file string, line int, section, key string) string {
+	var b strings.Builder
+	b.WriteString(file)
+	if line > 0 {
+		fmt.Fprintf(&b, ":%d", line)
+	}
+	b.WriteString(": ")
+	if section != "" {
+		fmt.Fprintf(&b, "[%s]", section)
+		if key != "" {
+			b.WriteString(" " + key)
+		}
+		b.WriteString(": ")
+	} else if key != "" {
+		b.WriteString(key + ": ")
+	}
+	return b.String()
+}
+
+// A ParseError reports why a unit file cannot be loaded. Parse and Load
+// return the errors of a file joined (errors.Join), one per problem, each
+// a *ParseError; use errors.As to get the first.
+type ParseError struct {
+	// File is the unit's path, or its name when it was parsed from a
+	// reader.
+	File string
+	// Line is the 1-based line of the offending key, 0 when the error is
+	// not about one line (a missing ExecStart=, an invalid unit name).
+	Line int
+	// Section and Key locate the setting, when there is one.
+	Section, Key string
+	// Value is the value as written (continuation lines joined).
+	Value string
+	// Err says what is wrong. It wraps errors.ErrUnsupported when the
+	// value is valid for systemd but not implemented by luod.
+	Err error
+}
+
+// Error formats e as "file:line: [Section] Key=Value: reason".
+func (e *ParseError) Error() string {
+	key := e.Key
+	if e.Line > 0 && key != "" {
+		v := e.Value
+		if hasControl(v) {
+			v = strconv.Quote(v)
+		}
+		key += "=" + v
+	}
+	return location(e.File, e.Line, e.Section, key) + e.Err.Error()
+}
+
+// Unwrap returns e.Err.
+func (e *ParseError) Unwrap() error { return e.Err }
