@@ -1,0 +1,343 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/liveupdate/luo/internal/control"
+)
+
+func (a *app) updateCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "update",
+		Short: "Plan, run and report kernel live updates",
+		Long: `A live update stops the units, preserves their fd stores into LUO sessions,
+kexecs into a new kernel and gives every unit its fds back. A soft update
+(--no-kexec) re-executes luod instead, keeping the kernel.
+
+Check what would happen first with 'luoctl update plan': it changes nothing and
+lists every fd with its fate. 'luoctl update run' takes the same flags.`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				return fmt.Errorf("unknown command %q for %q", args[0], cmd.CommandPath())
+			}
+			return fmt.Errorf("%s needs a command: plan, run or report", cmd.CommandPath())
+		},
+	}
+	cmd.AddCommand(a.planCommand(), a.runCommand(), a.reportCommand())
+	return cmd
+}
+
+// updateFlags are the flags of update plan and update run.
+type updateFlags struct {
+	kernel, initrd, cmdline string
+	reuseCmdline, allowLoss bool
+	noKexec, restartUnits   bool
+	stopTimeout             time.Duration
+}
+
+func (f *updateFlags) register(cmd *cobra.Command) {
+	fs := cmd.Flags()
+	fs.StringVar(&f.kernel, "kernel", "", "the kernel image to kexec into")
+	fs.StringVar(&f.initrd, "initrd", "", "the initrd for the new kernel")
+	fs.StringVar(&f.cmdline, "cmdline", "", "the new kernel's command line (appended to this one's with --reuse-cmdline)")
+	fs.BoolVar(&f.reuseCmdline, "reuse-cmdline", false, "start from this kernel's command line")
+	fs.BoolVar(&f.allowLoss, "allow-loss", false, "go ahead although some fds will be lost")
+	fs.BoolVar(&f.noKexec, "no-kexec", false, "soft update: re-execute luod, keep the kernel")
+	fs.BoolVar(&f.restartUnits, "restart-units", false, "soft update: also stop and start the units")
+	fs.DurationVar(&f.stopTimeout, "stop-timeout", 0, "how long each unit may take to stop (default: its TimeoutStopSec=)")
+}
+
+// params checks the flags' combination and returns the call's parameters.
+func (f *updateFlags) params(cmd *cobra.Command) (control.UpdateParams, error) {
+	switch {
+	case f.noKexec && (f.kernel != "" || f.initrd != "" || f.cmdline != "" || f.reuseCmdline):
+		return control.UpdateParams{}, usagef(cmd, "--no-kexec keeps the kernel: --kernel, --initrd, --cmdline and --reuse-cmdline do not apply")
+	case !f.noKexec && f.kernel == "":
+		return control.UpdateParams{}, usagef(cmd, "--kernel is required (or --no-kexec for a soft update)")
+	case !f.noKexec && f.restartUnits:
+		return control.UpdateParams{}, usagef(cmd, "--restart-units only applies to a soft update (--no-kexec)")
+	case f.stopTimeout < 0:
+		return control.UpdateParams{}, usagef(cmd, "--stop-timeout must not be negative")
+	}
+	p := control.UpdateParams{
+		Kernel:       f.kernel,
+		Initrd:       f.initrd,
+		Cmdline:      f.cmdline,
+		ReuseCmdline: f.reuseCmdline,
+		AllowLoss:    f.allowLoss,
+		NoKexec:      f.noKexec,
+		RestartUnits: f.restartUnits,
+	}
+	if f.stopTimeout > 0 {
+		p.StopTimeout = f.stopTimeout.String()
+	}
+	return p, nil
+}
+
+func (a *app) planCommand() *cobra.Command {
+	var f updateFlags
+	cmd := &cobra.Command{
+		Use:   "plan --kernel FILE [--initrd FILE] [--cmdline S] [--reuse-cmdline] [--allow-loss] | --no-kexec",
+		Short: "Show what an update would do, changing nothing",
+		Long: `Show what an update would do, changing nothing: the kernel-side checks, then
+every fd of every unit's store with its fate (preserve, session, inherit, drop,
+lost) and why, and the totals. Exits with status 4 when the plan is not OK: a
+check failed, or fds would be lost without --allow-loss.`,
+		Args: args(0, 0, ""),
+		RunE: a.runE(planTimeout, func(ctx context.Context, cmd *cobra.Command, _ []string) error {
+			params, err := f.params(cmd)
+			if err != nil {
+				return err
+			}
+			var p control.Plan
+			if err := a.call(ctx, control.MethodPlanUpdate, params, &p); err != nil {
+				return err
+			}
+			if a.json {
+				if err := a.printJSON(p); err != nil {
+					return err
+				}
+			} else {
+				a.printPlan(p)
+			}
+			if !p.OK {
+				return &exitError{code: ExitUpdate, err: errors.New("the update plan is not OK")}
+			}
+			return nil
+		}),
+	}
+	f.register(cmd)
+	return cmd
+}
+
+// printPlan prints a plan: what, checks, fates, totals, verdict.
+func (a *app) printPlan(p control.Plan) {
+	if p.Kind == "soft" {
+		fmt.Fprintln(a.out, "Soft update: re-execute luod, keep the kernel")
+	} else {
+		fmt.Fprintf(a.out, "Kexec update into %s\n", orDash(p.Kernel))
+		if p.Initrd != "" {
+			fmt.Fprintf(a.out, "  initrd:  %s\n", p.Initrd)
+		}
+		if p.Cmdline != "" {
+			fmt.Fprintf(a.out, "  cmdline: %s\n", p.Cmdline)
+		}
+	}
+
+	failed := 0
+	if len(p.Checks) > 0 {
+		fmt.Fprintln(a.out, "\nChecks:")
+		for _, c := range p.Checks {
+			mark := "OK  "
+			if !c.OK {
+				mark = "FAIL"
+				failed++
+			}
+			line := fmt.Sprintf("  %s  %s", mark, c.Name)
+			if c.Detail != "" {
+				line += ": " + c.Detail
+			}
+			fmt.Fprintln(a.out, line)
+		}
+	}
+
+	fmt.Fprintln(a.out)
+	t := &table{}
+	t.row("UNIT", "FDNAME", "TYPE", "FATE", "SIZE", "REASON")
+	for _, u := range p.Units {
+		if len(u.Entries) == 0 {
+			t.row(u.Name, "", "", "", "", "fd store empty")
+			continue
+		}
+		for _, e := range u.Entries {
+			size := ""
+			if e.Bytes > 0 {
+				size = humanBytes(e.Bytes)
+			}
+			t.row(u.Name, e.Name, e.Type, e.Fate, size, e.Reason)
+		}
+	}
+	t.write(a.out)
+
+	fmt.Fprintf(a.out, "\nTotal: %s in %s, %s; %s\n", humanBytes(p.TotalBytes),
+		plural(p.Preserved, "preserved fd", "preserved fds"), plural(p.Sessions, "session", "sessions"),
+		plural(p.Lost, "fd lost", "fds lost"))
+	if p.OK {
+		fmt.Fprintln(a.out, "Plan: OK")
+		return
+	}
+	var why []string
+	if failed > 0 {
+		why = append(why, plural(failed, "check", "checks")+" failed")
+	}
+	if p.Lost > 0 {
+		why = append(why, plural(p.Lost, "fd", "fds")+" would be lost (--allow-loss accepts that)")
+	}
+	if len(why) == 0 {
+		why = append(why, "luod says so")
+	}
+	fmt.Fprintf(a.out, "Plan: NOT OK: %s\n", strings.Join(why, ", "))
+}
+
+// Phases of RunUpdate after which the connection drops on success.
+const (
+	phaseReboot = "reboot" // the machine kexecs into the new kernel
+	phaseExec   = "exec"   // soft update: luod re-executes itself
+)
+
+func (a *app) runCommand() *cobra.Command {
+	var f updateFlags
+	cmd := &cobra.Command{
+		Use:   "run --kernel FILE [--initrd FILE] [--cmdline S] [--reuse-cmdline] [--allow-loss] | --no-kexec [--restart-units]",
+		Short: "Run an update, printing each phase as it happens",
+		Long: `Run an update, printing each phase as it happens. luod refuses when the plan
+is not OK (see 'luoctl update plan'); on a failure before the point of no
+return it brings every unit back with its fd store. When the machine reboots
+into the new kernel (or luod re-executes itself, with --no-kexec) the
+connection drops: that is success, and 'luoctl update report' tells the rest.
+Exits with status 4 when the update was refused or failed.`,
+		Args: args(0, 0, ""),
+		RunE: a.runE(updateTimeout, func(ctx context.Context, cmd *cobra.Command, _ []string) error {
+			params, err := f.params(cmd)
+			if err != nil {
+				return err
+			}
+			c, err := a.dial(ctx)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			var first time.Time
+			var last control.Progress
+			err = c.CallMore(ctx, control.MethodRunUpdate, params, func(raw json.RawMessage) error {
+				var p control.Progress
+				if err := json.Unmarshal(raw, &p); err != nil {
+					return fmt.Errorf("progress from luod: %w", err)
+				}
+				last = p
+				if a.json {
+					var b bytes.Buffer
+					if err := json.Compact(&b, raw); err != nil {
+						return err
+					}
+					b.WriteByte('\n')
+					_, err := a.out.Write(b.Bytes())
+					return err
+				}
+				t := p.Time
+				if t.IsZero() {
+					t = a.env.now()
+				}
+				if first.IsZero() {
+					first = t
+				}
+				fmt.Fprintf(a.out, "[%6.3fs] %s: %s\n", t.Sub(first).Seconds(), p.Phase, p.Message)
+				return nil
+			})
+			switch {
+			case err == nil:
+				return nil
+			case errors.Is(err, control.ErrDisconnected) && last.Phase == phaseReboot:
+				if !a.json {
+					fmt.Fprintln(a.out, "Rebooting into the new kernel; 'luoctl update report' shows the outcome once it is up.")
+				}
+				return nil
+			case errors.Is(err, control.ErrDisconnected) && last.Phase == phaseExec:
+				if !a.json {
+					fmt.Fprintln(a.out, "luod re-executed itself; 'luoctl update report' shows the outcome.")
+				}
+				return nil
+			case errors.Is(err, control.ErrDisconnected):
+				phase := last.Phase
+				if phase == "" {
+					phase = "(none yet)"
+				}
+				return fmt.Errorf("lost the connection to luod during phase %s; see 'luoctl status': %w", phase, err)
+			}
+			return err
+		}),
+	}
+	f.register(cmd)
+	return cmd
+}
+
+func (a *app) reportCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "report",
+		Short: "Show the last update: its timeline and each unit's blackout",
+		Long: `Show the last live update, carried across the kexec: its timeline (with the
+offset of each event from the first), each unit's blackout (from stopped to
+ready again), the fds handed back and those lost, and any problems.`,
+		Args: args(0, 0, ""),
+		RunE: a.runE(queryTimeout, func(ctx context.Context, _ *cobra.Command, _ []string) error {
+			var r control.Report
+			if err := a.call(ctx, control.MethodGetUpdateReport, nil, &r); err != nil {
+				return err
+			}
+			if a.json {
+				return a.printJSON(r)
+			}
+			a.printReport(r)
+			return nil
+		}),
+	}
+}
+
+// printReport prints an update report.
+func (a *app) printReport(r control.Report) {
+	fmt.Fprintf(a.out, "Update %d (%s): %s -> %s\n", r.Count, orDash(r.Kind), orDash(r.From), orDash(r.To))
+
+	var first time.Time
+	if len(r.Timeline) > 0 {
+		first = r.Timeline[0].Time
+		fmt.Fprintln(a.out)
+		t := &table{}
+		t.row("EVENT", "UNIT", "TIME", "OFFSET")
+		for _, e := range r.Timeline {
+			t.row(e.Name, e.Unit, e.Time.In(a.env.location()).Format("2006-01-02 15:04:05.000 MST"), "+"+seconds(e.Time.Sub(first)))
+		}
+		t.write(a.out)
+	}
+
+	if len(r.Units) > 0 {
+		fmt.Fprintln(a.out)
+		offset := func(ts time.Time) string {
+			switch {
+			case ts.IsZero():
+				return ""
+			case first.IsZero():
+				return ts.In(a.env.location()).Format("15:04:05.000")
+			}
+			return "+" + seconds(ts.Sub(first))
+		}
+		t := &table{}
+		t.row("UNIT", "STOPPED", "READY", "BLACKOUT", "DELIVERED", "LOST")
+		for _, u := range r.Units {
+			blackout := ""
+			if u.Blackout > 0 {
+				blackout = seconds(u.Blackout)
+			}
+			var lost []string
+			for _, e := range u.Lost {
+				lost = append(lost, e.Name)
+			}
+			t.row(u.Name, offset(u.Stopped), offset(u.Ready), blackout, strings.Join(u.Delivered, ","), strings.Join(lost, ","))
+		}
+		t.write(a.out)
+	}
+
+	if len(r.Problems) > 0 {
+		fmt.Fprintln(a.out, "\nProblems:")
+		for _, p := range r.Problems {
+			fmt.Fprintf(a.out, "  %s\n", p)
+		}
+	}
+}
