@@ -171,6 +171,10 @@ func (m *Manager) Plan(p control.UpdateParams) (*control.Plan, error) {
 func (m *Manager) applyTrial(plan *control.Plan, items []update.Item, fails map[int]error) {
 	for i, err := range fails {
 		it := items[i]
+		fate, reason := control.FateLost, "the kernel refused it: "+err.Error()
+		if update.InOwnSession(items, it, err) {
+			fate, reason = control.FateSession, "already preserved (EBUSY): carried by the unit's own LUO session"
+		}
 		for ui := range plan.Units {
 			if plan.Units[ui].Name != it.Unit {
 				continue
@@ -178,7 +182,7 @@ func (m *Manager) applyTrial(plan *control.Plan, items []update.Item, fails map[
 			for ei := range plan.Units[ui].Entries {
 				e := &plan.Units[ui].Entries[ei]
 				if e.Name == it.Name && e.Fate == control.FatePreserve {
-					e.Fate, e.Reason, e.Bytes = control.FateLost, "the kernel refused it: "+err.Error(), 0
+					e.Fate, e.Reason, e.Bytes = fate, reason, 0
 					break
 				}
 			}

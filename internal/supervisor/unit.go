@@ -21,32 +21,32 @@ const (
 
 // SubState values, as in systemd's service sub-states.
 const (
-	subDead         = "dead"
-	subPinned       = "dead-resources-pinned"
-	subStart        = "start"
-	subRunning      = "running"
-	subExited       = "exited"
-	subStopSigterm  = "stop-sigterm"
-	subStopSigkill  = "stop-sigkill"
-	subAutoRestart  = "auto-restart"
-	subFailed       = "failed"
+	subDead        = "dead"
+	subPinned      = "dead-resources-pinned"
+	subStart       = "start"
+	subRunning     = "running"
+	subExited      = "exited"
+	subStopSigterm = "stop-sigterm"
+	subStopSigkill = "stop-sigkill"
+	subAutoRestart = "auto-restart"
+	subFailed      = "failed"
 )
 
 // Results, as in systemd.
 const (
-	resultSuccess = "success"
-	resultExit    = "exit-code"
-	resultSignal  = "signal"
-	resultTimeout = "timeout"
-	resultExec    = "exec"
+	resultSuccess   = "success"
+	resultExit      = "exit-code"
+	resultSignal    = "signal"
+	resultTimeout   = "timeout"
+	resultExec      = "exec"
 	resultResources = "resources"
 )
 
 // Unit is a unit's runtime state. Owned by the loop.
 type Unit struct {
-	m    *Manager
-	name string
-	def  *unit.Unit // nil when the unit file is gone (store pinned)
+	m       *Manager
+	name    string
+	def     *unit.Unit // nil when the unit file is gone (store pinned)
 	loadErr string
 
 	active, sub string
@@ -62,11 +62,11 @@ type Unit struct {
 	exitCode int
 	exitSig  syscall.Signal
 
-	restarts    int // automatic restarts, total
-	consecutive int // automatic restarts since the unit last stayed up
-	stopping    bool // STOPPING=1 seen
+	restarts             int  // automatic restarts, total
+	consecutive          int  // automatic restarts since the unit last stayed up
+	stopping             bool // STOPPING=1 seen
 	notifyAccessOverride string
-	startedAt, readyAt time.Time
+	startedAt, readyAt   time.Time
 
 	// pendingStart is a queued start to run once the unit is dead
 	// (restart, or start while stopping).
@@ -78,9 +78,9 @@ type Unit struct {
 	// unit starts again with its store intact.
 	holdStore bool
 
-	timer    *time.Timer
-	timerGen int
-	timerKind string
+	timer         *time.Timer
+	timerGen      int
+	timerKind     string
 	timerDeadline time.Time
 
 	store *fdstore.Store

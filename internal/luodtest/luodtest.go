@@ -1,0 +1,263 @@
+// Package luodtest runs a real luod for tests: it builds the binaries,
+// writes unit files into a temporary directory, starts luod as a normal
+// (root) process with its own runtime directory, and talks to it through
+// the control API. testsvc is the service the tests run under it.
+//
+// Imported by tests only.
+package luodtest
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/liveupdate/luo/internal/control"
+)
+
+var (
+	buildOnce sync.Once
+	buildDir  string
+	buildErr  error
+)
+
+// Binaries builds luod, luoctl and testsvc once per test process and
+// returns the directory holding them.
+func Binaries(t testing.TB) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		buildDir, buildErr = os.MkdirTemp("", "luodtest-bin-")
+		if buildErr != nil {
+			return
+		}
+		cmd := exec.Command("go", "build", "-o", buildDir+"/",
+			"github.com/liveupdate/luo/cmd/luod",
+			"github.com/liveupdate/luo/cmd/luoctl",
+			"github.com/liveupdate/luo/internal/luodtest/testsvc",
+			"github.com/liveupdate/luo/examples/counter")
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return buildDir
+}
+
+// Daemon is a running luod.
+type Daemon struct {
+	t       testing.TB
+	Dir     string // temporary root of units, runtime and files
+	Units   string
+	Runtime string
+	Bin     string // directory of the binaries
+	Socket  string
+	cmd     *exec.Cmd
+	log     *syncBuffer
+	exited  chan struct{}
+}
+
+// Start writes units (file name -> contents; "@BIN@" is replaced by the
+// binaries' directory, "@DIR@" by Dir) and starts luod.
+func Start(t testing.TB, units map[string]string, args ...string) *Daemon {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("luod tests need root")
+	}
+	bin := Binaries(t)
+	d := &Daemon{t: t, Dir: t.TempDir(), Bin: bin, log: &syncBuffer{}}
+	d.Units = filepath.Join(d.Dir, "units")
+	d.Runtime = filepath.Join(d.Dir, "run")
+	d.Socket = filepath.Join(d.Runtime, "io.luo.Manager")
+	os.MkdirAll(d.Units, 0o755)
+	for name, text := range units {
+		d.WriteUnit(name, text)
+	}
+	d.cmd = exec.Command(filepath.Join(bin, "luod"), append([]string{"-units", d.Units, "-runtime", d.Runtime,
+		"-device", filepath.Join(d.Dir, "no-liveupdate"), "-log-level", "debug"}, args...)...)
+	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
+	d.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := d.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	d.exited = make(chan struct{})
+	go func() { d.cmd.Wait(); close(d.exited) }()
+	t.Cleanup(d.stop)
+	d.waitSocket()
+	return d
+}
+
+// WriteUnit writes a unit file (see Start for the substitutions).
+func (d *Daemon) WriteUnit(name, text string) {
+	text = strings.ReplaceAll(text, "@BIN@", d.Bin)
+	text = strings.ReplaceAll(text, "@DIR@", d.Dir)
+	if err := os.WriteFile(filepath.Join(d.Units, name), []byte(text), 0o644); err != nil {
+		d.t.Fatal(err)
+	}
+}
+
+func (d *Daemon) waitSocket() {
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		c, err := control.Dial(context.Background(), d.Socket)
+		if err == nil {
+			var m control.Manager
+			err = c.Call(context.Background(), control.MethodGetManager, nil, &m)
+			c.Close()
+			if err == nil {
+				return
+			}
+		}
+		select {
+		case <-d.exited:
+			d.t.Fatalf("luod exited:\n%s", d.log.String())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	d.t.Fatalf("luod did not answer within 30s:\n%s", d.log.String())
+}
+
+func (d *Daemon) stop() {
+	select {
+	case <-d.exited:
+	default:
+		d.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-d.exited:
+		case <-time.After(30 * time.Second):
+			syscall.Kill(-d.cmd.Process.Pid, syscall.SIGKILL)
+			<-d.exited
+		}
+	}
+	if d.t.Failed() {
+		d.t.Logf("luod log:\n%s", d.log.String())
+	}
+}
+
+// Log returns what luod logged so far.
+func (d *Daemon) Log() string { return d.log.String() }
+
+// PID returns luod's pid.
+func (d *Daemon) PID() int { return d.cmd.Process.Pid }
+
+// Exited is closed when luod exits.
+func (d *Daemon) Exited() <-chan struct{} { return d.exited }
+
+// Call calls a control method.
+func (d *Daemon) Call(method string, params, reply any) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	c, err := control.Dial(ctx, d.Socket)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	return c.Call(ctx, method, params, reply)
+}
+
+// MustCall calls a control method and fails the test on error.
+func (d *Daemon) MustCall(method string, params, reply any) {
+	d.t.Helper()
+	if err := d.Call(method, params, reply); err != nil {
+		d.t.Fatalf("%s(%v): %v", method, params, err)
+	}
+}
+
+// Unit returns a unit's state.
+func (d *Daemon) Unit(name string) control.Unit {
+	d.t.Helper()
+	var r control.UnitReply
+	d.MustCall(control.MethodGetUnit, control.UnitName{Name: name}, &r)
+	return r.Unit
+}
+
+// WaitUnit polls a unit until cond holds (30 s at most).
+func (d *Daemon) WaitUnit(name string, what string, cond func(control.Unit) bool) control.Unit {
+	d.t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	var u control.Unit
+	for time.Now().Before(deadline) {
+		u = d.Unit(name)
+		if cond(u) {
+			return u
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	d.t.Fatalf("%s: not %s within 30s: %+v", name, what, u)
+	return u
+}
+
+// WaitLog waits until luod's log contains s (30 s at most).
+func (d *Daemon) WaitLog(s string) {
+	d.t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		if strings.Contains(d.log.String(), s) {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	d.t.Fatalf("luod did not log %q within 30s", s)
+}
+
+// FDStore returns a unit's fd-store dump.
+func (d *Daemon) FDStore(name string) control.FDStore {
+	d.t.Helper()
+	var r control.FDStore
+	d.MustCall(control.MethodDumpFDStore, control.UnitName{Name: name}, &r)
+	return r
+}
+
+// Report is what testsvc writes to its -report file on start.
+type Report struct {
+	PID       int               `json:"pid"`
+	ListenPID string            `json:"listen_pid"`
+	Names     []string          `json:"names"`
+	Contents  map[string]string `json:"contents"` // memfd contents by name (first of each name)
+	Env       map[string]string `json:"env"`
+	Err       string            `json:"err,omitempty"`
+}
+
+// ReadReport reads a report written by testsvc, waiting for it to appear
+// with a pid other than notPID (30 s at most).
+func (d *Daemon) ReadReport(path string, notPID int) Report {
+	d.t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	var r Report
+	for time.Now().Before(deadline) {
+		b, err := os.ReadFile(path)
+		if err == nil && json.Unmarshal(b, &r) == nil && r.PID != notPID && r.PID != 0 {
+			return r
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	d.t.Fatalf("no report at %s", path)
+	return r
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}

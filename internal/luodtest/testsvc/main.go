@@ -1,0 +1,239 @@
+// Command testsvc is the service of luod's process-level tests: it reports
+// what luod handed it, stores fds of every kind, notifies from its main
+// process or a child, and misbehaves on request.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/liveupdate/luo/activation"
+	"github.com/liveupdate/luo/internal/luodtest"
+	"github.com/liveupdate/luo/memfd"
+	"github.com/liveupdate/luo/sdnotify"
+)
+
+type multi []string
+
+func (m *multi) String() string     { return strings.Join(*m, ",") }
+func (m *multi) Set(s string) error { *m = append(*m, s); return nil }
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "testsvc:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	var stores, removes multi
+	report := flag.String("report", "", "write what luod passed to this file")
+	ready := flag.Bool("ready", true, "send READY=1")
+	status := flag.String("status", "", "send STATUS=")
+	from := flag.String("from", "main", "who sends the notifications: main or child")
+	nopoll := flag.Bool("nopoll", false, "store with FDPOLL=0")
+	mainpidChild := flag.Bool("mainpid-child", false, "fork a child, make it the main process with MAINPID=, exit")
+	exitCode := flag.Int("exit", -1, "exit with this code after -exit-delay")
+	exitDelay := flag.Duration("exit-delay", 0, "delay before -exit")
+	ignoreTerm := flag.Bool("ignore-term", false, "ignore SIGTERM")
+	spam := flag.Int("spam", 0, "send this many FDSTORE=1 messages with one memfd each")
+	asChild := flag.Bool("as-child", false, "internal: act as the notifying child")
+	socket := flag.String("socket", "", "notify this socket instead of $NOTIFY_SOCKET")
+	flag.Var(&stores, "store", "store NAME=memfd:DATA | NAME=memfd-twice:DATA | NAME=socket | NAME=socket-closed | NAME=pipe (repeatable)")
+	flag.Var(&removes, "remove", "send FDSTOREREMOVE=1 for NAME (repeatable)")
+	flag.Parse()
+
+	if *ignoreTerm {
+		signal.Ignore(syscall.SIGTERM)
+	}
+	if *socket != "" {
+		os.Setenv("NOTIFY_SOCKET", *socket)
+	}
+	n, err := sdnotify.Open()
+	if err != nil && !errors.Is(err, sdnotify.ErrNoSocket) {
+		return err
+	}
+	if *asChild {
+		return notify(n, stores, removes, *nopoll, *status, *ready, *spam)
+	}
+	if *report != "" {
+		if err := writeReport(*report); err != nil {
+			return err
+		}
+	}
+	if *mainpidChild {
+		child, err := startSelf("-from=main", "-report=")
+		if err != nil {
+			return err
+		}
+		if err := n.MainPID(child.Process.Pid); err != nil {
+			return err
+		}
+		n.Barrier(context.Background())
+		os.Exit(0)
+	}
+	switch *from {
+	case "main":
+		if err := notify(n, stores, removes, *nopoll, *status, *ready, *spam); err != nil {
+			return err
+		}
+	case "child":
+		args := []string{"-as-child", "-nopoll=" + strconv.FormatBool(*nopoll), "-status=" + *status,
+			"-ready=" + strconv.FormatBool(*ready), "-spam=" + strconv.Itoa(*spam)}
+		for _, s := range stores {
+			args = append(args, "-store="+s)
+		}
+		for _, r := range removes {
+			args = append(args, "-remove="+r)
+		}
+		c, err := startSelf(args...)
+		if err != nil {
+			return err
+		}
+		c.Wait()
+	default:
+		return fmt.Errorf("-from %q", *from)
+	}
+	if *exitCode >= 0 {
+		time.Sleep(*exitDelay)
+		os.Exit(*exitCode)
+	}
+	sig := make(chan os.Signal, 1)
+	if *ignoreTerm {
+		signal.Notify(sig, syscall.SIGINT)
+	} else {
+		signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
+	}
+	<-sig
+	return nil
+}
+
+func startSelf(args ...string) (*exec.Cmd, error) {
+	c := exec.Command("/proc/self/exe", args...)
+	c.Stdout, c.Stderr = os.Stdout, os.Stderr
+	return c, c.Start()
+}
+
+// peers keeps the other ends of stored sockets and pipes open.
+var peers []*os.File
+
+func notify(n *sdnotify.Notifier, stores, removes multi, nopoll bool, status string, ready bool, spam int) error {
+	opts := &sdnotify.StoreOptions{NoPoll: nopoll}
+	for _, s := range stores {
+		name, kind, _ := strings.Cut(s, "=")
+		kind, arg, _ := strings.Cut(kind, ":")
+		var f *os.File
+		switch kind {
+		case "memfd":
+			m, err := memfd.New(name, 0)
+			if err != nil {
+				return err
+			}
+			m.WriteString(arg)
+			f = m
+		case "memfd-twice":
+			m, err := memfd.New(name, 0)
+			if err != nil {
+				return err
+			}
+			m.WriteString(arg)
+			if err := n.StoreFiles(name, []*os.File{m}, opts); err != nil {
+				return err
+			}
+			f = m
+		case "socket", "socket-closed":
+			fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+			if err != nil {
+				return err
+			}
+			f = os.NewFile(uintptr(fds[0]), name)
+			peer := os.NewFile(uintptr(fds[1]), "peer")
+			if kind == "socket" {
+				peers = append(peers, peer)
+			} else {
+				defer peer.Close() // closed after storing: luod sees POLLHUP
+			}
+		case "pipe":
+			r, w, err := os.Pipe()
+			if err != nil {
+				return err
+			}
+			f = w
+			peers = append(peers, r)
+		default:
+			return fmt.Errorf("-store %q: unknown kind", s)
+		}
+		if err := n.StoreFiles(name, []*os.File{f}, opts); err != nil {
+			return err
+		}
+		f.Close()
+	}
+	for i := 0; i < spam; i++ {
+		m, err := memfd.New("spam", 0)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(m, "spam-%d", i)
+		if err := n.StoreFiles("spam", []*os.File{m}, opts); err != nil {
+			return err
+		}
+		m.Close()
+	}
+	for _, r := range removes {
+		if err := n.RemoveFiles(r); err != nil {
+			return err
+		}
+	}
+	if status != "" {
+		if err := n.Status(status); err != nil {
+			return err
+		}
+	}
+	if ready {
+		if err := n.Ready(); err != nil {
+			return err
+		}
+	}
+	// Make sure luod processed everything before a child exits.
+	if n == nil {
+		return nil
+	}
+	return n.Barrier(context.Background())
+}
+
+func writeReport(path string) error {
+	r := luodtest.Report{PID: os.Getpid(), ListenPID: os.Getenv("LISTEN_PID"), Contents: map[string]string{}, Env: map[string]string{}}
+	for _, k := range []string{"LISTEN_FDS", "LISTEN_FDNAMES", "LISTEN_PIDFDID", "NOTIFY_SOCKET", "FDSTORE", "LUOD_UNIT", "INVOCATION_ID"} {
+		r.Env[k] = os.Getenv(k)
+	}
+	fs, err := activation.Receive(&activation.Config{UnsetEnv: true})
+	if err != nil {
+		r.Err = err.Error()
+	}
+	for _, f := range fs.All() {
+		r.Names = append(r.Names, f.Name())
+		if _, ok := r.Contents[f.Name()]; ok {
+			continue
+		}
+		if b, err := io.ReadAll(io.NewSectionReader(f, 0, 1<<20)); err == nil {
+			r.Contents[f.Name()] = string(b)
+		}
+	}
+	b, _ := json.Marshal(r)
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
