@@ -71,6 +71,11 @@ func (m *Manager) handleNotify(msg *notify.Message) {
 		} else {
 			m.log.Debug("received barrier notification message", "pid", msg.PID)
 		}
+		// Close everything else first: once the barrier fd is closed the
+		// sender may look at what we hold.
+		if pf := msg.TakePIDFD(); pf != nil {
+			pf.Close()
+		}
 		for _, f := range msg.TakeFiles() {
 			f.Close()
 		}
