@@ -31,6 +31,7 @@ var nextID atomic.Uint64
 // Entry is one stored fd. The store owns File.
 type Entry struct {
 	ID     uint64 // unique in this process
+	key    fileKey
 	Name   string
 	File   *os.File
 	Poll   bool      // watched for POLLHUP/POLLERR
@@ -42,10 +43,13 @@ type Entry struct {
 type Store struct {
 	max     int
 	entries []*Entry
+	// byKey indexes entries by inode: only entries of the same inode can
+	// share an open file description, so Add compares against those only.
+	byKey map[fileKey][]*Entry
 }
 
 // New returns an empty store holding at most max entries (0 disables it).
-func New(max int) *Store { return &Store{max: max} }
+func New(max int) *Store { return &Store{max: max, byKey: map[fileKey][]*Entry{}} }
 
 // Max returns the limit.
 func (s *Store) Max() int { return s.max }
@@ -59,6 +63,9 @@ func (s *Store) SetMax(max int) []*Entry {
 	}
 	dropped := slices.Clone(s.entries[max:])
 	s.entries = s.entries[:max]
+	for _, e := range dropped {
+		s.unindex(e)
+	}
 	return dropped
 }
 
@@ -75,23 +82,32 @@ func (s *Store) Add(name string, f *os.File, poll bool, origin string) (*Entry, 
 	if len(s.entries) >= s.max {
 		return nil, fmt.Errorf("%w (FileDescriptorStoreMax=%d)", ErrFull, s.max)
 	}
-	for _, e := range s.entries {
+	key := keyOf(f)
+	for _, e := range s.byKey[key] {
 		if SameFile(e.File, f) {
 			return nil, fmt.Errorf("%w as %q", ErrDuplicate, e.Name)
 		}
 	}
-	e := &Entry{ID: nextID.Add(1), Name: name, File: f, Poll: poll, Origin: origin, Added: time.Now()}
-	s.entries = append(s.entries, e)
-	return e, nil
+	return s.Adopt(name, f, poll, origin), nil
 }
 
 // Adopt appends an entry without the limit and duplicate checks, for
 // rebuilding a store from a manifest or a re-exec where the entries were
 // checked when they were first stored.
 func (s *Store) Adopt(name string, f *os.File, poll bool, origin string) *Entry {
-	e := &Entry{ID: nextID.Add(1), Name: name, File: f, Poll: poll, Origin: origin, Added: time.Now()}
+	e := &Entry{ID: nextID.Add(1), key: keyOf(f), Name: name, File: f, Poll: poll, Origin: origin, Added: time.Now()}
 	s.entries = append(s.entries, e)
+	s.byKey[e.key] = append(s.byKey[e.key], e)
 	return e
+}
+
+func (s *Store) unindex(e *Entry) {
+	es := slices.DeleteFunc(s.byKey[e.key], func(x *Entry) bool { return x == e })
+	if len(es) == 0 {
+		delete(s.byKey, e.key)
+	} else {
+		s.byKey[e.key] = es
+	}
 }
 
 // RemoveName removes every entry named name and returns them for the
@@ -101,6 +117,7 @@ func (s *Store) RemoveName(name string) []*Entry {
 	s.entries = slices.DeleteFunc(s.entries, func(e *Entry) bool {
 		if e.Name == name {
 			removed = append(removed, e)
+			s.unindex(e)
 			return true
 		}
 		return false
@@ -113,6 +130,7 @@ func (s *Store) RemoveID(id uint64) *Entry {
 	for i, e := range s.entries {
 		if e.ID == id {
 			s.entries = slices.Delete(s.entries, i, i+1)
+			s.unindex(e)
 			return e
 		}
 	}
@@ -123,5 +141,6 @@ func (s *Store) RemoveID(id uint64) *Entry {
 func (s *Store) Take() []*Entry {
 	es := s.entries
 	s.entries = nil
+	s.byKey = map[fileKey][]*Entry{}
 	return es
 }

@@ -61,6 +61,20 @@ func withFd(f *os.File, fn func(fd int)) {
 	rc.Control(func(fd uintptr) { fn(int(fd)) })
 }
 
+// fileKey identifies an inode.
+type fileKey struct{ dev, ino uint64 }
+
+func keyOf(f *os.File) fileKey {
+	var k fileKey
+	withFd(f, func(fd int) {
+		var st unix.Stat_t
+		if unix.Fstat(fd, &st) == nil {
+			k = fileKey{uint64(st.Dev), st.Ino}
+		}
+	})
+	return k
+}
+
 // Info describes a stored file like `systemd-analyze fdstore` does.
 type Info struct {
 	Type  string // reg, dir, chr, blk, fifo, sock, lnk, or memfd, luo-session, anon

@@ -31,6 +31,13 @@ func RunShim(args []string) int {
 		fmt.Fprintln(os.Stderr, "luod exec shim: usage: luod --exec-shim PATH ARGV0 [ARGS...]")
 		return 203
 	}
+	// luod raised its own fd limit to hold large stores; services start
+	// with systemd's default (DefaultLimitNOFILE=1024:524288).
+	var lim unix.Rlimit
+	if unix.Getrlimit(unix.RLIMIT_NOFILE, &lim) == nil {
+		lim.Cur, lim.Max = min(1024, lim.Max), min(lim.Max, 524288)
+		unix.Setrlimit(unix.RLIMIT_NOFILE, &lim)
+	}
 	env := os.Environ()
 	if os.Getenv("LISTEN_FDS") != "" {
 		env = setenv(env, "LISTEN_PID", strconv.Itoa(os.Getpid()))
@@ -377,4 +384,25 @@ func (m *Manager) reap() {
 
 func becomeSubreaper() error {
 	return unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+}
+
+// raiseFDLimit lifts luod's own RLIMIT_NOFILE as far as the kernel allows
+// (fs.nr_open): every stored fd is an open fd of luod.
+func raiseFDLimit() (uint64, error) {
+	n := uint64(1 << 20)
+	if b, err := os.ReadFile("/proc/sys/fs/nr_open"); err == nil {
+		if v, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64); err == nil {
+			n = v
+		}
+	}
+	lim := unix.Rlimit{Cur: n, Max: n}
+	if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
+		// Not root: take what the hard limit allows.
+		if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
+			return 0, err
+		}
+		lim.Cur = lim.Max
+		return lim.Cur, unix.Setrlimit(unix.RLIMIT_NOFILE, &lim)
+	}
+	return n, nil
 }

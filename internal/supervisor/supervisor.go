@@ -148,6 +148,11 @@ func New(cfg Config) (*Manager, error) {
 	} else if err := becomeSubreaper(); err != nil {
 		m.log.Warn("cannot become a child subreaper; orphans of services will not be reaped by luod", "err", err)
 	}
+	if n, err := raiseFDLimit(); err != nil {
+		m.log.Warn("cannot raise the fd limit; large fd stores may not fit", "err", err)
+	} else {
+		m.log.Debug("fd limit", "nofile", n)
+	}
 	if err := os.MkdirAll(cfg.RuntimeDir, 0o755); err != nil {
 		return nil, fmt.Errorf("runtime dir: %w", err)
 	}

@@ -1,0 +1,118 @@
+package supervisor_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/liveupdate/luo/internal/control"
+	"github.com/liveupdate/luo/internal/luodtest"
+	"github.com/liveupdate/luo/internal/notify"
+	"github.com/liveupdate/luo/memfd"
+	"github.com/liveupdate/luo/sdnotify"
+)
+
+// BenchmarkNotifyIngest measures FDSTORE=1 messages with one memfd each,
+// ingested per second: by luod end to end (a unit sends b.N messages, luod
+// attributes, checks and stores every fd), side by side with the baseline
+// of a bare notify socket that only receives them (no luod).
+func BenchmarkNotifyIngest(b *testing.B) {
+	// Baseline: receive only.
+	dir := b.TempDir()
+	sock, err := notify.Listen(filepath.Join(dir, "notify"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer sock.Close()
+	n, err := sdnotify.OpenAddr(sock.Path())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer n.Close()
+	b.ResetTimer()
+	start := time.Now()
+	go func() {
+		for range b.N {
+			m, _ := memfd.New("spam", 0)
+			n.StoreFiles("spam", []*os.File{m}, nil)
+			m.Close()
+		}
+	}()
+	for range b.N {
+		msg, err := sock.Receive(context.Background())
+		if err != nil {
+			b.Fatal(err)
+		}
+		msg.Close()
+	}
+	raw := time.Since(start)
+	b.StopTimer()
+
+	// luod: a unit sends a batch of messages, then READY=1; it is active
+	// once luod stored them all. Batches stay well below the fd limit of
+	// an unprivileged container.
+	const batch = 5000
+	d := luodtest.Start(b, map[string]string{"spam.service": svc(fmt.Sprintf("-spam %d", batch)) +
+		fmt.Sprintf("FileDescriptorStoreMax=%d\n", batch)}, "-log-level", "error")
+	d.WaitUnit("spam.service", "active", active)
+	var luod time.Duration
+	for left := b.N; left > 0; left -= batch {
+		n := min(left, batch)
+		d.MustCall(control.MethodStopUnit, control.UnitName{Name: "spam.service"}, nil)
+		d.MustCall(control.MethodCleanUnit, control.CleanParams{Name: "spam.service", What: []string{"fdstore"}}, nil)
+		d.WriteUnit("spam.service", svc(fmt.Sprintf("-spam %d", n))+fmt.Sprintf("FileDescriptorStoreMax=%d\n", batch))
+		d.MustCall(control.MethodReload, nil, nil)
+		b.StartTimer()
+		start := time.Now()
+		d.MustCall(control.MethodStartUnit, control.UnitName{Name: "spam.service"}, nil)
+		luod += time.Since(start)
+		b.StopTimer()
+		if got := d.Unit("spam.service").FDStoreCount; got != n {
+			b.Fatalf("stored %d of %d", got, n)
+		}
+	}
+	b.ReportMetric(float64(b.N)/luod.Seconds(), "luod-msgs/s")
+	b.ReportMetric(float64(b.N)/raw.Seconds(), "raw-msgs/s")
+	b.ReportMetric(luod.Seconds()/raw.Seconds(), "luod/raw")
+}
+
+// BenchmarkRestart100FDs measures a restart of a Type=notify service whose
+// store holds 100 memfds, handed back through LISTEN_FDS: from the stop to
+// READY of the new instance. The baseline is the same restart with an
+// empty store.
+func BenchmarkRestart100FDs(b *testing.B) {
+	d := luodtest.Start(b, map[string]string{
+		"full.service":  svc(`-spam 100`) + "FileDescriptorStoreMax=100\n",
+		"empty.service": svc(``),
+	}, "-log-level", "warn")
+	d.WaitUnit("full.service", "active", active)
+	d.WaitUnit("empty.service", "active", active)
+	if n := d.Unit("full.service").FDStoreCount; n != 100 {
+		b.Fatalf("stored %d", n)
+	}
+	// From now on the service stores nothing more: the store stays at 100.
+	d.WriteUnit("full.service", svc(``)+"FileDescriptorStoreMax=100\n")
+	d.MustCall(control.MethodReload, nil, nil)
+	var full, empty time.Duration
+	b.ResetTimer()
+	for range b.N {
+		for _, u := range []struct {
+			name string
+			d    *time.Duration
+		}{{"full.service", &full}, {"empty.service", &empty}} {
+			start := time.Now()
+			d.MustCall(control.MethodRestartUnit, control.UnitName{Name: u.name}, nil)
+			*u.d += time.Since(start)
+		}
+	}
+	b.StopTimer()
+	if n := d.Unit("full.service").FDStoreCount; n != 100 {
+		b.Fatalf("store has %d after the restarts", n)
+	}
+	b.ReportMetric(float64(full.Microseconds())/float64(b.N)/1000, "ms/restart-100fds")
+	b.ReportMetric(float64(empty.Microseconds())/float64(b.N)/1000, "ms/restart-0fds")
+	b.ReportMetric(float64(full)/float64(empty), "100fds/0fds")
+}
