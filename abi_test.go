@@ -13,7 +13,7 @@ func ioc(dir, typ, nr, size uintptr) uintptr {
 }
 
 // _IO(type, nr) = _IOC(_IOC_NONE, type, nr, 0)
-func io(typ, nr uintptr) uintptr { return ioc(0, typ, nr, 0) }
+func ioNone(typ, nr uintptr) uintptr { return ioc(0, typ, nr, 0) }
 
 func TestIoctlNumbers(t *testing.T) {
 	for _, tc := range []struct {
@@ -32,8 +32,8 @@ func TestIoctlNumbers(t *testing.T) {
 		if tc.got != tc.want {
 			t.Errorf("%s = %#x, want %#x", tc.name, tc.got, tc.want)
 		}
-		if io(luo.LIVEUPDATE_IOCTL_TYPE, tc.nr) != tc.want {
-			t.Errorf("_IO(0xBA, %#x) = %#x, want %#x", tc.nr, io(luo.LIVEUPDATE_IOCTL_TYPE, tc.nr), tc.want)
+		if ioNone(luo.LIVEUPDATE_IOCTL_TYPE, tc.nr) != tc.want {
+			t.Errorf("_IO(0xBA, %#x) = %#x, want %#x", tc.nr, ioNone(luo.LIVEUPDATE_IOCTL_TYPE, tc.nr), tc.want)
 		}
 	}
 }

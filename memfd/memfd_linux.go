@@ -9,16 +9,29 @@ import (
 )
 
 // New creates a memfd named name (shown as "/memfd:name" in /proc; at most
-// 249 bytes) of size bytes, with MFD_CLOEXEC and MFD_ALLOW_SEALING, and
-// MFD_NOEXEC_SEAL where the kernel has it. The contents read as zeros.
+// 249 bytes) of size bytes, with MFD_CLOEXEC and MFD_ALLOW_SEALING. The
+// contents read as zeros.
+//
+// It asks for MFD_EXEC rather than MFD_NOEXEC_SEAL on purpose: Linux 7.2
+// and 7.3 restore a preserved memfd's seals by adding them to a new,
+// executable memfd, and adding F_SEAL_EXEC to an executable memfd implies
+// F_SEAL_WRITE, F_SEAL_FUTURE_WRITE, F_SEAL_SHRINK and F_SEAL_GROW. A
+// memfd made with MFD_NOEXEC_SEAL (which carries F_SEAL_EXEC) therefore
+// comes back from a live update read-only. Where vm.memfd_noexec=2 refuses
+// MFD_EXEC, New falls back to MFD_NOEXEC_SEAL and such memfds have that
+// problem.
 func New(name string, size int64) (*os.File, error) {
 	if size < 0 {
 		return nil, fmt.Errorf("memfd: create %q: negative size %d", name, size)
 	}
-	fd, err := unix.MemfdCreate(name, unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING|unix.MFD_NOEXEC_SEAL)
-	if errors.Is(err, unix.EINVAL) {
-		// Kernels before 6.3 do not know MFD_NOEXEC_SEAL.
+	fd, err := unix.MemfdCreate(name, unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING|unix.MFD_EXEC)
+	switch {
+	case errors.Is(err, unix.EINVAL):
+		// Kernels before 6.3 know neither MFD_EXEC nor MFD_NOEXEC_SEAL.
 		fd, err = unix.MemfdCreate(name, unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
+	case errors.Is(err, unix.EACCES):
+		// vm.memfd_noexec=2: only non-executable memfds.
+		fd, err = unix.MemfdCreate(name, unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING|unix.MFD_NOEXEC_SEAL)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("memfd: create %q: %w", name, err)

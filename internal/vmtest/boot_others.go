@@ -1,0 +1,7 @@
+//go:build !linux
+
+package vmtest
+
+import "syscall"
+
+func qemuSysProcAttr() *syscall.SysProcAttr { return nil }

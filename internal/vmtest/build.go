@@ -1,0 +1,373 @@
+package vmtest
+
+import (
+	"bytes"
+	"cmp"
+	"compress/gzip"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/cavaliergopher/cpio"
+)
+
+// vminitPackage is the guest init that Build puts in the initrd.
+const vminitPackage = "github.com/liveupdate/luo/internal/vmtest/vminit"
+
+// baseCmdline is the start of every stage's kernel command line.
+// liveupdate=on is required by LUO; panic=-1 with QEMU's -no-reboot turns a
+// kernel panic into the end of the run; no_timer_check skips the boot-time
+// IO-APIC timer check, which panics ("IO-APIC + timer doesn't work!") when
+// the emulated CPU is starved on a loaded host.
+const baseCmdline = "console=ttyS0 panic=-1 liveupdate=on quiet no_timer_check"
+
+// Config describes a VM test run. The zero value of each field but Kernels
+// means its default.
+type Config struct {
+	// Kernels lists the kernel image (bzImage) of each stage: stage i boots
+	// Kernels[i-1], so len(Kernels) is the number of stages. Use [Kernel] to
+	// find them.
+	Kernels []string
+	// Package is the package whose tests run in the guest, built with
+	// "go test -c -tags vmguest"; it is a directory or an import path,
+	// resolved from the current directory. Default: "." (the package of
+	// the calling test).
+	Package string
+	// TestArgs are extra arguments of the guest test binary, such as
+	// "-test.run=TestKexec". -test.v is always on.
+	TestArgs []string
+	// Binaries maps a path on the disk (relative to /vmtest in the guest)
+	// to a main package, built static with CGO_ENABLED=0 "go build".
+	Binaries map[string]string
+	// Files maps a path on the disk (relative to /vmtest) to its content.
+	Files map[string][]byte
+	// Init, if set, is the argv vminit executes as PID 1 after mounting the
+	// file systems, instead of starting the test binary itself; paths are
+	// guest paths such as "/vmtest/bin/luod". That init must then start
+	// /vmtest/test.bin (with any arguments; GuestMain applies TestArgs when
+	// it gets none), and GuestMain does the rest. The test binary's output
+	// goes to the results port whatever its stdout is.
+	Init []string
+	// Driver, with Init, makes vminit start the test binary itself (as
+	// without Init) and then exec Init as PID 1: the test binary drives
+	// the init from outside (a service manager under test, which must not
+	// stop the tests when it stops its services), and its process becomes
+	// a child of that init.
+	Driver bool
+	// Cmdline is appended to the kernel command line of every stage, after
+	// "console=ttyS0 panic=-1 liveupdate=on quiet no_timer_check"; e.g.
+	// "loglevel=7" undoes quiet.
+	Cmdline string
+	// Memory is the guest memory in MiB. Default: 2048.
+	Memory int
+	// CPUs is the number of guest CPUs. Default: 2.
+	CPUs int
+	// Timeout bounds the whole run, all stages included; QEMU is killed
+	// when it expires. Default: 4 minutes per stage. [Run] also keeps it
+	// short of the test's deadline.
+	Timeout time.Duration
+}
+
+// An Image is everything needed to boot a run: the output of [Build].
+type Image struct {
+	// Dir is the directory Build wrote to.
+	Dir string
+	// Kernel is the host path of the first stage's kernel.
+	Kernel string
+	// Initrd is the host path of the gzip-compressed initrd.
+	Initrd string
+	// Disk is the host path of the raw ext4 disk image.
+	Disk string
+	// Plan is the plan written to the disk.
+	Plan Plan
+	// Memory (MiB) and CPUs size the VM.
+	Memory, CPUs int
+}
+
+// Build compiles the guest test binary, vminit and cfg.Binaries, and writes
+// the initrd and the disk image into dir, which must exist. It runs the go
+// command and mkfs.ext4; it needs no privileges.
+func Build(ctx context.Context, cfg Config, dir string) (*Image, error) {
+	if len(cfg.Kernels) == 0 {
+		return nil, errors.New("vmtest: Config.Kernels is empty")
+	}
+	root := filepath.Join(dir, "vmtest")
+	if err := os.MkdirAll(filepath.Join(root, "boot"), 0o755); err != nil {
+		return nil, err
+	}
+	img := &Image{
+		Dir:    dir,
+		Kernel: filepath.Join(root, "boot", "stage-1.bzImage"),
+		Initrd: filepath.Join(dir, "initrd.img"),
+		Disk:   filepath.Join(dir, "disk.img"),
+		Memory: cmp.Or(cfg.Memory, 2048),
+		CPUs:   cmp.Or(cfg.CPUs, 2),
+	}
+
+	img.Plan = Plan{
+		Cmdline: strings.TrimSpace(baseCmdline + " " + cfg.Cmdline),
+		Initrd:  DiskDir + "/boot/initrd.img",
+		Test:    append([]string{DiskDir + "/test.bin", "-test.v=true"}, cfg.TestArgs...),
+		Init:    cfg.Init,
+		Driver:  cfg.Driver,
+		Results: ResultsPort,
+	}
+	if d, ok := ctx.Deadline(); ok {
+		img.Plan.Deadline = d
+	}
+
+	// Compile everything in parallel; the go command serializes what must be.
+	pkg := cmp.Or(cfg.Package, ".")
+	builds := []goBuild{
+		{args: []string{"test", "-c", "-tags", "vmguest", "-o", filepath.Join(root, "test.bin"), pkg}},
+		{args: []string{"build", "-ldflags=-s -w", "-o", filepath.Join(dir, "init"), vminitPackage}},
+	}
+	for _, name := range sortedKeys(cfg.Binaries) {
+		dst, err := diskPath(root, name)
+		if err != nil {
+			return nil, err
+		}
+		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+			return nil, err
+		}
+		builds = append(builds, goBuild{args: []string{"build", "-o", dst, cfg.Binaries[name]}})
+	}
+	if err := runBuilds(ctx, builds); err != nil {
+		return nil, err
+	}
+	if _, err := os.Stat(filepath.Join(root, "test.bin")); err != nil {
+		return nil, fmt.Errorf("vmtest: go test -c %s wrote no test binary (no test files with the vmguest tag?)", pkg)
+	}
+
+	for i, k := range cfg.Kernels {
+		release, err := KernelRelease(k)
+		if err != nil {
+			return nil, err
+		}
+		name := fmt.Sprintf("stage-%d.bzImage", i+1)
+		if err := copyFile(filepath.Join(root, "boot", name), k, 0o644); err != nil {
+			return nil, err
+		}
+		img.Plan.Stages = append(img.Plan.Stages, PlanStage{Kernel: DiskDir + "/boot/" + name, Release: release})
+	}
+	for _, name := range sortedKeys(cfg.Files) {
+		dst, err := diskPath(root, name)
+		if err != nil {
+			return nil, err
+		}
+		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+			return nil, err
+		}
+		if err := os.WriteFile(dst, cfg.Files[name], 0o644); err != nil {
+			return nil, err
+		}
+	}
+	plan, err := json.MarshalIndent(img.Plan, "", "\t")
+	if err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(filepath.Join(root, "plan.json"), append(plan, '\n'), 0o644); err != nil {
+		return nil, err
+	}
+	if err := writeInitrd(img.Initrd, filepath.Join(dir, "init")); err != nil {
+		return nil, err
+	}
+	if err := copyFile(filepath.Join(root, "boot", "initrd.img"), img.Initrd, 0o644); err != nil {
+		return nil, err
+	}
+	if err := makeDisk(ctx, img.Disk, root); err != nil {
+		return nil, err
+	}
+	return img, nil
+}
+
+type goBuild struct{ args []string }
+
+// runBuilds runs the go command for each build, in parallel, and returns
+// the errors of all that failed.
+func runBuilds(ctx context.Context, builds []goBuild) error {
+	errs := make([]error, len(builds))
+	var wg sync.WaitGroup
+	for i, b := range builds {
+		wg.Go(func() {
+			cmd := exec.CommandContext(ctx, "go", b.args...)
+			cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64")
+			out, err := cmd.CombinedOutput()
+			if err != nil {
+				errs[i] = fmt.Errorf("vmtest: go %s: %v\n%s", strings.Join(b.args, " "), err, out)
+			}
+		})
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// diskPath returns the host path of name, a path relative to the disk root.
+func diskPath(root, name string) (string, error) {
+	clean := path.Clean(name)
+	if name == "" || path.IsAbs(name) || clean == "." || clean == ".." || strings.HasPrefix(clean, "../") {
+		return "", fmt.Errorf("vmtest: disk path %q must be relative and stay under %s", name, DiskDir)
+	}
+	switch clean {
+	case "test.bin", "plan.json", "boot":
+		return "", fmt.Errorf("vmtest: disk path %q is reserved", name)
+	}
+	if strings.HasPrefix(clean, "boot/") {
+		return "", fmt.Errorf("vmtest: disk path %q is reserved", name)
+	}
+	return filepath.Join(root, filepath.FromSlash(clean)), nil
+}
+
+// KernelRelease returns the release string (as uname -r prints it) of an x86
+// kernel image, read from the kernel_version field of its boot protocol
+// header (Documentation/arch/x86/boot.rst).
+func KernelRelease(bzImage string) (string, error) {
+	f, err := os.Open(bzImage)
+	if err != nil {
+		return "", fmt.Errorf("vmtest: kernel image: %w", err)
+	}
+	defer f.Close()
+	var hdr [0x210]byte
+	if _, err := io.ReadFull(f, hdr[:]); err != nil {
+		return "", fmt.Errorf("vmtest: kernel image %s: %w", bzImage, err)
+	}
+	if string(hdr[0x202:0x206]) != "HdrS" {
+		return "", fmt.Errorf("vmtest: %s is not an x86 bzImage (no HdrS boot header)", bzImage)
+	}
+	off := int64(binary.LittleEndian.Uint16(hdr[0x20e:])) + 0x200
+	var buf [256]byte
+	n, err := f.ReadAt(buf[:], off)
+	if n == 0 {
+		return "", fmt.Errorf("vmtest: kernel image %s: version string: %w", bzImage, err)
+	}
+	version, _, _ := bytes.Cut(buf[:n], []byte{0})
+	release, _, _ := strings.Cut(string(version), " ")
+	if release == "" {
+		return "", fmt.Errorf("vmtest: kernel image %s has an empty version string", bzImage)
+	}
+	return release, nil
+}
+
+// initrdDirs are the directories of the initrd, mount points all. The
+// kernel's built-in initramfs, which is unpacked first, provides
+// /dev/console.
+var initrdDirs = []string{"dev", "proc", "sys", "tmp", "run", "vmtest"}
+
+// writeInitrd writes a gzip-compressed newc cpio archive holding only init
+// and the mount points.
+func writeInitrd(dst, init string) error {
+	data, err := os.ReadFile(init)
+	if err != nil {
+		return err
+	}
+	f, err := os.Create(dst)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	zw := gzip.NewWriter(f)
+	w := cpio.NewWriter(zw)
+	for _, d := range initrdDirs {
+		if err := w.WriteHeader(&cpio.Header{Name: d, Mode: cpio.TypeDir | 0o755, Links: 2}); err != nil {
+			return fmt.Errorf("vmtest: initrd: %w", err)
+		}
+	}
+	if err := w.WriteHeader(&cpio.Header{Name: "init", Mode: cpio.TypeReg | 0o755, Size: int64(len(data))}); err != nil {
+		return fmt.Errorf("vmtest: initrd: %w", err)
+	}
+	if _, err := w.Write(data); err != nil {
+		return fmt.Errorf("vmtest: initrd: %w", err)
+	}
+	if err := w.Close(); err != nil {
+		return fmt.Errorf("vmtest: initrd: %w", err)
+	}
+	if err := zw.Close(); err != nil {
+		return fmt.Errorf("vmtest: initrd: %w", err)
+	}
+	return f.Close()
+}
+
+// makeDisk writes an ext4 image of the directory root to dst, sized from
+// its content plus a margin, at least 64 MiB.
+func makeDisk(ctx context.Context, dst, root string) error {
+	mkfs, err := mkfsPath()
+	if err != nil {
+		return err
+	}
+	var size int64
+	err = filepath.WalkDir(root, func(_ string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		size += (info.Size() + 4095) &^ 4095
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	mib := max(64, (size*5/4)>>20+16)
+	cmd := exec.CommandContext(ctx, mkfs, "-q", "-d", root, dst, fmt.Sprintf("%dM", mib))
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("vmtest: %s: %v\n%s", strings.Join(cmd.Args, " "), err, out)
+	}
+	return nil
+}
+
+// mkfsPath finds mkfs.ext4, which often lives outside a user's PATH.
+func mkfsPath() (string, error) {
+	if p, err := exec.LookPath("mkfs.ext4"); err == nil {
+		return p, nil
+	}
+	for _, p := range []string{"/usr/sbin/mkfs.ext4", "/sbin/mkfs.ext4"} {
+		if _, err := os.Stat(p); err == nil {
+			return p, nil
+		}
+	}
+	return "", errors.New("vmtest: mkfs.ext4 not found (apt-get install e2fsprogs)")
+}
+
+// copyFile copies src to dst, hard-linking when it can.
+func copyFile(dst, src string, perm os.FileMode) error {
+	if err := os.Link(src, dst); err == nil {
+		return nil
+	}
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, perm)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}

@@ -1,0 +1,151 @@
+package vmtest
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+func TestTestTree(t *testing.T) {
+	tests := []*TestResult{
+		{Name: "TestA", Stage: 1, Status: Pass},
+		{Name: "TestA/x/y", Stage: 1, Status: Pass}, // t.Run("x/y") in TestA
+		{Name: "TestA/x/y/z", Stage: 1, Status: Skip},
+		{Name: "TestB", Stage: 1, Status: Skip},
+		{Name: "TestA", Stage: 2, Status: Fail},
+		{Name: "TestA/x/y", Stage: 2, Status: Fail},
+		{Name: "TestA/x/y/z", Stage: 2, Status: Skip},
+		{Name: "TestB", Stage: 2, Status: Skip},
+		{Name: "TestC", Stage: 2, Status: Unfinished},
+		{Name: "TestD", Stage: 2, Status: Pass},
+		{Name: "TestD", Stage: 3, Status: Skip},
+	}
+	var got []string
+	var walk func(prefix string, nodes []*testNode)
+	walk = func(prefix string, nodes []*testNode) {
+		for _, n := range nodes {
+			got = append(got, fmt.Sprintf("%s%s %s (%d runs)", prefix, n.short, n.status(), len(n.runs)))
+			walk(prefix+"  ", n.children)
+		}
+	}
+	walk("", testTree(tests))
+	want := []string{
+		"TestA FAIL (2 runs)",
+		"  x/y FAIL (2 runs)",
+		"    z SKIP (2 runs)",
+		"TestB SKIP (2 runs)",
+		"TestC FAIL (1 runs)",
+		"TestD PASS (2 runs)",
+	}
+	if diff := diffLines(want, got); diff != "" {
+		t.Errorf("testTree mismatch (-want +got):\n%s", diff)
+	}
+}
+
+// reportChildEnv names the recorded results stream that TestReportChild
+// reports; TestReport sets it when running this test binary again.
+const reportChildEnv = "VMTEST_REPORT_CHILD"
+
+// TestReport proves that guest failures fail the host subtests. It runs
+// report on a recorded stream with failures in a child test process, so this
+// suite stays green, and parses the child's own "go test -v" output.
+func TestReport(t *testing.T) {
+	cmd := exec.Command(os.Args[0], "-test.run=^TestReportChild$", "-test.v")
+	cmd.Env = append(os.Environ(), reportChildEnv+"=testdata/stages.txt")
+	out, err := cmd.CombinedOutput()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 1 {
+		t.Fatalf("child test: %v, want exit status 1\n%s", err, out)
+	}
+	p, err := parseResults(bytes.NewReader(out))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, r := range p.Tests {
+		got = append(got, fmt.Sprintf("%s %s", r.Name, r.Status))
+	}
+	want := []string{
+		"TestReportChild FAIL",
+		"TestReportChild/TestKexec FAIL",
+		"TestReportChild/TestKexec/simple FAIL",
+		"TestReportChild/TestOther FAIL",
+	}
+	if diff := diffLines(want, got); diff != "" {
+		t.Errorf("host statuses mismatch (-want +got):\n%s\nchild output:\n%s", diff, out)
+	}
+	for _, s := range []string{
+		"stage 2 (7.3.4): FAIL (0.02s)",
+		"kexec_test.go:20: session lost",
+		"failed in the guest in stage 2 (7.3.4)",
+		"panic: boom",
+		"failed in the guest in stage 3 (7.2.13)",
+	} {
+		if !bytes.Contains(out, []byte(s)) {
+			t.Errorf("child output lacks %q:\n%s", s, out)
+		}
+	}
+
+	// And the passing and skipped cases, in-process.
+	cmd = exec.Command(os.Args[0], "-test.run=^TestReportChild$", "-test.v")
+	cmd.Env = append(os.Environ(), reportChildEnv+"=testdata/smoke.txt")
+	if out, err := cmd.CombinedOutput(); err != nil || !bytes.Contains(out, []byte("--- SKIP: TestReportChild/TestSkipped")) {
+		t.Errorf("child test on a passing run: %v\n%s", err, out)
+	}
+}
+
+// TestReportChild is run by TestReport only.
+func TestReportChild(t *testing.T) {
+	name := os.Getenv(reportChildEnv)
+	if name == "" {
+		t.Skip("run by TestReport")
+	}
+	b, err := os.ReadFile(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := parseResults(bytes.NewReader(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	releases := map[int]string{}
+	for _, s := range p.Stages {
+		releases[s.N] = s.Release
+	}
+	report(t, testTree(p.Tests), func(n int) string { return fmt.Sprintf("stage %d (%s)", n, releases[n]) })
+}
+
+func TestCheckRun(t *testing.T) {
+	b, err := os.ReadFile("testdata/stages.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan := Plan{Stages: []PlanStage{
+		{Kernel: "/vmtest/boot/stage-1.bzImage", Release: "7.2.13"},
+		{Kernel: "/vmtest/boot/stage-2.bzImage", Release: "7.3.4"},
+		{Kernel: "/vmtest/boot/stage-3.bzImage", Release: "7.2.13"},
+		{Kernel: "/vmtest/boot/stage-4.bzImage", Release: "7.3.4"},
+	}}
+	var lines []Line
+	for _, s := range strings.Split(strings.TrimSuffix(string(b), "\n"), "\n") {
+		lines = append(lines, Line{Stream: Results, Text: s})
+	}
+	res, p := newResult(lines[0].Time, lines, []string{"k1", "k2", "k3", "k4"})
+	if len(res.Stages) != 3 || res.Stages[1].Release != "7.3.4" || res.Stages[1].Exit != 1 || res.Stages[2].Exit != -1 {
+		t.Errorf("stages: %+v", res.Stages)
+	}
+	got := checkRun(res, p, plan, errors.New("vmtest: timed out"))
+	want := []string{
+		"timed out (stage 3/4 reached)",
+		"stage 3/4: the guest test binary ended without its exit marker",
+		"stage 3/3 test binary exited without kexec/poweroff: exit status 2",
+		"stage 4/4 (7.3.4, /vmtest/boot/stage-4.bzImage) did not start",
+	}
+	if diff := diffLines(want, got); diff != "" {
+		t.Errorf("checkRun mismatch (-want +got):\n%s", diff)
+	}
+}
