@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"sync"
+	"syscall"
 )
 
 // DevicePath is where the kernel's misc device appears when LUO is enabled.
@@ -18,6 +19,7 @@ const MaxNameLen = LIVEUPDATE_SESSION_NAME_LENGTH - 1
 // created or retrieved: sessions do not need it. Safe for concurrent use.
 type Device struct {
 	f    *os.File
+	rc   syscall.RawConn
 	path string
 	once sync.Once
 	err  error
@@ -31,6 +33,7 @@ type Device struct {
 // Safe for concurrent use.
 type Session struct {
 	f        *os.File
+	rc       syscall.RawConn // of f, kept: SyscallConn allocates
 	name     string
 	incoming bool
 	once     sync.Once

@@ -6,6 +6,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"syscall"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -31,7 +32,13 @@ func OpenPath(path string) (*Device, error) {
 		}
 		return nil, e
 	}
-	return &Device{f: os.NewFile(uintptr(fd), path), path: path}, nil
+	f := os.NewFile(uintptr(fd), path)
+	rc, err := f.SyscallConn()
+	if err != nil {
+		f.Close()
+		return nil, &Error{Op: "open", Err: err}
+	}
+	return &Device{f: f, rc: rc, path: path}, nil
 }
 
 // CreateSession wraps LIVEUPDATE_IOCTL_CREATE_SESSION: it creates an
@@ -45,7 +52,7 @@ func (d *Device) CreateSession(name string) (*Session, error) {
 	}
 	arg := LiveupdateIoctlCreateSession{Size: uint32(unsafe.Sizeof(LiveupdateIoctlCreateSession{}))}
 	copy(arg.Name[:], name)
-	if err := control(d.f, func(fd uintptr) error {
+	if err := control(d.rc, func(fd uintptr) error {
 		return ioctl(fd, LIVEUPDATE_IOCTL_CREATE_SESSION, unsafe.Pointer(&arg))
 	}); err != nil {
 		return nil, &Error{Op: op, Session: name, Err: err}
@@ -63,7 +70,7 @@ func (d *Device) RetrieveSession(name string) (*Session, error) {
 	}
 	arg := LiveupdateIoctlRetrieveSession{Size: uint32(unsafe.Sizeof(LiveupdateIoctlRetrieveSession{}))}
 	copy(arg.Name[:], name)
-	if err := control(d.f, func(fd uintptr) error {
+	if err := control(d.rc, func(fd uintptr) error {
 		return ioctl(fd, LIVEUPDATE_IOCTL_RETRIEVE_SESSION, unsafe.Pointer(&arg))
 	}); err != nil {
 		return nil, &Error{Op: op, Session: name, Err: err}
@@ -72,7 +79,9 @@ func (d *Device) RetrieveSession(name string) (*Session, error) {
 }
 
 func newSession(fd int, name string, incoming bool) *Session {
-	return &Session{f: os.NewFile(uintptr(fd), sessionLinkPrefix+name), name: name, incoming: incoming}
+	f := os.NewFile(uintptr(fd), sessionLinkPrefix+name)
+	rc, _ := f.SyscallConn() // cannot fail on a new, open file
+	return &Session{f: f, rc: rc, name: name, incoming: incoming}
 }
 
 // PreserveFD wraps LIVEUPDATE_SESSION_PRESERVE_FD: the file is preserved
@@ -98,7 +107,7 @@ func (s *Session) PreserveFD(f *os.File, token uint64) error {
 			Fd:    int32(ffd),
 			Token: token,
 		}
-		opErr = control(s.f, func(fd uintptr) error {
+		opErr = control(s.rc, func(fd uintptr) error {
 			return ioctl(fd, LIVEUPDATE_SESSION_PRESERVE_FD, unsafe.Pointer(&arg))
 		})
 	}); err != nil {
@@ -121,12 +130,12 @@ func (s *Session) RetrieveFD(token uint64) (*os.File, error) {
 		Size:  uint32(unsafe.Sizeof(LiveupdateSessionRetrieveFd{})),
 		Token: token,
 	}
-	if err := control(s.f, func(fd uintptr) error {
+	if err := control(s.rc, func(fd uintptr) error {
 		return ioctl(fd, LIVEUPDATE_SESSION_RETRIEVE_FD, unsafe.Pointer(&arg))
 	}); err != nil {
 		return nil, &Error{Op: op, Session: s.name, Token: token, Err: err}
 	}
-	return os.NewFile(uintptr(arg.Fd), fmt.Sprintf("luo:%s:%d", s.name, token)), nil
+	return os.NewFile(uintptr(arg.Fd), "luo:"+s.name+":"+strconv.FormatUint(token, 10)), nil
 }
 
 // Finish wraps LIVEUPDATE_SESSION_FINISH: the incoming session's files are
@@ -134,7 +143,7 @@ func (s *Session) RetrieveFD(token uint64) (*os.File, error) {
 // Finishing again is a no-op. The session fd stays open until Close.
 func (s *Session) Finish() error {
 	arg := LiveupdateSessionFinish{Size: uint32(unsafe.Sizeof(LiveupdateSessionFinish{}))}
-	if err := control(s.f, func(fd uintptr) error {
+	if err := control(s.rc, func(fd uintptr) error {
 		return ioctl(fd, LIVEUPDATE_SESSION_FINISH, unsafe.Pointer(&arg))
 	}); err != nil {
 		return &Error{Op: "FINISH", Session: s.name, Err: err}
@@ -146,7 +155,7 @@ func (s *Session) Finish() error {
 // session's name.
 func (s *Session) GetName() (string, error) {
 	arg := LiveupdateSessionGetName{Size: uint32(unsafe.Sizeof(LiveupdateSessionGetName{}))}
-	if err := control(s.f, func(fd uintptr) error {
+	if err := control(s.rc, func(fd uintptr) error {
 		return ioctl(fd, LIVEUPDATE_SESSION_GET_NAME, unsafe.Pointer(&arg))
 	}); err != nil {
 		return "", &Error{Op: "GET_NAME", Session: s.name, Err: err}
@@ -168,9 +177,13 @@ func SessionFromFile(f *os.File) (*Session, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Session{f: f, name: name}
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return nil, fmt.Errorf("luo: %s: %w", f.Name(), err)
+	}
+	s := &Session{f: f, rc: rc, name: name}
 	arg := LiveupdateSessionPreserveFd{Size: uint32(unsafe.Sizeof(LiveupdateSessionPreserveFd{})), Fd: -1, Token: ^uint64(0)}
-	err = control(f, func(fd uintptr) error {
+	err = control(rc, func(fd uintptr) error {
 		return ioctl(fd, LIVEUPDATE_SESSION_PRESERVE_FD, unsafe.Pointer(&arg))
 	})
 	switch {
@@ -230,12 +243,8 @@ func sessionName(f *os.File) (string, error) {
 	return name, nil
 }
 
-// control runs fn on f's fd, keeping the fd valid during the call.
-func control(f *os.File, fn func(fd uintptr) error) error {
-	rc, err := f.SyscallConn()
-	if err != nil {
-		return err
-	}
+// control runs fn on the fd of rc, keeping the fd valid during the call.
+func control(rc syscall.RawConn, fn func(fd uintptr) error) error {
 	var opErr error
 	if err := rc.Control(func(fd uintptr) { opErr = fn(fd) }); err != nil {
 		// The file is closed.
