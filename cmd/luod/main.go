@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"os"
 	"strconv"
+	"strings"
 
 	"github.com/liveupdate/luo/internal/supervisor"
 )
@@ -31,7 +32,7 @@ func main() {
 
 func run() error {
 	var (
-		units     = flag.String("units", "/etc/luod/system", "directory of *.service unit files")
+		units     = flag.String("units", "/etc/luod/system:/run/luod/system", "directories of *.service unit files, colon-separated, first wins")
 		runtime   = flag.String("runtime", "/run/luod", "directory of the notify and control sockets")
 		logFormat = flag.String("log-format", "text", "log format: text or json")
 		logLevel  = flag.String("log-level", "info", "log level: debug, info, warn or error")
@@ -55,12 +56,13 @@ func run() error {
 	log := slog.New(h).With("prog", "luod")
 
 	cfg := supervisor.Config{
-		UnitDir:    *units,
+		UnitDirs:   strings.Split(*units, ":"),
 		RuntimeDir: *runtime,
 		Logger:     log,
 		PID1:       os.Getpid() == 1,
 	}
 	cfg.LiveUpdate.Device = *device
+	cfg.LiveUpdate.Fault = os.Getenv("LUOD_TEST_FAULT")
 	if v := os.Getenv(supervisor.StateEnv); v != "" {
 		os.Unsetenv(supervisor.StateEnv)
 		fd, err := strconv.Atoi(v)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/liveupdate/luo/internal/control"
@@ -192,7 +193,7 @@ func (m *Manager) managerInfo() control.Manager {
 	_, devErr := os.Stat(m.cfg.LiveUpdate.Device)
 	info := control.Manager{
 		Version: Version, PID: os.Getpid(), PID1: m.cfg.PID1, Started: m.started, Reexecs: m.reexecs,
-		UnitDir: m.cfg.UnitDir, NotifySocket: m.notify.Path(), Units: len(m.units), LiveUpdates: m.liveUpdates,
+		UnitDir: strings.Join(m.cfg.UnitDirs, ":"), NotifySocket: m.notify.Path(), Units: len(m.units), LiveUpdates: m.liveUpdates,
 		LUO:      control.LUOStatus{Device: devErr == nil, Cmdline: kexec.CmdlineHas(cmd, "liveupdate"), Release: rel},
 		Updating: m.update != nil && m.update.running,
 	}

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/liveupdate/luo"
 	"github.com/liveupdate/luo/internal/control"
 	"github.com/liveupdate/luo/internal/fdstore"
@@ -316,7 +318,7 @@ func (m *Manager) runUpdate(ctx context.Context, p control.UpdateParams, progres
 	m.do(func() {
 		items, _ := m.planItems(false)
 		mf.Count = m.liveUpdates + 1
-		prepared, err = update.Preserve(m.cfg.LiveUpdate.Device, mf, items, p.AllowLoss)
+		prepared, err = update.Preserve(m.cfg.LiveUpdate.Device, mf, items, p.AllowLoss, m.fault("preserve"))
 	})
 	if err != nil {
 		return abort("preserve", err)
@@ -327,6 +329,10 @@ func (m *Manager) runUpdate(ctx context.Context, p control.UpdateParams, progres
 		n += len(u.Entries)
 	}
 	progress("preserve", fmt.Sprintf("%d entries carried in LUO session %q, manifest at token 0", n, update.SessionName))
+	if m.cfg.LiveUpdate.Fault == "hang=preserved" {
+		m.log.Warn("fault injection: hanging after preserve")
+		select {}
+	}
 
 	// Reboot.
 	progress("reboot", "rebooting into "+t.Kernel)
@@ -334,11 +340,11 @@ func (m *Manager) runUpdate(ctx context.Context, p control.UpdateParams, progres
 		prepared.Abort()
 		return abort("manifest", err)
 	}
-	exec := m.cfg.LiveUpdate.Exec
-	if exec == nil {
-		exec = kexec.Exec
+	if ferr := m.fault("reboot"); ferr != nil {
+		err = &kexec.Error{Op: "exec", Err: ferr}
+	} else {
+		err = kexec.Exec()
 	}
-	err = exec()
 	// Still here: the reboot failed. Sessions are still preserved; close
 	// ours to unpreserve and bring everything back.
 	prepared.Abort()
@@ -687,4 +693,18 @@ func humanBytes(n int64) string {
 		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
 	}
 	return fmt.Sprintf("%d B", n)
+}
+
+// fault returns the errno injected for phase by LiveUpdateConfig.Fault.
+func (m *Manager) fault(phase string) error {
+	p, name, ok := strings.Cut(m.cfg.LiveUpdate.Fault, "=")
+	if !ok || p != phase {
+		return nil
+	}
+	for e := unix.Errno(1); e < 4096; e++ {
+		if unix.ErrnoName(e) == name {
+			return e
+		}
+	}
+	return fmt.Errorf("injected fault %q", name)
 }

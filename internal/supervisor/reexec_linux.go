@@ -16,7 +16,6 @@ import (
 	"github.com/liveupdate/luo/internal/fdstore"
 	"github.com/liveupdate/luo/internal/manifest"
 	"github.com/liveupdate/luo/internal/notify"
-	"github.com/liveupdate/luo/internal/unit"
 	"github.com/liveupdate/luo/memfd"
 )
 
@@ -253,7 +252,7 @@ func setCloexec(f *os.File, on bool) error {
 // reload re-reads the unit directory (daemon-reload).
 func (m *Manager) reload() control.ReloadReply {
 	var rep control.ReloadReply
-	defs, errs := unit.LoadDir(m.cfg.UnitDir)
+	defs, errs := m.readUnitDirs()
 	for _, err := range errs {
 		m.log.Error("unit failed to load", "err", err)
 		rep.Errors = append(rep.Errors, err.Error())

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/liveupdate/luo/internal/control"
@@ -23,8 +24,11 @@ var Version = "0.1.0"
 
 // Config configures a Manager. Zero fields take the defaults shown.
 type Config struct {
-	// UnitDir holds the *.service files ("/etc/luod/system").
-	UnitDir string
+	// UnitDirs are the directories of *.service files, in priority order:
+	// a unit in an earlier directory hides one of the same name in a later
+	// one, as systemd's /etc over /run over /usr/lib
+	// ("/etc/luod/system", "/run/luod/system").
+	UnitDirs []string
 	// RuntimeDir holds the notify and control sockets ("/run/luod").
 	RuntimeDir string
 	// Exe is the luod binary used for the exec shim and re-exec
@@ -50,14 +54,16 @@ type LiveUpdateConfig struct {
 	// unfinished after a live update while waiting for the units to get
 	// their fds back (60s).
 	FinishTimeout time.Duration
-	// Exec replaces the final reboot(LINUX_REBOOT_CMD_KEXEC), for tests of
-	// the abort paths; nil means the real thing.
-	Exec func() error
+	// Fault injects a failure for tests of the abort paths (luod reads it
+	// from $LUOD_TEST_FAULT): "preserve=ERRNO" fails preserving the first
+	// memfd, "reboot=ERRNO" fails the reboot, "hang=preserved" stops the
+	// update after preserving (so luod can be killed there).
+	Fault string
 }
 
 func (c *Config) fill() error {
-	if c.UnitDir == "" {
-		c.UnitDir = "/etc/luod/system"
+	if len(c.UnitDirs) == 0 {
+		c.UnitDirs = []string{"/etc/luod/system", "/run/luod/system"}
 	}
 	if c.RuntimeDir == "" {
 		c.RuntimeDir = "/run/luod"
@@ -364,16 +370,44 @@ func (m *Manager) sortedUnits() []*Unit {
 	return us
 }
 
-// loadUnits reads the unit directory at start.
+// loadUnits reads the unit directories at start.
 func (m *Manager) loadUnits() {
-	defs, errs := unit.LoadDir(m.cfg.UnitDir)
+	defs, errs := m.readUnitDirs()
 	for _, err := range errs {
 		m.log.Error("unit failed to load", "err", err)
 	}
 	for _, d := range defs {
 		m.addUnit(d)
 	}
-	m.log.Info("units loaded", "dir", m.cfg.UnitDir, "units", len(defs), "errors", len(errs))
+	m.log.Info("units loaded", "dirs", strings.Join(m.cfg.UnitDirs, ":"), "units", len(defs), "errors", len(errs))
+}
+
+// readUnitDirs loads every unit directory; the first directory that has a
+// unit of a name wins, also when that unit fails to load.
+func (m *Manager) readUnitDirs() ([]*unit.Unit, []error) {
+	var defs []*unit.Unit
+	var errs []error
+	seen := map[string]bool{}
+	for _, dir := range m.cfg.UnitDirs {
+		ents, err := os.ReadDir(dir)
+		if err != nil {
+			if !errors.Is(err, os.ErrNotExist) {
+				errs = append(errs, fmt.Errorf("unit directory: %w", err))
+			}
+			continue
+		}
+		ds, es := unit.LoadDir(dir)
+		for _, d := range ds {
+			if !seen[d.Name] {
+				defs = append(defs, d)
+			}
+		}
+		errs = append(errs, es...)
+		for _, e := range ents {
+			seen[e.Name()] = true
+		}
+	}
+	return defs, errs
 }
 
 func (m *Manager) addUnit(d *unit.Unit) *Unit {

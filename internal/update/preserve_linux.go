@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"syscall"
 	"time"
 
 	"github.com/liveupdate/luo"
@@ -43,8 +44,9 @@ var ErrLoss = errors.New("fd-store entries would be lost")
 // manifest m at token 0. Entries that fail are added to m as lost; unless
 // allowLoss, any such failure closes the session (which unpreserves
 // everything) and returns an error wrapping ErrLoss. m.Units must list every
-// unit, items in store order.
-func Preserve(devPath string, m *manifest.Manifest, items []Item, allowLoss bool) (*Prepared, error) {
+// unit, items in store order. inject, when not nil, is returned by the
+// kernel's place for the first memfd (fault-injection tests).
+func Preserve(devPath string, m *manifest.Manifest, items []Item, allowLoss bool, inject error) (*Prepared, error) {
 	dev, err := luo.OpenPath(devPath)
 	if err != nil {
 		return nil, err
@@ -76,7 +78,14 @@ func Preserve(devPath string, m *manifest.Manifest, items []Item, allowLoss bool
 			}
 			u.Entries = append(u.Entries, manifest.Entry{Name: it.Name, Kind: manifest.KindSession, Session: it.Session, Poll: it.Poll, LUOSession: it.LUOSession})
 		default:
-			if err := s.PreserveFD(it.File, token); err != nil {
+			err := s.PreserveFD(it.File, token)
+			if inject != nil && err == nil {
+				err, inject = &luo.Error{Op: "PRESERVE_FD", Session: SessionName, Token: token, Err: inject, Detail: "injected fault"}, nil
+			}
+			if err != nil {
+				if InOwnSession(items, it, err) {
+					continue // carried by the unit's own session, which luod keeps open
+				}
 				reason := describeFailure(err)
 				u.Lost = append(u.Lost, manifest.Lost{Name: it.Name, Reason: reason})
 				lost = append(lost, fmt.Sprintf("%s %q: %s", it.Unit, it.Name, reason))
@@ -99,6 +108,25 @@ func Preserve(devPath string, m *manifest.Manifest, items []Item, allowLoss bool
 	}
 	ok = true
 	return p, nil
+}
+
+// InOwnSession reports whether err, from preserving the memfd it, means
+// that the memfd is already preserved in an outgoing LUO session of the
+// same unit's store: EBUSY while the unit keeps such a session. Services
+// that keep their state in their own session (package keep in session
+// mode) also put the memfds in the fd store for restarts; those memfds
+// cross the kexec inside the service's session, not luod's. The kernel
+// cannot say which session holds a file, so this is an inference.
+func InOwnSession(items []Item, it Item, err error) bool {
+	if !errors.Is(err, syscall.EBUSY) {
+		return false
+	}
+	for _, o := range items {
+		if o.Unit == it.Unit && o.Session != "" && !o.Incoming {
+			return true
+		}
+	}
+	return false
 }
 
 // SessionProblem says why a session fd cannot be carried, or "".
