@@ -20,6 +20,7 @@ import (
 	"flag"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"os"
 	"os/signal"
 	"syscall"
@@ -78,19 +79,22 @@ func run() error {
 	binary.LittleEndian.PutUint64(b[headerSize:], gen)
 	seal(b)
 
-	if *holdSocket && st.Notifier() != nil {
-		fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if *holdSocket && st.Notifier() != nil && len(st.Files().Named("socket")) == 0 {
+		// A listening socket, as a socket-activated service would keep: it
+		// survives restarts in the fd store, not a kexec.
+		l, err := net.ListenUnix("unix", &net.UnixAddr{Name: "@counter-" + *name, Net: "unix"})
 		if err != nil {
 			return err
 		}
-		// Keep the peer open in this process so the stored end sees no HUP.
-		peer := os.NewFile(uintptr(fds[1]), "socket-peer")
-		defer peer.Close()
-		sock := os.NewFile(uintptr(fds[0]), "socket")
-		if err := st.Notifier().StoreFiles("socket", []*os.File{sock}, nil); err != nil {
+		f, err := l.File()
+		if err != nil {
 			return err
 		}
-		sock.Close()
+		if err := st.Notifier().StoreFiles("socket", []*os.File{f}, nil); err != nil {
+			return err
+		}
+		f.Close()
+		l.Close()
 	}
 
 	status := fmt.Sprintf("generation=%d origin=%s verified=%s live_updates=%d size=%d mode=%s",

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -54,59 +55,74 @@ func (e *UpdateError) Error() string {
 func (e *UpdateError) Unwrap() error { return e.Err }
 
 // planItems snapshots the store entries of every unit as update items,
-// with their fates for a kexec. Called in the loop.
-func (m *Manager) planItems(soft bool) ([]update.Item, []control.PlanUnit) {
+// each with its fate. Called in the loop.
+func (m *Manager) planItems(soft bool) []update.Item {
 	var items []update.Item
-	var units []control.PlanUnit
 	for _, u := range m.sortedUnits() {
-		pu := control.PlanUnit{Name: u.name, Active: u.mainPID != 0 || u.active == stateActive, Preserve: u.preserve().String()}
 		carried := u.preserve() == unit.PreserveYes || u.preserve() == unit.PreserveOnSuccess
 		var unitItems []update.Item
 		for _, e := range u.store.Entries() {
 			info, err := fdstore.Describe(e.File)
-			pe := control.PlanEntry{Name: e.Name, Type: info.Type}
-			it := update.Item{Unit: u.name, Name: e.Name, File: e.File, Poll: e.Poll, Size: info.Size}
+			it := update.Item{Unit: u.name, Name: e.Name, File: e.File, Poll: e.Poll, Size: info.Size, Type: info.Type}
 			if info.Type == "luo-session" {
 				it.Session, it.Incoming, it.LUOSession = info.Session, info.Incoming, e.Origin == "luo-session"
 			}
 			switch {
 			case err != nil:
-				pe.Fate, pe.Reason = control.FateLost, err.Error()
+				it.Fate, it.Reason = control.FateLost, err.Error()
 			case soft:
-				pe.Fate, pe.Reason = control.FateInherit, "inherited by the re-executed luod"
+				it.Fate, it.Reason = control.FateInherit, "inherited by the re-executed luod"
 			case !carried:
-				pe.Fate, pe.Reason = control.FateLost, fmt.Sprintf("FileDescriptorStorePreserve=%s: only yes and on-success stores are carried across a kexec", u.preserve())
+				it.Fate, it.Reason = control.FateLost, fmt.Sprintf("FileDescriptorStorePreserve=%s: only yes and on-success stores are carried across a kexec", u.preserve())
 			case it.Session != "":
-				pe.Fate, pe.Reason = control.FateSession, "LUO session "+strconv.Quote(it.Session)+", kept open and handed back"
+				it.Fate, it.Reason = control.FateSession, "LUO session "+strconv.Quote(it.Session)+", kept open and handed back"
 				if p := update.SessionProblem(it); p != "" {
-					pe.Fate, pe.Reason = control.FateLost, p
+					it.Fate, it.Reason = control.FateLost, p
 				}
 			case info.Survives:
-				pe.Fate, pe.Reason, pe.Bytes = control.FatePreserve, info.Why, info.Size
+				it.Fate, it.Reason = control.FatePreserve, info.Why
 			default:
-				pe.Fate, pe.Reason = control.FateLost, info.Why
+				it.Fate, it.Reason = control.FateLost, info.Why
 			}
-			if carried && !soft {
-				unitItems = append(unitItems, it)
-			}
-			pu.Entries = append(pu.Entries, pe)
+			unitItems = append(unitItems, it)
 		}
 		for i, it := range unitItems {
 			if update.Superseded(unitItems, it) {
-				for j := range pu.Entries {
-					if pu.Entries[j].Name == it.Name && pu.Entries[j].Type == "luo-session" && pu.Entries[j].Fate == control.FateLost {
-						pu.Entries[j].Fate = control.FateDrop
-						pu.Entries[j].Reason = "incoming LUO session, superseded by the outgoing session of the same name"
-						break
-					}
-				}
+				unitItems[i].Fate = control.FateDrop
+				unitItems[i].Reason = "incoming LUO session, superseded by the outgoing session of the same name"
 			}
-			_ = i
+		}
+		if len(unitItems) == 0 {
+			// Keep the unit in the plan.
+			items = append(items, update.Item{Unit: u.name})
 		}
 		items = append(items, unitItems...)
-		units = append(units, pu)
 	}
-	return items, units
+	return items
+}
+
+// planUnits turns items into the plan's per-unit view.
+func (m *Manager) planUnits(items []update.Item) []control.PlanUnit {
+	var units []control.PlanUnit
+	for _, it := range items {
+		if len(units) == 0 || units[len(units)-1].Name != it.Unit {
+			pu := control.PlanUnit{Name: it.Unit, Entries: []control.PlanEntry{}}
+			if u := m.units[it.Unit]; u != nil {
+				pu.Active = u.mainPID != 0 || u.active == stateActive
+				pu.Preserve = u.preserve().String()
+			}
+			units = append(units, pu)
+		}
+		if it.Fate == "" {
+			continue // a unit without entries
+		}
+		pe := control.PlanEntry{Name: it.Name, Type: it.Type, Fate: it.Fate, Reason: it.Reason}
+		if it.Fate == control.FatePreserve {
+			pe.Bytes = it.Size
+		}
+		units[len(units)-1].Entries = append(units[len(units)-1].Entries, pe)
+	}
+	return units
 }
 
 // target resolves the kernel command line of an update.
@@ -130,7 +146,7 @@ func (m *Manager) Plan(p control.UpdateParams) (*control.Plan, error) {
 		plan.Kind = "soft"
 	}
 	var items []update.Item
-	m.do(func() { items, plan.Units = m.planItems(p.NoKexec) })
+	m.do(func() { items = m.planItems(p.NoKexec) })
 	if !p.NoKexec {
 		t, err := target(p)
 		if err != nil {
@@ -139,27 +155,38 @@ func (m *Manager) Plan(p control.UpdateParams) (*control.Plan, error) {
 		plan.Kernel, plan.Initrd, plan.Cmdline = t.Kernel, t.Initrd, t.Cmdline
 		// Ask the kernel which memfds it would take: a trial session that is
 		// closed again, so nothing changes.
-		var fails map[int]error
-		var trialErr error
-		m.do(func() { fails, trialErr = update.TrialPreserve(m.cfg.LiveUpdate.Device, items) })
-		if trialErr == nil {
-			m.applyTrial(plan, items, fails)
-		}
+		m.do(func() {
+			fails, err := update.TrialPreserve(m.cfg.LiveUpdate.Device, items)
+			if err != nil {
+				return // the device check below says why
+			}
+			for i, err := range fails {
+				if update.InOwnSession(items, items[i], err) {
+					items[i].Fate, items[i].Reason = control.FateSession, "already preserved (EBUSY): carried by the unit's own LUO session"
+				} else {
+					items[i].Fate, items[i].Reason = control.FateLost, "the kernel refused it: "+err.Error()
+				}
+			}
+			plan.Units = m.planUnits(items)
+		})
 		plan.Checks = update.Checks(m.cfg.LiveUpdate.Device, t)
 	}
-	for _, u := range plan.Units {
-		for _, e := range u.Entries {
-			switch e.Fate {
-			case control.FatePreserve:
-				plan.Preserved++
-				plan.TotalBytes += e.Bytes
-			case control.FateSession:
+	if plan.Units == nil {
+		m.do(func() { plan.Units = m.planUnits(items) })
+	}
+	for _, it := range items {
+		switch it.Fate {
+		case control.FatePreserve:
+			plan.Preserved++
+			plan.TotalBytes += it.Size
+		case control.FateSession:
+			if it.Session != "" {
 				plan.Sessions++
-			case control.FateLost:
-				plan.Lost++
-			case control.FateInherit:
-				plan.Preserved++
 			}
+		case control.FateLost:
+			plan.Lost++
+		case control.FateInherit:
+			plan.Preserved++
 		}
 	}
 	plan.OK = plan.Lost == 0 || p.AllowLoss
@@ -167,29 +194,6 @@ func (m *Manager) Plan(p control.UpdateParams) (*control.Plan, error) {
 		plan.OK = plan.OK && c.OK
 	}
 	return plan, nil
-}
-
-// applyTrial marks the memfds the trial preservation refused as lost.
-func (m *Manager) applyTrial(plan *control.Plan, items []update.Item, fails map[int]error) {
-	for i, err := range fails {
-		it := items[i]
-		fate, reason := control.FateLost, "the kernel refused it: "+err.Error()
-		if update.InOwnSession(items, it, err) {
-			fate, reason = control.FateSession, "already preserved (EBUSY): carried by the unit's own LUO session"
-		}
-		for ui := range plan.Units {
-			if plan.Units[ui].Name != it.Unit {
-				continue
-			}
-			for ei := range plan.Units[ui].Entries {
-				e := &plan.Units[ui].Entries[ei]
-				if e.Name == it.Name && e.Fate == control.FatePreserve {
-					e.Fate, e.Reason, e.Bytes = fate, reason, 0
-					break
-				}
-			}
-		}
-	}
 }
 
 // RunUpdate performs a live update: load the next kernel, stop the units,
@@ -218,6 +222,13 @@ func (m *Manager) RunUpdate(ctx context.Context, p control.UpdateParams, progres
 var errUpdateInProgress = errors.New("another update is in progress, or the last one is still being completed")
 
 func (m *Manager) runUpdate(ctx context.Context, p control.UpdateParams, progress func(phase, msg string)) error {
+	m.testFault = ""
+	path := filepath.Join(m.cfg.RuntimeDir, "test-fault")
+	if b, err := os.ReadFile(path); err == nil {
+		os.Remove(path)
+		m.testFault = strings.TrimSpace(string(b))
+		m.log.Warn("fault injection for this update", "fault", m.testFault)
+	}
 	mf := &manifest.Manifest{Version: manifest.Version, Kind: "kexec", Units: map[string]*manifest.Unit{}}
 	mf.Timeline.Requested = time.Now()
 	mf.From.Release, _ = release()
@@ -316,9 +327,9 @@ func (m *Manager) runUpdate(ctx context.Context, p control.UpdateParams, progres
 	// Preserve.
 	var prepared *update.Prepared
 	m.do(func() {
-		items, _ := m.planItems(false)
+		items := m.planItems(false)
 		mf.Count = m.liveUpdates + 1
-		prepared, err = update.Preserve(m.cfg.LiveUpdate.Device, mf, items, p.AllowLoss, m.fault("preserve"))
+		prepared, err = update.Preserve(m.cfg.LiveUpdate.Device, mf, items, m.fault("preserve"))
 	})
 	if err != nil {
 		return abort("preserve", err)
@@ -329,7 +340,7 @@ func (m *Manager) runUpdate(ctx context.Context, p control.UpdateParams, progres
 		n += len(u.Entries)
 	}
 	progress("preserve", fmt.Sprintf("%d entries carried in LUO session %q, manifest at token 0", n, update.SessionName))
-	if m.cfg.LiveUpdate.Fault == "hang=preserved" {
+	if m.faultSpec() == "hang=preserved" {
 		m.log.Warn("fault injection: hanging after preserve")
 		select {}
 	}
@@ -695,9 +706,10 @@ func humanBytes(n int64) string {
 	return fmt.Sprintf("%d B", n)
 }
 
-// fault returns the errno injected for phase by LiveUpdateConfig.Fault.
+// fault returns the errno injected for phase by LiveUpdateConfig.Fault or,
+// for one update, by the file RuntimeDir/test-fault (VM tests write it).
 func (m *Manager) fault(phase string) error {
-	p, name, ok := strings.Cut(m.cfg.LiveUpdate.Fault, "=")
+	p, name, ok := strings.Cut(m.faultSpec(), "=")
 	if !ok || p != phase {
 		return nil
 	}
@@ -707,4 +719,11 @@ func (m *Manager) fault(phase string) error {
 		}
 	}
 	return fmt.Errorf("injected fault %q", name)
+}
+
+func (m *Manager) faultSpec() string {
+	if m.testFault != "" {
+		return m.testFault
+	}
+	return m.cfg.LiveUpdate.Fault
 }

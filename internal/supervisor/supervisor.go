@@ -55,7 +55,8 @@ type LiveUpdateConfig struct {
 	// their fds back (60s).
 	FinishTimeout time.Duration
 	// Fault injects a failure for tests of the abort paths (luod reads it
-	// from $LUOD_TEST_FAULT): "preserve=ERRNO" fails preserving the first
+	// from $LUOD_TEST_FAULT; a file RuntimeDir/test-fault does the same for
+	// the next update only): "preserve=ERRNO" fails preserving the first
 	// memfd, "reboot=ERRNO" fails the reboot, "hang=preserved" stops the
 	// update after preserving (so luod can be killed there).
 	Fault string
@@ -114,6 +115,9 @@ type Manager struct {
 	// update is the state of an update in progress or just restored.
 	update *updateState
 	report *control.Report
+	// testFault is the fault injected into the running update (see
+	// LiveUpdateConfig.Fault).
+	testFault string
 
 	stopReceivers context.CancelFunc
 	receivers     chan struct{}

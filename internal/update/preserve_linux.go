@@ -24,6 +24,10 @@ type Item struct {
 	Incoming   bool
 	LUOSession bool // luod created it for LUOSession=
 	Size       int64
+	// Type is the file's kind (fdstore.Info.Type).
+	Type string
+	// Fate is what the update does with it (control.Fate*), Reason why.
+	Fate, Reason string
 }
 
 // Prepared is luod's outgoing session holding the stores' memfds and the
@@ -35,18 +39,16 @@ type Prepared struct {
 	m        *manifest.Manifest
 }
 
-// ErrLoss is wrapped by Preserve's error when entries could not be
-// preserved and the loss was not allowed.
-var ErrLoss = errors.New("fd-store entries would be lost")
-
-// Preserve creates luod's session on dev and preserves every memfd of items
-// in it (tokens from 1, in order), records sessions by name, and writes the
-// manifest m at token 0. Entries that fail are added to m as lost; unless
-// allowLoss, any such failure closes the session (which unpreserves
-// everything) and returns an error wrapping ErrLoss. m.Units must list every
-// unit, items in store order. inject, when not nil, is returned by the
-// kernel's place for the first memfd (fault-injection tests).
-func Preserve(devPath string, m *manifest.Manifest, items []Item, allowLoss bool, inject error) (*Prepared, error) {
+// Preserve creates luod's session on dev, preserves every item whose
+// fate is "preserve" in it (tokens from 1, in order), records the "session"
+// items by name and the "lost" ones with their reason, and writes the
+// manifest m at token 0. m.Units must list every unit of the items. A
+// memfd the kernel refuses fails the whole preservation (the session is
+// closed, which unpreserves everything): the plan promised it. The one
+// exception is EBUSY for a memfd of a unit that keeps its own outgoing
+// session (see InOwnSession). inject, when not nil, is returned in place of
+// the kernel's answer for the first memfd (fault-injection tests).
+func Preserve(devPath string, m *manifest.Manifest, items []Item, inject error) (*Prepared, error) {
 	dev, err := luo.OpenPath(devPath)
 	if err != nil {
 		return nil, err
@@ -62,41 +64,32 @@ func Preserve(devPath string, m *manifest.Manifest, items []Item, allowLoss bool
 			s.Close()
 		}
 	}()
-	var lost []string
 	token := uint64(1)
 	for _, it := range items {
 		u := m.Units[it.Unit]
-		switch {
-		case it.Session != "":
-			if it.Incoming && supersededIn(items, it) {
-				continue // dropped: the outgoing session of the same name carries the state
-			}
-			if reason := sessionProblem(it); reason != "" {
-				u.Lost = append(u.Lost, manifest.Lost{Name: it.Name, Reason: reason})
-				lost = append(lost, fmt.Sprintf("%s %q: %s", it.Unit, it.Name, reason))
+		switch it.Fate {
+		case "lost":
+			u.Lost = append(u.Lost, manifest.Lost{Name: it.Name, Reason: it.Reason})
+		case "session":
+			if it.Session != "" {
+				u.Entries = append(u.Entries, manifest.Entry{Name: it.Name, Kind: manifest.KindSession, Session: it.Session, Poll: it.Poll, LUOSession: it.LUOSession})
 				continue
 			}
-			u.Entries = append(u.Entries, manifest.Entry{Name: it.Name, Kind: manifest.KindSession, Session: it.Session, Poll: it.Poll, LUOSession: it.LUOSession})
-		default:
+			// A memfd carried by the unit's own session: nothing to do.
+		case "preserve":
 			err := s.PreserveFD(it.File, token)
 			if inject != nil && err == nil {
 				err, inject = &luo.Error{Op: "PRESERVE_FD", Session: SessionName, Token: token, Err: inject, Detail: "injected fault"}, nil
 			}
+			if InOwnSession(items, it, err) {
+				continue // carried by the unit's own session, which luod keeps open
+			}
 			if err != nil {
-				if InOwnSession(items, it, err) {
-					continue // carried by the unit's own session, which luod keeps open
-				}
-				reason := describeFailure(err)
-				u.Lost = append(u.Lost, manifest.Lost{Name: it.Name, Reason: reason})
-				lost = append(lost, fmt.Sprintf("%s %q: %s", it.Unit, it.Name, reason))
-				continue
+				return nil, fmt.Errorf("%s %q: %w", it.Unit, it.Name, err)
 			}
 			u.Entries = append(u.Entries, manifest.Entry{Name: it.Name, Kind: manifest.KindMemfd, Token: token, Poll: it.Poll, Size: it.Size})
 			token++
 		}
-	}
-	if len(lost) > 0 && !allowLoss {
-		return nil, fmt.Errorf("%w: %s", ErrLoss, joinMax(lost, 5))
 	}
 	p := &Prepared{session: s, m: m}
 	if err := p.writeManifest(); err != nil {
@@ -158,21 +151,6 @@ func supersededIn(items []Item, in Item) bool {
 	return false
 }
 
-func describeFailure(err error) string {
-	var le *luo.Error
-	if errors.As(err, &le) {
-		return le.Err.Error() + ": " + le.Hint()
-	}
-	return err.Error()
-}
-
-func joinMax(s []string, n int) string {
-	if len(s) <= n {
-		return fmt.Sprint(s)
-	}
-	return fmt.Sprintf("%v and %d more", s[:n], len(s)-n)
-}
-
 // writeManifest (re)writes the manifest memfd in place.
 func (p *Prepared) writeManifest() error {
 	if p.manifest == nil {
@@ -231,7 +209,7 @@ func TrialPreserve(devPath string, items []Item) (map[int]error, error) {
 	defer s.Close()
 	fails := map[int]error{}
 	for i, it := range items {
-		if it.Session != "" {
+		if it.Fate != "preserve" {
 			continue
 		}
 		if err := s.PreserveFD(it.File, uint64(i+1)); err != nil {

@@ -18,6 +18,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/liveupdate/luo"
 	"github.com/liveupdate/luo/activation"
 	"github.com/liveupdate/luo/internal/luodtest"
 	"github.com/liveupdate/luo/memfd"
@@ -50,7 +51,7 @@ func run() error {
 	spam := flag.Int("spam", 0, "send this many FDSTORE=1 messages with one memfd each")
 	asChild := flag.Bool("as-child", false, "internal: act as the notifying child")
 	socket := flag.String("socket", "", "notify this socket instead of $NOTIFY_SOCKET")
-	flag.Var(&stores, "store", "store NAME=memfd:DATA | NAME=memfd-twice:DATA | NAME=socket | NAME=socket-closed | NAME=pipe (repeatable)")
+	flag.Var(&stores, "store", "store NAME=memfd:DATA | NAME=memfd-twice:DATA | NAME=memfd-busy:DATA | NAME=socket | NAME=socket-closed | NAME=pipe (repeatable)")
 	flag.Var(&removes, "remove", "send FDSTOREREMOVE=1 for NAME (repeatable)")
 	flag.Parse()
 
@@ -125,8 +126,12 @@ func startSelf(args ...string) (*exec.Cmd, error) {
 	return c, c.Start()
 }
 
-// peers keeps the other ends of stored sockets and pipes open.
-var peers []*os.File
+// peers keeps the other ends of stored sockets and pipes open; busy keeps
+// the sessions of memfd-busy.
+var (
+	peers []*os.File
+	busy  []*luo.Session
+)
 
 func notify(n *sdnotify.Notifier, stores, removes multi, nopoll bool, status string, ready bool, spam int) error {
 	opts := &sdnotify.StoreOptions{NoPoll: nopoll}
@@ -151,6 +156,28 @@ func notify(n *sdnotify.Notifier, stores, removes multi, nopoll bool, status str
 			if err := n.StoreFiles(name, []*os.File{m}, opts); err != nil {
 				return err
 			}
+			f = m
+		case "memfd-busy":
+			// A memfd preserved in a LUO session of this process (not
+			// stored): luod's preservation gets EBUSY.
+			m, err := memfd.New(name, 0)
+			if err != nil {
+				return err
+			}
+			m.WriteString(arg)
+			dev, err := luo.Open()
+			if err != nil {
+				return err
+			}
+			s, err := dev.CreateSession("testsvc-busy-" + name)
+			dev.Close()
+			if err != nil {
+				return err
+			}
+			if err := s.PreserveFD(m, 1); err != nil {
+				return err
+			}
+			busy = append(busy, s)
 			f = m
 		case "socket", "socket-closed":
 			fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)

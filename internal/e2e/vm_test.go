@@ -1,0 +1,91 @@
+//go:build !vmguest
+
+package e2e_test
+
+import (
+	"os"
+	"strconv"
+	"testing"
+
+	"github.com/liveupdate/luo/internal/vmtest"
+)
+
+// units are the services of the VM: the example counter in each way keep
+// can carry state, and one that also holds a socket (lost at a kexec).
+var units = map[string]string{
+	"mem.service": `[Unit]
+Description=counter, plain memfds in the fd store
+[Service]
+Type=notify
+ExecStart=/vmtest/bin/counter -size 1048576
+FileDescriptorStoreMax=8
+FileDescriptorStorePreserve=yes
+`,
+	"own.service": `[Unit]
+Description=counter, in its own LUO session
+[Service]
+Type=notify
+ExecStart=/vmtest/bin/counter -size 1048576 -session own
+FileDescriptorStoreMax=8
+FileDescriptorStorePreserve=yes
+`,
+	"luos.service": `[Unit]
+Description=counter, in a LUOSession= session
+[Service]
+Type=notify
+ExecStart=/vmtest/bin/counter -size 1048576 -session state
+FileDescriptorStoreMax=8
+FileDescriptorStorePreserve=yes
+LUOSession=state
+`,
+	"sock.service": `[Unit]
+Description=counter that also stores a socket
+[Service]
+Type=notify
+ExecStart=/vmtest/bin/counter -size 65536 -hold-socket
+FileDescriptorStoreMax=8
+FileDescriptorStorePreserve=yes
+`,
+}
+
+func config(t *testing.T, kernels []string, run string) vmtest.Config {
+	files := map[string][]byte{}
+	for name, text := range units {
+		files["etc/luod/system/"+name] = []byte(text)
+	}
+	return vmtest.Config{
+		Kernels: kernels,
+		Binaries: map[string]string{
+			"bin/luod":    "github.com/liveupdate/luo/cmd/luod",
+			"bin/luoctl":  "github.com/liveupdate/luo/cmd/luoctl",
+			"bin/counter": "github.com/liveupdate/luo/examples/counter",
+			"bin/testsvc": "github.com/liveupdate/luo/internal/luodtest/testsvc",
+		},
+		Files:    files,
+		Init:     []string{"/vmtest/bin/luod", "-units", "/vmtest/etc/luod/system:/run/luod/system"},
+		Driver:   true,
+		TestArgs: []string{"-test.run", run},
+	}
+}
+
+// TestVMLiveUpdate: ten consecutive live updates, alternating 7.2 and 7.3
+// (upgrade, rollback, ...), with every service's state verified after each.
+func TestVMLiveUpdate(t *testing.T) {
+	k72, k73 := vmtest.Kernel(t, "7.2"), vmtest.Kernel(t, "7.3")
+	var kernels []string
+	n := 11 // ten live updates
+	if v, err := strconv.Atoi(os.Getenv("LUO_E2E_STAGES")); err == nil && v > 1 {
+		n = v
+	}
+	for i := range n {
+		kernels = append(kernels, []string{k72, k73}[i%2])
+	}
+	vmtest.Run(t, config(t, kernels, "^TestLiveUpdate$"))
+}
+
+// TestVMFaults: the abort paths of an update, and what luod does with a
+// corrupt or future manifest and a unit file that vanished.
+func TestVMFaults(t *testing.T) {
+	k72, k73 := vmtest.Kernel(t, "7.2"), vmtest.Kernel(t, "7.3")
+	vmtest.Run(t, config(t, []string{k72, k73, k72, k73}, "^TestFaults$"))
+}
