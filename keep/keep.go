@@ -73,13 +73,13 @@ type Store struct {
 	files    *activation.Files
 	bootID   string
 
-	index     *os.File
-	idx       index
-	regions   map[string]*Region
-	session   *luo.Session // outgoing session (session mode)
-	ownSess   bool         // created by keep (stored under cfg.Session)
-	mode      string
-	restored  Origin // origin of the restored regions
+	index    *os.File
+	idx      index
+	regions  map[string]*Region
+	session  *luo.Session // outgoing session (session mode)
+	ownSess  bool         // created by keep (stored under cfg.Session)
+	mode     string
+	restored Origin // origin of the restored regions
 }
 
 // Region is one named memfd region.
@@ -213,6 +213,13 @@ func (s *Store) restore() error {
 			s.mode = fmt.Sprintf("LUO session %q (stored as %q)", s.session.Name(), s.cfg.Session)
 		} else if sess, err := s.createSession(); err != nil {
 			s.logf("no outgoing LUO session (%v): falling back to fd-store mode, the manager must carry the regions (FileDescriptorStorePreserve=yes)", err)
+			if restoredFromSession {
+				// Drop the finished incoming session from the store: it is
+				// useless now, and a manager that hands out sessions
+				// (systemd's LUOSession=) then creates a fresh one at the
+				// next start instead of reusing it.
+				s.notifier.RemoveFiles(s.cfg.Session)
+			}
 		} else {
 			s.session, s.ownSess = sess, true
 		}

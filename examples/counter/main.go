@@ -136,4 +136,3 @@ func check(b []byte) error {
 	}
 	return nil
 }
-

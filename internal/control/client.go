@@ -96,6 +96,9 @@ func (e *RemoteError) Error() string {
 		return jobFailedText(u)
 	case ErrUpdateFailed:
 		s := fmt.Sprintf("update failed in phase %q: %s; ", p.Phase, p.Message)
+		if p.Phase == "plan" {
+			return s + "nothing was changed"
+		}
 		if p.Restored {
 			return s + "every unit was restored with its fd store"
 		}

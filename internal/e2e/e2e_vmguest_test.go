@@ -645,7 +645,15 @@ func killMidPreparation(t *testing.T) {
 		}
 		return nil
 	})
-	ctl := exec.Command("/vmtest/bin/luoctl", append([]string{"--socket", socket}, updateArgs(t, "--allow-loss")...)...)
+	// This is the last stage: "update" into the current kernel (it never
+	// gets that far).
+	vp, err := vmtest.ReadPlan()
+	if err != nil {
+		t.Fatal(err)
+	}
+	args := []string{"--socket", socket, "update", "run", "--kernel", vp.Stages[vmtest.Stage()-1].Kernel,
+		"--initrd", vp.Initrd, "--cmdline", vp.StageCmdline(vmtest.Stage()), "--allow-loss"}
+	ctl := exec.Command("/vmtest/bin/luoctl", args...)
 	var out bytes.Buffer
 	ctl.Stdout, ctl.Stderr = &out, &out
 	if err := ctl.Start(); err != nil {
@@ -659,7 +667,7 @@ func killMidPreparation(t *testing.T) {
 	})
 	luod.Process.Signal(syscall.SIGKILL)
 	luod.Wait()
-	err := ctl.Wait()
+	err = ctl.Wait()
 	t.Logf("luoctl after luod was killed: %v\n%s", err, out.String())
 	if err == nil || strings.Contains(out.String(), "Rebooting") {
 		t.Errorf("luoctl did not report the failure")

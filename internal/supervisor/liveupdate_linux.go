@@ -46,6 +46,9 @@ type UpdateError struct {
 
 func (e *UpdateError) Error() string {
 	s := fmt.Sprintf("update failed during %s: %v", e.Phase, e.Err)
+	if e.Phase == "plan" {
+		return s + "; nothing was changed"
+	}
 	if e.Restored {
 		s += "; every unit was started again with its fd store intact"
 	}
@@ -238,10 +241,10 @@ func (m *Manager) runUpdate(ctx context.Context, p control.UpdateParams, progres
 	}
 	plan, err := m.Plan(p)
 	if err != nil {
-		return &UpdateError{Phase: "plan", Err: err}
+		return &UpdateError{Phase: "plan", Err: err, Restored: true}
 	}
 	if !plan.OK {
-		return &UpdateError{Phase: "plan", Err: planProblem(plan)}
+		return &UpdateError{Phase: "plan", Err: planProblem(plan), Restored: true}
 	}
 	progress("plan", fmt.Sprintf("%d memfds (%s), %d sessions to carry, %d lost", plan.Preserved, humanBytes(plan.TotalBytes), plan.Sessions, plan.Lost))
 

@@ -1,0 +1,52 @@
+# luo: the userspace half of Linux Live Update.
+#
+#   make demo     boot the LUO kernel in QEMU and live-update it with luod (the main job)
+#   make test     every test: unit tests here, then the real-kernel tests in QEMU
+#   make unit     unit tests only (no VM)
+#   make vmtest   the real-kernel VM tests only
+#   make bench    benchmarks (host and VM), printed side by side with their baselines
+#   make interop  the example service under real systemd 262 in a Debian sid VM
+#   make kernel   build the two LUO test kernels into .cache/kernel (when ../shared is absent)
+
+GO      ?= go
+TIMEOUT ?= 80m
+
+.PHONY: all build test unit vmtest bench demo interop kernel fuzz vet
+
+all: build
+
+build:
+	CGO_ENABLED=0 $(GO) build -o bin/ ./cmd/...
+
+vet:
+	$(GO) vet ./...
+	$(GO) vet -tags vmguest ./...
+
+test: vet
+	$(GO) test -timeout $(TIMEOUT) ./...
+
+unit:
+	$(GO) test -short ./...
+
+vmtest:
+	$(GO) test -timeout $(TIMEOUT) -run '^TestVM' ./...
+
+bench:
+	LUO_BENCH=1 $(GO) test -timeout $(TIMEOUT) -run '^TestVMBench' -bench . -benchtime 2s ./...
+
+demo:
+	$(GO) run ./cmd/luo-demo
+
+interop:
+	LUO_INTEROP=1 $(GO) test -timeout 60m -count=1 -run '^TestInterop' -v ./internal/interop
+
+kernel:
+	scripts/build-kernel.sh 7.2
+	scripts/build-kernel.sh 7.3
+
+fuzz:
+	@for p in $$($(GO) list ./...); do \
+	  for f in $$($(GO) test -list '^Fuzz' $$p 2>/dev/null | grep '^Fuzz'); do \
+	    echo "== $$p $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime 20s $$p || exit 1; \
+	  done; \
+	done
