@@ -5,7 +5,7 @@
 #   make unit     unit tests only (no VM)
 #   make vmtest   the real-kernel VM tests only
 #   make bench    benchmarks (host and VM), printed side by side with their baselines
-#   make interop  the example service under real systemd 262 in a Debian sid VM
+#   make interop  the example service under real systemd 262 in a Debian sid VM (also in make test)
 #   make kernel   build the two LUO test kernels into .cache/kernel (when ../shared is absent)
 
 GO      ?= go
@@ -23,7 +23,7 @@ vet:
 	$(GO) vet -tags vmguest ./...
 
 test: vet
-	$(GO) test -timeout $(TIMEOUT) ./...
+	LUO_INTEROP=1 $(GO) test -timeout $(TIMEOUT) ./...
 
 unit:
 	$(GO) test -short ./...
