@@ -277,6 +277,17 @@ func (s *Socket) Close() error {
 	return nil
 }
 
+// Pending reports whether a datagram is queued on the socket (FIONREAD).
+// luod checks it before reaping children, so that what a service sent
+// right before exiting is handled first, as systemd does.
+func (s *Socket) Pending() bool {
+	n := 0
+	s.rc.Control(func(fd uintptr) {
+		n, _ = unix.IoctlGetInt(int(fd), unix.SIOCINQ)
+	})
+	return n > 0
+}
+
 // Receive waits for the next datagram and returns it as a Message, which the
 // caller must Close (or take the files of). It returns
 //

@@ -37,3 +37,6 @@ func (s *Socket) Close() error { return nil }
 
 // Receive fails outside Linux.
 func (s *Socket) Receive(ctx context.Context) (*Message, error) { return nil, errUnsupported }
+
+// Pending always reports false on this operating system.
+func (s *Socket) Pending() bool { return false }

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -375,11 +376,36 @@ func (m *Manager) reap() {
 		}
 		for _, u := range m.units {
 			if u.mainPID == pid {
+				m.exited[pid] = exitedMain{unit: u, at: time.Now()}
 				u.exited(ws)
 				break
 			}
 		}
 	}
+}
+
+// exitedMain is a main process reaped a moment ago.
+type exitedMain struct {
+	unit *Unit
+	at   time.Time
+}
+
+// exitedGrace is how long a reaped main process's notifications are still
+// attributed to its unit.
+const exitedGrace = 10 * time.Second
+
+// recentlyExited returns the unit of a main process reaped within the
+// grace period, forgetting older ones.
+func (m *Manager) recentlyExited(pid int) *Unit {
+	for p, e := range m.exited {
+		if time.Since(e.at) > exitedGrace {
+			delete(m.exited, p)
+		}
+	}
+	if e, ok := m.exited[pid]; ok && m.units[e.unit.name] == e.unit {
+		return e.unit
+	}
+	return nil
 }
 
 func becomeSubreaper() error {

@@ -82,8 +82,18 @@ func (m *Manager) handleNotify(msg *notify.Message) {
 		return
 	}
 	u := m.attribute(msg.PID)
+	gone := false
 	if u == nil {
-		m.log.Warn("cannot find unit for notify message, ignoring", "pid", msg.PID, "msg", msg.String())
+		// The sender may be a main process whose exit was reaped before its
+		// last message was read (systemd reads notifications first).
+		if u = m.recentlyExited(msg.PID); u == nil {
+			m.log.Warn("cannot find unit for notify message, ignoring", "pid", msg.PID, "msg", msg.String())
+			return
+		}
+		gone = true
+	}
+	if gone {
+		m.lateNotify(u, msg)
 		return
 	}
 	if ok, why := m.authorized(u, msg.PID); !ok {
@@ -147,6 +157,31 @@ func (m *Manager) handleNotify(msg *notify.Message) {
 		if msg.HasFDName && !msg.FDNameValid {
 			m.log.Warn("passed FDNAME= name is invalid, ignoring", "unit", u.name)
 		}
+		m.storeFiles(u, msg.StoreName(), msg.TakeFiles(), msg.FDPoll, "notify")
+	}
+}
+
+// lateNotify handles a message of a main process that already exited: its
+// status and fd-store changes count (a store the unit's stop released
+// stays released), its state changes do not.
+func (m *Manager) lateNotify(u *Unit, msg *notify.Message) {
+	m.log.Debug("notification from an exited main process", "unit", u.name, "msg", msg.String())
+	if u.def != nil && u.def.EffectiveNotifyAccess() == unit.NotifyAccessNone && u.notifyAccessOverride == "" {
+		return
+	}
+	if msg.Status != nil {
+		u.status = *msg.Status
+	}
+	released := (u.active == stateInactive || u.active == stateFailed) && !u.pendingStart &&
+		(u.preserve() == unit.PreserveNo || u.preserve() == unit.PreserveRestart && !u.holdStore)
+	switch {
+	case msg.FDStoreRemove && msg.HasFDName && msg.FDNameValid:
+		for _, e := range u.store.RemoveName(msg.FDName) {
+			u.closeEntry(e)
+		}
+	case msg.FDStore && released:
+		m.log.Info("closing fds stored after the unit stopped: its store was released", "unit", u.name, "fds", len(msg.Files))
+	case msg.FDStore:
 		m.storeFiles(u, msg.StoreName(), msg.TakeFiles(), msg.FDPoll, "notify")
 	}
 }

@@ -95,6 +95,10 @@ type Manager struct {
 
 	units   map[string]*Unit
 	bySID   map[int]*Unit // session id -> unit, for attribution
+	// exited remembers recently reaped main processes: a service's last
+	// notification (STOPPING=1, a final FDSTORE=1) can be read after its
+	// exit was reaped, and must still be attributed.
+	exited map[int]exitedMain
 	started time.Time
 	reexecs int
 	// liveUpdates counts kexec live updates since the last cold boot.
@@ -148,6 +152,7 @@ func New(cfg Config) (*Manager, error) {
 		log:     cfg.Logger,
 		units:   map[string]*Unit{},
 		bySID:   map[int]*Unit{},
+		exited:  map[int]exitedMain{},
 		started: time.Now(),
 		events:  make(chan event, 256),
 	}

@@ -304,3 +304,19 @@ func TestUnitFileProblems(t *testing.T) {
 	}
 	d.WaitUnit("warn.service", "active", active)
 }
+
+// TestLastWordsBeforeExit: a service stores an fd and exits at once,
+// without a barrier. luod must store the fd before it handles the exit,
+// every time (systemd handles notifications before SIGCHLD).
+func TestLastWordsBeforeExit(t *testing.T) {
+	d := luodtest.Start(t, map[string]string{"last.service": svc(`-ready=false -store last=memfd:final -no-barrier -exit 0`) +
+		"Type=simple\nFileDescriptorStoreMax=1\nFileDescriptorStorePreserve=yes\n"})
+	for i := range 20 {
+		u := d.WaitUnit("last.service", "dead", func(u control.Unit) bool { return u.ActiveState == "inactive" })
+		if u.FDStoreCount != 1 {
+			t.Fatalf("round %d: the fd stored right before exit is missing: %+v", i, u)
+		}
+		d.MustCall(control.MethodCleanUnit, control.CleanParams{Name: "last.service", What: []string{"fdstore"}}, nil)
+		d.MustCall(control.MethodStartUnit, control.UnitName{Name: "last.service"}, nil)
+	}
+}

@@ -60,6 +60,11 @@ type Config struct {
 	// it gets none), and GuestMain does the rest. The test binary's output
 	// goes to the results port whatever its stdout is.
 	Init []string
+	// Program, when set, is the key of Binaries that vminit runs instead
+	// of a test binary (with TestArgs as its arguments); no package is
+	// built with go test -c. It is how programs, not tests, use the VM
+	// (the demo).
+	Program string
 	// Driver, with Init, makes vminit start the test binary itself (as
 	// without Init) and then exec Init as PID 1: the test binary drives
 	// the init from outside (a service manager under test, which must not
@@ -131,8 +136,15 @@ func Build(ctx context.Context, cfg Config, dir string) (*Image, error) {
 	// Compile everything in parallel; the go command serializes what must be.
 	pkg := cmp.Or(cfg.Package, ".")
 	builds := []goBuild{
-		{args: []string{"test", "-c", "-tags", "vmguest", "-o", filepath.Join(root, "test.bin"), pkg}},
 		{args: []string{"build", "-ldflags=-s -w", "-o", filepath.Join(dir, "init"), vminitPackage}},
+	}
+	if cfg.Program == "" {
+		builds = append(builds, goBuild{args: []string{"test", "-c", "-tags", "vmguest", "-o", filepath.Join(root, "test.bin"), pkg}})
+	} else {
+		if _, ok := cfg.Binaries[cfg.Program]; !ok {
+			return nil, fmt.Errorf("vmtest: Config.Program %q is not a key of Config.Binaries", cfg.Program)
+		}
+		img.Plan.Test = append([]string{DiskDir + "/" + cfg.Program}, cfg.TestArgs...)
 	}
 	for _, name := range sortedKeys(cfg.Binaries) {
 		dst, err := diskPath(root, name)
@@ -147,7 +159,7 @@ func Build(ctx context.Context, cfg Config, dir string) (*Image, error) {
 	if err := runBuilds(ctx, builds); err != nil {
 		return nil, err
 	}
-	if _, err := os.Stat(filepath.Join(root, "test.bin")); err != nil {
+	if _, err := os.Stat(filepath.Join(root, "test.bin")); err != nil && cfg.Program == "" {
 		return nil, fmt.Errorf("vmtest: go test -c %s wrote no test binary (no test files with the vmguest tag?)", pkg)
 	}
 

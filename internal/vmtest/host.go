@@ -341,6 +341,20 @@ func Kernel(t testing.TB, version string) string {
 	return path
 }
 
+// FindKernel is Kernel for programs (the demo): the path, or an error that
+// says where it looked and how to get a kernel.
+func FindKernel(version string) (string, error) {
+	path, tried, err := findKernel(version)
+	if err != nil {
+		return "", err
+	}
+	if path == "" {
+		return "", fmt.Errorf("no %s LUO kernel (looked at %s); run scripts/build-kernel.sh %s (or make kernel), or set %s",
+			version, strings.Join(tried, ", "), version, kernelEnv(version)[0])
+	}
+	return path, nil
+}
+
 // kernelEnv returns the environment variables naming a kernel of version.
 func kernelEnv(version string) []string {
 	env := []string{"LUO_TEST_KERNEL_" + strings.ReplaceAll(version, ".", "_")}

@@ -51,6 +51,7 @@ func run() error {
 	spam := flag.Int("spam", 0, "send this many FDSTORE=1 messages with one memfd each")
 	asChild := flag.Bool("as-child", false, "internal: act as the notifying child")
 	socket := flag.String("socket", "", "notify this socket instead of $NOTIFY_SOCKET")
+	noBarrier := flag.Bool("no-barrier", false, "do not wait for luod to process the notifications")
 	flag.Var(&stores, "store", "store NAME=memfd:DATA | NAME=memfd-twice:DATA | NAME=memfd-busy:DATA | NAME=socket | NAME=socket-closed | NAME=pipe (repeatable)")
 	flag.Var(&removes, "remove", "send FDSTOREREMOVE=1 for NAME (repeatable)")
 	flag.Parse()
@@ -64,6 +65,9 @@ func run() error {
 	n, err := sdnotify.Open()
 	if err != nil && !errors.Is(err, sdnotify.ErrNoSocket) {
 		return err
+	}
+	if *noBarrier {
+		barrier = false
 	}
 	if *asChild {
 		return notify(n, stores, removes, *nopoll, *status, *ready, *spam)
@@ -129,8 +133,9 @@ func startSelf(args ...string) (*exec.Cmd, error) {
 // peers keeps the other ends of stored sockets and pipes open; busy keeps
 // the sessions of memfd-busy.
 var (
-	peers []*os.File
-	busy  []*luo.Session
+	peers   []*os.File
+	busy    []*luo.Session
+	barrier = true
 )
 
 func notify(n *sdnotify.Notifier, stores, removes multi, nopoll bool, status string, ready bool, spam int) error {
@@ -233,7 +238,7 @@ func notify(n *sdnotify.Notifier, stores, removes multi, nopoll bool, status str
 		}
 	}
 	// Make sure luod processed everything before a child exits.
-	if n == nil {
+	if n == nil || !barrier {
 		return nil
 	}
 	return n.Barrier(context.Background())
