@@ -93,12 +93,12 @@ type Manager struct {
 	cfg Config
 	log *slog.Logger
 
-	units   map[string]*Unit
-	bySID   map[int]*Unit // session id -> unit, for attribution
+	units map[string]*Unit
+	bySID map[int]*Unit // session id -> unit, for attribution
 	// exited remembers recently reaped main processes: a service's last
 	// notification (STOPPING=1, a final FDSTORE=1) can be read after its
 	// exit was reaped, and must still be attributed.
-	exited map[int]exitedMain
+	exited  map[int]exitedMain
 	started time.Time
 	reexecs int
 	// liveUpdates counts kexec live updates since the last cold boot.
