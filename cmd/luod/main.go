@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command luod is a small service manager with systemd's fd-store
 // semantics that carries every service's fd store across its own re-exec
 // and across kexec live updates through the kernel's Live Update

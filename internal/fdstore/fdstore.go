@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package fdstore is a unit's file descriptor store in luod, with
 // systemd's semantics: a limit (FileDescriptorStoreMax=), duplicates of an
 // already stored open file suppressed, names not unique, removal by name,

@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command driver runs inside the interop VM (internal/interop) as
 // interop-driver.service, after the counter services are up. It reads its
 // stage from the kernel command line (interop.stage=N), records what the

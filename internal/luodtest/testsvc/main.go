@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command testsvc is the service of luod's process-level tests: it reports
 // what luod handed it, stores fds of every kind, notifies from its main
 // process or a child, and misbehaves on request.
