@@ -71,10 +71,19 @@ type Daemon struct {
 // binaries' directory, "@DIR@" by Dir) and starts luod.
 func Start(t testing.TB, units map[string]string, args ...string) *Daemon {
 	t.Helper()
+	return StartBinary(t, "", units, args...)
+}
+
+// StartBinary is Start with another luod binary ("" for the one built).
+func StartBinary(t testing.TB, luod string, units map[string]string, args ...string) *Daemon {
+	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("luod tests need root")
 	}
 	bin := Binaries(t)
+	if luod == "" {
+		luod = filepath.Join(bin, "luod")
+	}
 	d := &Daemon{t: t, Dir: t.TempDir(), Bin: bin, log: &syncBuffer{}}
 	d.Units = filepath.Join(d.Dir, "units")
 	d.Runtime = filepath.Join(d.Dir, "run")
@@ -83,7 +92,7 @@ func Start(t testing.TB, units map[string]string, args ...string) *Daemon {
 	for name, text := range units {
 		d.WriteUnit(name, text)
 	}
-	d.cmd = exec.Command(filepath.Join(bin, "luod"), append([]string{"-units", d.Units, "-runtime", d.Runtime,
+	d.cmd = exec.Command(luod, append([]string{"-units", d.Units, "-runtime", d.Runtime,
 		"-device", filepath.Join(d.Dir, "no-liveupdate"), "-log-level", "debug"}, args...)...)
 	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
 	d.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}

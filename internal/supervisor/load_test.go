@@ -4,8 +4,10 @@ package supervisor_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -193,5 +195,150 @@ func TestRestartsLeakNothing(t *testing.T) {
 	if after-before != u.FDStoreCount-storedBefore {
 		t.Fatalf("luod went from %d to %d fds over 50 restarts with %d stored (%d before): leak of %d",
 			before, after, u.FDStoreCount, storedBefore, after-before-(u.FDStoreCount-storedBefore))
+	}
+}
+
+// luoctl runs the CLI against d.
+func luoctl(t *testing.T, d *luodtest.Daemon, args ...string) (string, int) {
+	t.Helper()
+	cmd := exec.Command(filepath.Join(d.Bin, "luoctl"), append([]string{"--socket", d.Socket}, args...)...)
+	out, err := cmd.CombinedOutput()
+	code := 0
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return string(out), code
+}
+
+func waitReexecs(t *testing.T, d *luodtest.Daemon, n int) control.Manager {
+	t.Helper()
+	var m control.Manager
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		err := d.Call(control.MethodGetManager, nil, &m)
+		if err == nil && m.Reexecs == n {
+			return m
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("luod did not come back after re-exec %d: %v %+v", n, err, m)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestSoftUpdate runs `update run --no-kexec`: luod re-executes itself
+// through the update path; the units keep running with their stores.
+func TestSoftUpdate(t *testing.T) {
+	d := luodtest.Start(t, map[string]string{
+		"a.service": svc(`-store m=memfd:data -store s=socket`) + "FileDescriptorStoreMax=4\n",
+	})
+	before := d.WaitUnit("a.service", "active", active)
+	out, code := luoctl(t, d, "update", "plan", "--no-kexec")
+	if code != 0 || !strings.Contains(out, "inherit") {
+		t.Fatalf("soft plan: exit %d\n%s", code, out)
+	}
+	out, code = luoctl(t, d, "update", "run", "--no-kexec")
+	if code != 0 || !strings.Contains(out, "exec") {
+		t.Fatalf("soft update: exit %d\n%s", code, out)
+	}
+	m := waitReexecs(t, d, 1)
+	if m.PID != d.PID() {
+		t.Fatalf("pid changed")
+	}
+	u := d.WaitUnit("a.service", "active", active)
+	if u.MainPID != before.MainPID || u.FDStoreCount != 2 {
+		t.Fatalf("after a soft update: %+v (was pid %d)", u, before.MainPID)
+	}
+	var rep control.Report
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		err := d.Call(control.MethodGetUpdateReport, nil, &rep)
+		if err == nil && len(rep.Timeline) > 0 && rep.Timeline[len(rep.Timeline)-1].Name == "finished" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no finished soft update report: %v %+v", err, rep)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if rep.Kind != "soft" || len(rep.Units) != 1 || len(rep.Units[0].Delivered) != 2 {
+		t.Errorf("report %+v", rep)
+	}
+}
+
+// TestSoftUpdateRestartUnits also stops and starts the units around the
+// re-exec: they come back with their stores, and the report has their
+// blackout.
+func TestSoftUpdateRestartUnits(t *testing.T) {
+	d := luodtest.Start(t, map[string]string{
+		"a.service": svc(`-report @DIR@/a -store m=memfd:data`) + "FileDescriptorStoreMax=4\n",
+	})
+	d.WaitUnit("a.service", "active", active)
+	first := d.ReadReport(filepath.Join(d.Dir, "a"), 0)
+	out, code := luoctl(t, d, "update", "run", "--no-kexec", "--restart-units")
+	if code != 0 {
+		t.Fatalf("soft update: exit %d\n%s", code, out)
+	}
+	waitReexecs(t, d, 1)
+	second := d.ReadReport(filepath.Join(d.Dir, "a"), first.PID)
+	if strings.Join(second.Names, ",") != "m" || second.Contents["m"] != "data" {
+		t.Fatalf("restarted unit got %v %v", second.Names, second.Contents)
+	}
+	var rep control.Report
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		err := d.Call(control.MethodGetUpdateReport, nil, &rep)
+		if err == nil && len(rep.Units) == 1 && !rep.Units[0].Ready.IsZero() {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no soft update report with ready: %v %+v", err, rep)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if rep.Units[0].Blackout <= 0 || rep.Units[0].Stopped.IsZero() {
+		t.Errorf("report unit %+v", rep.Units[0])
+	}
+}
+
+// TestReexecUpgradesBinary replaces luod's binary on disk and re-executes:
+// the new binary runs (another version string), nothing is lost.
+func TestReexecUpgradesBinary(t *testing.T) {
+	bin := t.TempDir()
+	build := func(version string) {
+		cmd := exec.Command("go", "build", "-o", filepath.Join(bin, "luod.new"),
+			"-ldflags", "-X github.com/liveupdate/luo/internal/supervisor.Version="+version, "github.com/liveupdate/luo/cmd/luod")
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("build: %v\n%s", err, out)
+		}
+		if err := os.Rename(filepath.Join(bin, "luod.new"), filepath.Join(bin, "luod")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	build("old")
+	d := luodtest.StartBinary(t, filepath.Join(bin, "luod"), map[string]string{
+		"a.service": svc(`-store m=memfd:data`) + "FileDescriptorStoreMax=4\n",
+	})
+	before := d.WaitUnit("a.service", "active", active)
+	var m control.Manager
+	d.MustCall(control.MethodGetManager, nil, &m)
+	if m.Version != "old" {
+		t.Fatalf("version %q", m.Version)
+	}
+	build("new")
+	out, code := luoctl(t, d, "daemon-reexec")
+	if code != 0 {
+		t.Fatalf("daemon-reexec: exit %d\n%s", code, out)
+	}
+	m = waitReexecs(t, d, 1)
+	if m.Version != "new" {
+		t.Fatalf("after re-exec luod reports version %q, want the new binary's", m.Version)
+	}
+	if u := d.Unit("a.service"); u.MainPID != before.MainPID || u.FDStoreCount != 1 {
+		t.Fatalf("unit after upgrade: %+v", u)
 	}
 }
