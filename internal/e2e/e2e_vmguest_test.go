@@ -223,6 +223,24 @@ func TestLiveUpdate(t *testing.T) {
 			}
 		}
 	}
+	if stage == 3 {
+		// luod re-executes itself holding LUO sessions (own, LUOSession=,
+		// an incoming one) and memfds: the next update must not notice.
+		out, code := luoctl(t, "daemon-reexec")
+		if code != 0 {
+			t.Fatalf("daemon-reexec: exit %d\n%s", code, out)
+		}
+		var m control.Manager
+		mustCall(t, control.MethodGetManager, nil, &m)
+		if m.Reexecs != 1 || m.PID != 1 {
+			t.Errorf("after daemon-reexec: %+v", m)
+		}
+		for _, n := range counters {
+			if u := unit(t, n); u.MainPID != us[n].MainPID || u.FDStoreCount != us[n].FDStoreCount {
+				t.Errorf("%s after daemon-reexec: pid %d fds %d, was pid %d fds %d", n, u.MainPID, u.FDStoreCount, us[n].MainPID, us[n].FDStoreCount)
+			}
+		}
+	}
 	if t.Failed() || stage == vmtest.Stages() {
 		return
 	}
