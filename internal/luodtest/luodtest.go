@@ -234,6 +234,9 @@ type Report struct {
 	Names     []string          `json:"names"`
 	Contents  map[string]string `json:"contents"` // memfd contents by name (first of each name)
 	Env       map[string]string `json:"env"`
+	UID       int               `json:"uid"`
+	GID       int               `json:"gid"`
+	Dir       string            `json:"dir"`
 	Err       string            `json:"err,omitempty"`
 }
 

@@ -41,6 +41,10 @@ func RunShim(args []string) int {
 		lim.Cur, lim.Max = min(1024, lim.Max), min(lim.Max, 524288)
 		unix.Setrlimit(unix.RLIMIT_NOFILE, &lim)
 	}
+	if err := dropCredentials(); err != nil {
+		fmt.Fprintf(os.Stderr, "luod: %v\n", err)
+		return 216 // systemd's EXIT_GROUP/EXIT_USER range
+	}
 	env := os.Environ()
 	if os.Getenv("LISTEN_FDS") != "" {
 		env = setenv(env, "LISTEN_PID", strconv.Itoa(os.Getpid()))
@@ -51,6 +55,42 @@ func RunShim(args []string) int {
 	err := unix.Exec(args[0], args[1:], env)
 	fmt.Fprintf(os.Stderr, "luod: exec %s: %v\n", args[0], err)
 	return 203
+}
+
+// credEnv carries User=/Group= from luod to the shim, which switches to
+// them right before exec: luod's own binary then need not be executable
+// by the service's user.
+const credEnv = "LUOD_SHIM_CREDENTIAL"
+
+func dropCredentials() error {
+	v, ok := os.LookupEnv(credEnv)
+	if !ok {
+		return nil
+	}
+	os.Unsetenv(credEnv)
+	var uid, gid int
+	var groups string
+	if _, err := fmt.Sscanf(v, "%d:%d:%s", &uid, &gid, &groups); err != nil {
+		if _, err := fmt.Sscanf(v, "%d:%d:", &uid, &gid); err != nil {
+			return fmt.Errorf("bad %s=%q", credEnv, v)
+		}
+	}
+	var gids []int
+	for _, g := range strings.Split(groups, ",") {
+		if n, err := strconv.Atoi(g); err == nil {
+			gids = append(gids, n)
+		}
+	}
+	if err := syscall.Setgroups(gids); err != nil {
+		return fmt.Errorf("setgroups: %w", err)
+	}
+	if err := syscall.Setgid(gid); err != nil {
+		return fmt.Errorf("setgid %d: %w", gid, err)
+	}
+	if err := syscall.Setuid(uid); err != nil {
+		return fmt.Errorf("setuid %d: %w", uid, err)
+	}
+	return nil
 }
 
 // selfPidfdID is the inode number of a pidfd for ourselves on a kernel with
@@ -143,12 +183,19 @@ func (m *Manager) spawn(u *Unit, cmd unit.Command) (int, error) {
 			files = append(files, fd)
 		}
 	}
+	if cred != nil {
+		var gs []string
+		for _, g := range cred.Groups {
+			gs = append(gs, strconv.FormatUint(uint64(g), 10))
+		}
+		env = setenv(env, credEnv, fmt.Sprintf("%d:%d:%s", cred.Uid, cred.Gid, strings.Join(gs, ",")))
+	}
 	shimArgs := append([]string{m.cfg.Exe, ShimArg, path}, argv...)
 	attr := &syscall.ProcAttr{
 		Dir:   dir,
 		Env:   env,
 		Files: files,
-		Sys:   &syscall.SysProcAttr{Setsid: true, Credential: cred},
+		Sys:   &syscall.SysProcAttr{Setsid: true},
 	}
 	pid, err := syscall.ForkExec(m.cfg.Exe, shimArgs, attr)
 	for _, f := range stored {

@@ -322,3 +322,49 @@ func TestLastWordsBeforeExit(t *testing.T) {
 		d.MustCall(control.MethodStartUnit, control.UnitName{Name: "last.service"}, nil)
 	}
 }
+
+// TestExecEnvironment checks what a service is started with: Environment=,
+// EnvironmentFile= (quotes, comments, a missing optional file), User=,
+// Group=, WorkingDirectory=, and specifiers and variables in ExecStart=.
+func TestExecEnvironment(t *testing.T) {
+	d := luodtest.Start(t, nil)
+	envFile := filepath.Join(d.Dir, "env")
+	os.WriteFile(envFile, []byte("# comment\nBAR=from-file\nexport QUOTED=\"a b\"\n"), 0o644)
+	os.MkdirAll(filepath.Join(d.Dir, "work"), 0o755)
+	d.WriteUnit("env.service", `[Service]
+Type=notify
+Environment=FOO=foo "BAR=overridden"
+EnvironmentFile=@DIR@/env
+EnvironmentFile=-@DIR@/missing
+WorkingDirectory=@DIR@/work
+User=nobody
+Group=nogroup
+ExecStart=@BIN@/testsvc -report @DIR@/report-%n -status $FOO
+`)
+	// nobody must reach the binaries and the report directory.
+	for dir := d.Dir; dir != "/"; dir = filepath.Dir(dir) {
+		os.Chmod(dir, 0o755)
+	}
+	for dir := d.Bin; dir != "/tmp" && dir != "/"; dir = filepath.Dir(dir) {
+		os.Chmod(dir, 0o755)
+	}
+	os.Chmod(d.Dir, 0o777)
+	d.MustCall(control.MethodReload, nil, nil)
+	d.MustCall(control.MethodStartUnit, control.UnitName{Name: "env.service"}, nil)
+	r := d.ReadReport(filepath.Join(d.Dir, "report-env.service"), 0)
+	if r.Env["FOO"] != "foo" || r.Env["BAR"] != "from-file" || r.Env["QUOTED"] != "a b" {
+		t.Errorf("environment %v", r.Env)
+	}
+	if r.UID != 65534 || r.Dir != filepath.Join(d.Dir, "work") || r.Env["LUOD_UNIT"] != "env.service" || r.Env["INVOCATION_ID"] == "" {
+		t.Errorf("uid %d dir %q env %v", r.UID, r.Dir, r.Env)
+	}
+	if u := d.Unit("env.service"); u.Status != "foo" {
+		t.Errorf("$FOO in ExecStart= gave status %q", u.Status)
+	}
+	// A missing required EnvironmentFile= fails the start with a clear log.
+	d.WriteUnit("noenv.service", "[Service]\nExecStart=@BIN@/testsvc\nEnvironmentFile=@DIR@/nope\n")
+	d.MustCall(control.MethodReload, nil, nil)
+	d.Call(control.MethodStartUnit, control.UnitName{Name: "noenv.service"}, nil)
+	d.WaitUnit("noenv.service", "failed", failed)
+	d.WaitLog("EnvironmentFile=" + filepath.Join(d.Dir, "nope"))
+}

@@ -247,8 +247,11 @@ func notify(n *sdnotify.Notifier, stores, removes multi, nopoll bool, status str
 }
 
 func writeReport(path string) error {
-	r := luodtest.Report{PID: os.Getpid(), ListenPID: os.Getenv("LISTEN_PID"), Contents: map[string]string{}, Env: map[string]string{}}
-	for _, k := range []string{"LISTEN_FDS", "LISTEN_FDNAMES", "LISTEN_PIDFDID", "NOTIFY_SOCKET", "FDSTORE", "LUOD_UNIT", "INVOCATION_ID"} {
+	r := luodtest.Report{PID: os.Getpid(), ListenPID: os.Getenv("LISTEN_PID"), Contents: map[string]string{}, Env: map[string]string{},
+		UID: os.Getuid(), GID: os.Getgid()}
+	r.Dir, _ = os.Getwd()
+	for _, k := range []string{"LISTEN_FDS", "LISTEN_FDNAMES", "LISTEN_PIDFDID", "NOTIFY_SOCKET", "FDSTORE", "LUOD_UNIT", "INVOCATION_ID",
+		"FOO", "BAR", "QUOTED", "HOME", "PATH"} {
 		r.Env[k] = os.Getenv(k)
 	}
 	fs, err := activation.Receive(&activation.Config{UnsetEnv: true})
