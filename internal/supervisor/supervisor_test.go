@@ -341,12 +341,13 @@ User=nobody
 Group=nogroup
 ExecStart=@BIN@/testsvc -report @DIR@/report-%n -status $FOO
 `)
-	// nobody must reach the binaries and the report directory.
-	for dir := d.Dir; dir != "/"; dir = filepath.Dir(dir) {
-		os.Chmod(dir, 0o755)
-	}
-	for dir := d.Bin; dir != "/tmp" && dir != "/"; dir = filepath.Dir(dir) {
-		os.Chmod(dir, 0o755)
+	// nobody must reach the binaries and the report directory: open the
+	// test's own directories up to the temporary directory (not beyond).
+	tmp := filepath.Clean(os.TempDir())
+	for _, start := range []string{d.Dir, d.Bin} {
+		for dir := start; dir != tmp && dir != "/" && dir != "."; dir = filepath.Dir(dir) {
+			os.Chmod(dir, 0o755)
+		}
 	}
 	os.Chmod(d.Dir, 0o777)
 	d.MustCall(control.MethodReload, nil, nil)
