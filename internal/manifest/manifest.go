@@ -18,6 +18,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -183,12 +184,7 @@ func (m *Manifest) Validate() error {
 	}
 	tokens := map[uint64]string{}
 	sessions := map[string]string{}
-	names := make([]string, 0, len(m.Units))
-	for name := range m.Units {
-		names = append(names, name)
-	}
-	slices.Sort(names)
-	for _, name := range names {
+	for _, name := range slices.Sorted(maps.Keys(m.Units)) {
 		u := m.Units[name]
 		if name == "" || !utf8.ValidString(name) || strings.ContainsAny(name, "/\x00\n") {
 			return fmt.Errorf("manifest: invalid unit name %q", name)

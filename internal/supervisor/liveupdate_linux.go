@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -248,7 +249,7 @@ func (m *Manager) runUpdate(ctx context.Context, p control.UpdateParams, progres
 	if !plan.OK {
 		return &UpdateError{Phase: "plan", Err: planProblem(plan), Restored: true}
 	}
-	progress("plan", fmt.Sprintf("%d memfds (%s), %d sessions to carry, %d lost", plan.Preserved, humanBytes(plan.TotalBytes), plan.Sessions, plan.Lost))
+	progress("plan", fmt.Sprintf("%d memfds (%s), %d sessions to carry, %d lost", plan.Preserved, update.HumanSize(plan.TotalBytes), plan.Sessions, plan.Lost))
 
 	t := update.Target{}
 	if !p.NoKexec {
@@ -646,12 +647,7 @@ func newReport(mf *manifest.Manifest) *control.Report {
 			rep.Timeline = append(rep.Timeline, control.Event{Name: "kernel-up", Time: up})
 		}
 	}
-	names := make([]string, 0, len(mf.Units))
-	for n := range mf.Units {
-		names = append(names, n)
-	}
-	slices.Sort(names)
-	for _, n := range names {
+	for _, n := range slices.Sorted(maps.Keys(mf.Units)) {
 		mu := mf.Units[n]
 		rep.Units = append(rep.Units, control.ReportUnit{Name: n, Stopped: mu.Stopped, Delivered: []string{}})
 		if !mu.Stopped.IsZero() {
@@ -697,18 +693,6 @@ func bootTime() (time.Time, error) {
 		return time.Time{}, err
 	}
 	return time.Now().Add(-time.Duration(up * float64(time.Second))), nil
-}
-
-func humanBytes(n int64) string {
-	switch {
-	case n >= 1<<30:
-		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
-	case n >= 1<<20:
-		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
-	case n >= 1<<10:
-		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
-	}
-	return fmt.Sprintf("%d B", n)
 }
 
 // fault returns the errno injected for phase by LiveUpdateConfig.Fault or,

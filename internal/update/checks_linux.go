@@ -123,7 +123,7 @@ func scratchFits(sizes []int64) (string, error) {
 		need += s
 		biggest = max(biggest, s)
 	}
-	detail := fmt.Sprintf("need about %s, scratch %s (largest region %s)", human(need), human(total), human(largest))
+	detail := fmt.Sprintf("need about %s, scratch %s (largest region %s)", HumanSize(need), HumanSize(total), HumanSize(largest))
 	if biggest > largest || need > total {
 		return "", fmt.Errorf("%s: kexec_file_load would fail with EADDRNOTAVAIL; cold-boot with a larger kho_scratch=", detail)
 	}
@@ -150,7 +150,8 @@ func bzImageInitSize(path string) (int64, error) {
 	return int64(initSize), nil
 }
 
-func human(n int64) string {
+// HumanSize formats a byte count for people: "16.1 MiB".
+func HumanSize(n int64) string {
 	switch {
 	case n >= 1<<30:
 		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
