@@ -168,3 +168,19 @@ func TestSessionFromFileRejectsOthers(t *testing.T) {
 		t.Error("IsSession(memfd) = true")
 	}
 }
+
+func FuzzValidateName(f *testing.F) {
+	for _, s := range []string{"a", "", strings.Repeat("x", 63), strings.Repeat("x", 64), "a\x00b", "luod/unit/name"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, name string) {
+		err := luo.ValidateName(name)
+		want := len(name) >= 1 && len(name) <= luo.MaxNameLen && !strings.Contains(name, "\x00")
+		if (err == nil) != want {
+			t.Fatalf("ValidateName(%q) = %v, want valid=%v", name, err, want)
+		}
+		if err != nil && (!errors.Is(err, luo.ErrInvalidName) || !errors.Is(err, syscall.EINVAL)) {
+			t.Fatalf("ValidateName(%q) = %v does not match ErrInvalidName and EINVAL", name, err)
+		}
+	})
+}
