@@ -147,6 +147,13 @@ func target(p control.UpdateParams) (update.Target, error) {
 // Plan answers PlanUpdate: the fate of every fd and the kernel checks,
 // changing nothing.
 func (m *Manager) Plan(p control.UpdateParams) (*control.Plan, error) {
+	return m.plan(p, true)
+}
+
+// plan computes a plan; trialLoad adds a trial kexec_file_load to the
+// checks (RunUpdate skips it: it loads the kernel for real next, before
+// anything is stopped, so a failure there changes nothing either).
+func (m *Manager) plan(p control.UpdateParams, trialLoad bool) (*control.Plan, error) {
 	plan := &control.Plan{Kind: "kexec"}
 	if p.NoKexec {
 		plan.Kind = "soft"
@@ -175,7 +182,7 @@ func (m *Manager) Plan(p control.UpdateParams) (*control.Plan, error) {
 			}
 			plan.Units = m.planUnits(items)
 		})
-		plan.Checks = update.Checks(m.cfg.LiveUpdate.Device, t)
+		plan.Checks = update.Checks(m.cfg.LiveUpdate.Device, t, trialLoad)
 	}
 	if plan.Units == nil {
 		m.do(func() { plan.Units = m.planUnits(items) })
@@ -242,7 +249,7 @@ func (m *Manager) runUpdate(ctx context.Context, p control.UpdateParams, progres
 	if p.NoKexec {
 		mf.Kind = "soft"
 	}
-	plan, err := m.Plan(p)
+	plan, err := m.plan(p, false)
 	if err != nil {
 		return &UpdateError{Phase: "plan", Err: err, Restored: true}
 	}

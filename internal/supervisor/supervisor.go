@@ -100,7 +100,12 @@ type Manager struct {
 	// exited remembers recently reaped main processes: a service's last
 	// notification (STOPPING=1, a final FDSTORE=1) can be read after its
 	// exit was reaped, and must still be attributed.
-	exited  map[int]exitedMain
+	exited map[int]exitedMain
+	// procScan caches a scan of /proc by session (see sessionMembers).
+	procScan struct {
+		at    time.Time
+		bySID map[int][]int
+	}
 	started time.Time
 	reexecs int
 	// liveUpdates counts kexec live updates since the last cold boot.
