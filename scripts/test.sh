@@ -8,7 +8,7 @@ log=$(mktemp -t luo-test.XXXXXX)
 echo "make test: go test -v ./... (full log: $log)"
 LUO_INTEROP=${LUO_INTEROP-1} go test -timeout "${TIMEOUT:-80m}" -v "$@" ./... >"$log" 2>&1
 status=$?
-grep -E '^\s*--- (PASS|FAIL|SKIP)|^(ok|FAIL|---)\s|^panic:' "$log"
+grep -E '^\s*--- (PASS|FAIL|SKIP)|^(ok|FAIL|---)\s|^panic:' "$log" | grep -v -E -e '--- PASS: Fuzz[^ ]*/seed#'
 if [[ $status -ne 0 ]]; then
   echo
   echo "=== output of the failures (passing tests left out) ==="

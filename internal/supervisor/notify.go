@@ -7,25 +7,42 @@ import (
 	"os"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/liveupdate/luo/internal/fdstore"
 	"github.com/liveupdate/luo/internal/notify"
 	"github.com/liveupdate/luo/internal/unit"
 )
 
 // attribute finds the unit a notification comes from: the unit whose main
-// process sent it, else the unit whose session the sender is in.
-func (m *Manager) attribute(pid int) *Unit {
+// process sent it (a main process cannot be replaced by another with the
+// same pid before luod reaps it), else the unit whose session the sender
+// is in, when the sender's pidfd (SCM_PIDFD) shows it is still alive after
+// its session was read, so that a reused pid is not taken for it.
+func (m *Manager) attribute(msg *notify.Message) *Unit {
 	for _, u := range m.units {
-		if u.mainPID == pid {
+		if u.mainPID == msg.PID {
 			return u
 		}
 	}
-	if sid, _, ok := procSession(pid); ok {
-		if u := m.bySID[sid]; u != nil {
-			return u
-		}
+	sid, _, ok := procSession(msg.PID)
+	if !ok || m.bySID[sid] == nil {
+		return nil
 	}
-	return nil
+	if msg.PIDFD != nil && !alive(msg.PIDFD) {
+		m.log.Debug("notify sender exited before it could be attributed", "pid", msg.PID)
+		return nil
+	}
+	return m.bySID[sid]
+}
+
+// alive reports whether the process of a pidfd still runs.
+func alive(pidfd *os.File) bool {
+	ok := true
+	withRawFd(pidfd, func(fd int) {
+		ok = unix.PidfdSendSignal(fd, 0, nil, 0) == nil
+	})
+	return ok
 }
 
 // authorized applies NotifyAccess= (and a NOTIFYACCESS= override).
@@ -83,7 +100,7 @@ func (m *Manager) handleNotify(msg *notify.Message) {
 		}
 		return
 	}
-	u := m.attribute(msg.PID)
+	u := m.attribute(msg)
 	gone := false
 	if u == nil {
 		// The sender may be a main process whose exit was reaped before its

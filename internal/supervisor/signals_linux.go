@@ -161,5 +161,14 @@ func rawFd(f *os.File) (uintptr, error) {
 
 func runtimeKeepAlive(f *os.File) { runtime.KeepAlive(f) }
 
+// withRawFd runs fn with f's fd, keeping it valid meanwhile.
+func withRawFd(f *os.File, fn func(fd int)) {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return
+	}
+	rc.Control(func(fd uintptr) { fn(int(fd)) })
+}
+
 // since formats a duration for logs.
 func since(t time.Time) string { return time.Since(t).Round(time.Millisecond).String() }
