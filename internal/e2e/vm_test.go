@@ -49,23 +49,9 @@ FileDescriptorStorePreserve=yes
 }
 
 func config(t *testing.T, kernels []string, run string) vmtest.Config {
-	files := map[string][]byte{}
-	for name, text := range units {
-		files["etc/luod/system/"+name] = []byte(text)
-	}
-	return vmtest.Config{
-		Kernels: kernels,
-		Binaries: map[string]string{
-			"bin/luod":    "github.com/liveupdate/luo/cmd/luod",
-			"bin/luoctl":  "github.com/liveupdate/luo/cmd/luoctl",
-			"bin/counter": "github.com/liveupdate/luo/examples/counter",
-			"bin/testsvc": "github.com/liveupdate/luo/internal/luodtest/testsvc",
-		},
-		Files:    files,
-		Init:     []string{"/vmtest/bin/luod", "-units", "/vmtest/etc/luod/system:/run/luod/system"},
-		Driver:   true,
-		TestArgs: []string{"-test.run", run},
-	}
+	cfg := luodConfig(kernels, units, "-test.run", run)
+	cfg.Binaries["bin/testsvc"] = "github.com/liveupdate/luo/internal/luodtest/testsvc"
+	return cfg
 }
 
 // TestVMLiveUpdate: ten consecutive live updates, alternating 7.2 and 7.3
