@@ -244,8 +244,6 @@ func childPIDFDID(t *testing.T, pid int) uint64 {
 	return st.Ino
 }
 
-func strp(s string) *string { return &s }
-
 func TestReceiveInChild(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts child processes")

@@ -91,23 +91,6 @@ func fstat(t *testing.T, f *os.File) unix.Stat_t {
 	return st
 }
 
-func fdFlags(t *testing.T, f *os.File) int {
-	t.Helper()
-	sc, err := f.SyscallConn()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var flags int
-	var ferr error
-	if err := sc.Control(func(fd uintptr) { flags, ferr = unix.FcntlInt(fd, unix.F_GETFD, 0) }); err != nil {
-		t.Fatal(err)
-	}
-	if ferr != nil {
-		t.Fatalf("F_GETFD %s: %v", f.Name(), ferr)
-	}
-	return flags
-}
-
 // testFiles returns n distinct open files of different kinds.
 func testFiles(t *testing.T, n int) []*os.File {
 	t.Helper()

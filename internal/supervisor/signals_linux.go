@@ -169,6 +169,3 @@ func withRawFd(f *os.File, fn func(fd int)) {
 	}
 	rc.Control(func(fd uintptr) { fn(int(fd)) })
 }
-
-// since formats a duration for logs.
-func since(t time.Time) string { return time.Since(t).Round(time.Millisecond).String() }

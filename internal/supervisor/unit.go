@@ -310,7 +310,7 @@ func (u *Unit) enterDead(allowRestart bool) {
 	u.m.killStragglers(u)
 	u.stopping = false
 	u.notifyAccessOverride = ""
-	if allowRestart && u.pendingStart == false && u.shouldRestart() {
+	if allowRestart && !u.pendingStart && u.shouldRestart() {
 		u.consecutive++
 		u.restarts++
 		delay := u.restartDelay()
