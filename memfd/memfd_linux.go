@@ -70,8 +70,7 @@ func Resize(f *os.File, size int64) error {
 // AddSeals adds seals with fcntl(F_ADD_SEALS). SealWrite fails with EBUSY
 // while a writable shared mapping exists.
 func AddSeals(f *os.File, s Seals) error {
-	err := fcntl(f, unix.F_ADD_SEALS, int(s))
-	if err != nil {
+	if _, err := fcntl(f, unix.F_ADD_SEALS, int(s)); err != nil {
 		return fmt.Errorf("memfd: seal %s with %s: %w", f.Name(), s, err)
 	}
 	return nil
@@ -79,31 +78,24 @@ func AddSeals(f *os.File, s Seals) error {
 
 // GetSeals returns the file's seals with fcntl(F_GET_SEALS).
 func GetSeals(f *os.File) (Seals, error) {
-	var seals int
-	rc, err := f.SyscallConn()
+	seals, err := fcntl(f, unix.F_GET_SEALS, 0)
 	if err != nil {
-		return 0, fmt.Errorf("memfd: %w", err)
-	}
-	var opErr error
-	if err := rc.Control(func(fd uintptr) { seals, opErr = unix.FcntlInt(fd, unix.F_GET_SEALS, 0) }); err != nil {
-		return 0, fmt.Errorf("memfd: %s: %w", f.Name(), err)
-	}
-	if opErr != nil {
-		return 0, fmt.Errorf("memfd: get seals of %s: %w", f.Name(), opErr)
+		return 0, fmt.Errorf("memfd: get seals of %s: %w", f.Name(), err)
 	}
 	return Seals(seals), nil
 }
 
-func fcntl(f *os.File, cmd, arg int) error {
+func fcntl(f *os.File, cmd, arg int) (int, error) {
 	rc, err := f.SyscallConn()
 	if err != nil {
-		return err
+		return 0, err
 	}
+	var r int
 	var opErr error
-	if err := rc.Control(func(fd uintptr) { _, opErr = unix.FcntlInt(fd, cmd, arg) }); err != nil {
-		return err
+	if err := rc.Control(func(fd uintptr) { r, opErr = unix.FcntlInt(fd, cmd, arg) }); err != nil {
+		return 0, err
 	}
-	return opErr
+	return r, opErr
 }
 
 // Map maps the whole file shared and read-write (read-only when the file

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/user"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -199,7 +200,7 @@ func (m *Manager) spawn(u *Unit, cmd unit.Command) (int, error) {
 	}
 	pid, err := syscall.ForkExec(m.cfg.Exe, shimArgs, attr)
 	for _, f := range stored {
-		runtimeKeepAlive(f)
+		runtime.KeepAlive(f)
 	}
 	if err != nil {
 		return 0, fmt.Errorf("fork %s: %w", path, err)

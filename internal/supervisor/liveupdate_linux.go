@@ -180,13 +180,10 @@ func (m *Manager) plan(p control.UpdateParams, trialLoad bool) (*control.Plan, e
 					items[i].Fate, items[i].Reason = control.FateLost, "the kernel refused it: "+err.Error()
 				}
 			}
-			plan.Units = m.planUnits(items)
 		})
 		plan.Checks = update.Checks(m.cfg.LiveUpdate.Device, t, trialLoad)
 	}
-	if plan.Units == nil {
-		m.do(func() { plan.Units = m.planUnits(items) })
-	}
+	m.do(func() { plan.Units = m.planUnits(items) })
 	for _, it := range items {
 		switch it.Fate {
 		case control.FatePreserve:
@@ -496,7 +493,7 @@ func (m *Manager) afterStart() {
 		mf := st.soft
 		st.soft = nil
 		rep := newReport(mf)
-		rep.Timeline = append(rep.Timeline, control.Event{Name: "luod-up", Time: m.resumedAt()})
+		rep.Timeline = append(rep.Timeline, control.Event{Name: "luod-up", Time: time.Now()})
 		st.pending = map[string]bool{}
 		for name, mu := range mf.Units {
 			u := m.units[name]
@@ -533,8 +530,6 @@ func (m *Manager) afterStart() {
 	}
 	m.maybeFinish()
 }
-
-func (m *Manager) resumedAt() time.Time { return time.Now() }
 
 // unitChanged records READY and delivery of restored units.
 func (st *updateState) unitChanged(m *Manager, u *Unit) {

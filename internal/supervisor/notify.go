@@ -3,6 +3,7 @@
 package supervisor
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"time"
@@ -211,9 +212,9 @@ func (m *Manager) storeFiles(u *Unit, name string, files []*os.File, poll bool, 
 	for i, f := range files {
 		e, err := u.store.Add(name, f, poll, origin)
 		if err != nil {
-			if i2 := i; err != nil && isFull(err) {
+			if errors.Is(err, fdstore.ErrFull) {
 				m.log.Warn(fmt.Sprintf("cannot store more fds than FileDescriptorStoreMax=%d, closing remaining", u.store.Max()),
-					"unit", u.name, "fdname", name, "closed", len(files)-i2)
+					"unit", u.name, "fdname", name, "closed", len(files)-i)
 				for _, g := range files[i:] {
 					g.Close()
 				}
@@ -231,8 +232,6 @@ func (m *Manager) storeFiles(u *Unit, name string, files []*os.File, poll bool, 
 		m.log.Debug("added fd to fd store", "unit", u.name, "fdname", name, "origin", origin)
 	}
 }
-
-func isFull(err error) bool { return errorsIs(err, fdstore.ErrFull) }
 
 // handlePoll drops entries whose fd reported POLLHUP or POLLERR.
 func (m *Manager) handlePoll(evs []fdstore.Event) {

@@ -236,19 +236,13 @@ func (m *Manager) resume(sf *os.File) error {
 }
 
 func setCloexec(f *os.File, on bool) error {
-	rc, err := f.SyscallConn()
-	if err != nil {
-		return err
+	flag := 0
+	if on {
+		flag = unix.FD_CLOEXEC
 	}
-	var opErr error
-	rc.Control(func(fd uintptr) {
-		flag := 0
-		if on {
-			flag = unix.FD_CLOEXEC
-		}
-		_, opErr = unix.FcntlInt(fd, unix.F_SETFD, flag)
-	})
-	return opErr
+	err := os.ErrClosed
+	withRawFd(f, func(fd int) { _, err = unix.FcntlInt(uintptr(fd), unix.F_SETFD, flag) })
+	return err
 }
 
 // reload re-reads the unit directory (daemon-reload).

@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"runtime"
 	"syscall"
 	"time"
 
@@ -158,8 +157,6 @@ func rawFd(f *os.File) (uintptr, error) {
 	}
 	return fd, nil
 }
-
-func runtimeKeepAlive(f *os.File) { runtime.KeepAlive(f) }
 
 // withRawFd runs fn with f's fd, keeping it valid meanwhile.
 func withRawFd(f *os.File, fn func(fd int)) {

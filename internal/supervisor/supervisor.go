@@ -444,5 +444,3 @@ func (m *Manager) startAll() {
 		}
 	}
 }
-
-func errorsIs(err, target error) bool { return errors.Is(err, target) }

@@ -123,14 +123,7 @@ func InOwnSession(items []Item, it Item, err error) bool {
 }
 
 // SessionProblem says why a session fd cannot be carried, or "".
-func SessionProblem(it Item) string { return sessionProblem(it) }
-
-// Superseded reports whether in, an incoming session, is superseded by an
-// outgoing session stored under the same name for the same unit.
-func Superseded(items []Item, in Item) bool { return in.Incoming && supersededIn(items, in) }
-
-// sessionProblem says why a session fd cannot be carried, or "".
-func sessionProblem(it Item) string {
+func SessionProblem(it Item) string {
 	switch {
 	case it.Incoming:
 		return "incoming LUO session: the kernel does not carry it again; its files must be retrieved and preserved into a new outgoing session"
@@ -140,9 +133,13 @@ func sessionProblem(it Item) string {
 	return ""
 }
 
-// supersededIn reports whether an outgoing session with the same fd name
-// is stored for the same unit: then an incoming one is expected leftover.
-func supersededIn(items []Item, in Item) bool {
+// Superseded reports whether in, an incoming session, is superseded by an
+// outgoing session stored under the same name for the same unit: the
+// incoming one is then an expected leftover.
+func Superseded(items []Item, in Item) bool {
+	if !in.Incoming {
+		return false
+	}
 	for _, it := range items {
 		if it.Unit == in.Unit && it.Name == in.Name && it.Session != "" && !it.Incoming {
 			return true
