@@ -8,10 +8,6 @@ import (
 	"unicode/utf8"
 )
 
-// FDNameMax is the longest name, in bytes, that [ValidFDName] accepts:
-// systemd's FDNAME_MAX.
-const FDNameMax = 255
-
 // DefaultFDName is the name systemd gives to fds stored with FDSTORE=1 when
 // FDNAME= is missing or invalid.
 const DefaultFDName = "stored"
@@ -127,9 +123,10 @@ type Message struct {
 	// FDStore is FDSTORE=1 and FDStoreRemove is FDSTOREREMOVE=1; when both
 	// are given, systemd only removes.
 	FDStore, FDStoreRemove bool
-	// FDName is FDNAME=, FDNameValid whether it passes ValidFDName (the empty
-	// name is valid). FDSTOREREMOVE=1 needs a valid name; FDSTORE=1 falls
-	// back to DefaultFDName (see StoreName).
+	// FDName is FDNAME=, FDNameValid whether it passes
+	// [sdnotify.ValidFDName], systemd's fdname_is_valid() (the empty name
+	// is valid). FDSTOREREMOVE=1 needs a valid name; FDSTORE=1 falls back
+	// to DefaultFDName (see StoreName).
 	FDName      string
 	HasFDName   bool
 	FDNameValid bool
@@ -265,20 +262,4 @@ func quoteForLog(s string) string {
 		}
 	}
 	return s
-}
-
-// ValidFDName reports whether name is acceptable as FDNAME=, by the rules
-// of systemd's fdname_is_valid(): at most [FDNameMax] bytes, each printable
-// ASCII (0x20 to 0x7E) other than ':', which separates the names in
-// $LISTEN_FDNAMES. The empty name is valid.
-func ValidFDName(name string) bool {
-	if len(name) > FDNameMax {
-		return false
-	}
-	for i := 0; i < len(name); i++ {
-		if c := name[i]; c < 0x20 || c > 0x7e || c == ':' {
-			return false
-		}
-	}
-	return true
 }

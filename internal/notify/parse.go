@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/liveupdate/luo/sdnotify"
 )
 
 // statusTextMax is systemd's STATUS_TEXT_MAX. BufferMax makes it
@@ -222,7 +224,7 @@ func (m *Message) interpret() {
 	m.FDStoreRemove = has("FDSTOREREMOVE", "1")
 	m.FDStore = has("FDSTORE", "1")
 	m.FDName, m.HasFDName = first("FDNAME")
-	m.FDNameValid = m.HasFDName && ValidFDName(m.FDName)
+	m.FDNameValid = m.HasFDName && sdnotify.ValidFDName(m.FDName) == nil
 	m.FDPoll = !has("FDPOLL", "0")
 	switch {
 	case m.FDStoreRemove && !m.FDNameValid:

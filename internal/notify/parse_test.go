@@ -12,6 +12,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/liveupdate/luo/internal/notify"
+	"github.com/liveupdate/luo/sdnotify"
 )
 
 func ptr(s string) *string { return &s }
@@ -344,31 +345,50 @@ func TestMessageDurations(t *testing.T) {
 	}
 }
 
-func TestValidFDName(t *testing.T) {
+// TestFDNameValid checks that Parse applies systemd's fdname_is_valid()
+// (sdnotify.ValidFDName) to FDNAME=, including to bytes that reach the value
+// only through backslash escapes. A NUL byte cannot: Parse drops the message.
+func TestFDNameValid(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
-		name string
-		ok   bool
+		name   string
+		fdname string
+		valid  bool
 	}{
-		{"", true},
-		{"db", true},
-		{"with space", true},
-		{"~!@#$%^&*()_+{}|\"<>?`-=[]\\;',./", true},
-		{strings.Repeat("a", notify.FDNameMax), true},
-		{strings.Repeat("a", notify.FDNameMax+1), false},
-		{"a:b", false},
-		{":", false},
-		{"tab\t", false},
-		{"nl\n", false},
-		{"nul\x00", false},
-		{"del\x7f", false},
-		{"high\x80", false},
-		{"é", false},
+		{"empty", "", true},
+		{"simple", "db", true},
+		{"space", "with space", true},
+		{"punctuation", "~!@#$%^&*()_+{}|\"<>?`-=[]\\;',./", true},
+		{"longest", strings.Repeat("a", sdnotify.MaxFDNameLen), true},
+		{"too long", strings.Repeat("a", sdnotify.MaxFDNameLen+1), false},
+		{"colon", "a:b", false},
+		{"only colon", ":", false},
+		{"tab", "tab\t", false},
+		{"newline", "nl\n", false},
+		{"carriage return", "cr\r", false},
+		{"DEL", "del\x7f", false},
+		{"high byte", "high\x80", false},
+		{"UTF-8", "é", false},
 	}
 	for _, tt := range tests {
-		if got := notify.ValidFDName(tt.name); got != tt.ok {
-			t.Errorf("ValidFDName(%q) = %v, want %v", tt.name, got, tt.ok)
-		}
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			payload := "FDSTORE=1\nFDNAME=" + escapeLine(tt.fdname)
+			m, err := notify.Parse([]byte(payload))
+			if err != nil {
+				t.Fatalf("Parse(%q): %v", payload, err)
+			}
+			if m.FDName != tt.fdname || m.FDNameValid != tt.valid {
+				t.Errorf("Parse(%q): FDName %q, FDNameValid %v; want %q, %v", payload, m.FDName, m.FDNameValid, tt.fdname, tt.valid)
+			}
+			want := notify.DefaultFDName
+			if tt.valid {
+				want = tt.fdname
+			}
+			if got := m.StoreName(); got != want {
+				t.Errorf("Parse(%q).StoreName() = %q, want %q", payload, got, want)
+			}
+		})
 	}
 }
 
@@ -561,8 +581,8 @@ func FuzzParse(f *testing.F) {
 				t.Fatalf("ignored line %q is empty or has '='", l)
 			}
 		}
-		if m.FDNameValid && (!m.HasFDName || !notify.ValidFDName(m.FDName)) {
-			t.Fatalf("FDNameValid with FDName %q (HasFDName %v)", m.FDName, m.HasFDName)
+		if m.FDNameValid != (m.HasFDName && sdnotify.ValidFDName(m.FDName) == nil) {
+			t.Fatalf("FDNameValid %v with FDName %q (HasFDName %v), want HasFDName && sdnotify.ValidFDName", m.FDNameValid, m.FDName, m.HasFDName)
 		}
 		if !m.HasFDName && m.FDName != "" {
 			t.Fatalf("FDName %q without HasFDName", m.FDName)
