@@ -25,9 +25,6 @@ const (
 	// maxFDs bounds LISTEN_FDS, to reject nonsense before touching
 	// descriptors.
 	maxFDs = 1 << 16
-
-	// maxNameLen is the longest valid fd name (FDNAME_MAX).
-	maxNameLen = 255
 )
 
 // ErrNotForUs is returned by [Receive] when the environment lists fds that
@@ -138,8 +135,9 @@ var received struct {
 // [ErrNotForUs] when the descriptors are meant for another process, and an
 // error (that says which variable is wrong) when the environment is
 // malformed: $LISTEN_FDS is not a number between 0 and 65536, the number of
-// $LISTEN_FDNAMES entries differs from it, a name is invalid, or a descriptor
-// is not open. In all these cases no descriptor is changed.
+// $LISTEN_FDNAMES entries differs from it, or a descriptor is not open. In
+// all these cases no descriptor is changed. The names themselves are taken
+// as the manager wrote them (see [ParseNames]).
 //
 // Receive hands the descriptors out once: a later call returns
 // [ErrAlreadyReceived] while the environment still lists them, or an empty
@@ -177,34 +175,26 @@ func unsetEnv() {
 	}
 }
 
-// ParseNames splits a $LISTEN_FDNAMES value at ':' and checks each name
-// against the rules for fd names: at most 255 bytes, each printable ASCII
-// (0x20 to 0x7E). The error says which entry is invalid, and where.
+// ParseNames splits a $LISTEN_FDNAMES value at ':' into the fd names, so
+// that strings.Join(names, ":") gives s back.
+//
+// It does not check the names themselves, just as libsystemd's
+// sd_listen_fds_with_names does not: the manager checked each name when it
+// was given one (FDNAME= or FileDescriptorName=, by the rules of systemd's
+// fdname_is_valid(), which package sdnotify implements as ValidFDName), so
+// a name in $LISTEN_FDNAMES is the fd's name, whatever bytes it holds.
 //
 // Empty entries are kept, so "a::b" gives three names and "" gives one empty
 // name: systemd accepts an empty FDNAME= and then writes such values.
+//
+// The one error is a NUL byte in s: no environment variable can hold one,
+// so s is not a $LISTEN_FDNAMES value.
 func ParseNames(s string) ([]string, error) {
-	names := strings.Split(s, ":")
-	for i, name := range names {
-		if err := validName(name); err != nil {
-			return nil, fmt.Errorf("activation: %s entry %d %s: %w", envNames, i, quoteShort(name), err)
-		}
+	if i := strings.IndexByte(s, 0); i >= 0 {
+		return nil, fmt.Errorf("activation: %s %s: NUL byte at offset %d, which no environment variable can hold",
+			envNames, quoteShort(s), i)
 	}
-	return names, nil
-}
-
-// validName applies systemd's fdname_is_valid() to one name that is known
-// not to contain ':'.
-func validName(name string) error {
-	if len(name) > maxNameLen {
-		return fmt.Errorf("name is %d bytes long, at most %d are allowed", len(name), maxNameLen)
-	}
-	for i := 0; i < len(name); i++ {
-		if c := name[i]; c < 0x20 || c > 0x7e {
-			return fmt.Errorf("byte 0x%02x at offset %d is not allowed (only printable ASCII 0x20-0x7e)", c, i)
-		}
-	}
-	return nil
+	return strings.Split(s, ":"), nil
 }
 
 // self identifies the calling process, for parseEnv.

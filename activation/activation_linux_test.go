@@ -281,6 +281,16 @@ func TestReceiveInChild(t *testing.T) {
 			wantEnv:     []string{"LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES"},
 		},
 		{
+			// fdname_is_valid() refuses both names; Receive, like
+			// sd_listen_fds_with_names, leaves that to the manager.
+			name:        "names taken as written",
+			spec:        childSpec{files: 2, pid: "sh", env: []string{"LISTEN_FDS=2", "LISTEN_FDNAMES=caf\u00e9:a\tb"}},
+			wantNames:   []string{"caf\u00e9", "a\tb"},
+			wantNamed:   map[string][]int{"caf\u00e9": {0}, "a\tb": {1}},
+			wantTouched: true,
+			wantEnv:     []string{"LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES"},
+		},
+		{
 			name:        "no names means unknown",
 			spec:        childSpec{files: 2, pid: "sh", env: []string{"LISTEN_FDS=2"}},
 			wantNames:   []string{"unknown", "unknown"},

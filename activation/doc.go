@@ -26,9 +26,14 @@
 //     ignore the fds when LISTEN_PID is not its own PID ([ErrNotForUs]);
 //   - LISTEN_PIDFDID (systemd 259 and later): the inode number of a pidfd
 //     for that process, which unlike a PID is never reused;
-//   - LISTEN_FDNAMES: the names of the fds, separated by ':'. Names follow
-//     the FDNAME= rules of sd_notify (printable ASCII except ':', at most
-//     255 bytes) and need not be unique.
+//   - LISTEN_FDNAMES: the names of the fds, separated by ':'. Names need
+//     not be unique. The manager checks a name when it is given one
+//     (FDNAME= of sd_notify, FileDescriptorName= of a socket unit): it must
+//     be printable ASCII except ':', at most 255 bytes (systemd's
+//     fdname_is_valid(), ValidFDName in package sdnotify). Like libsystemd's
+//     sd_listen_fds_with_names, [Receive] does not check the names again:
+//     it splits the list at ':', requires one name per fd, and takes each
+//     name as the manager wrote it.
 //
 // The manager passes socket-activation fds first (named after
 // FileDescriptorName=, by default the socket unit's name), then fd-store fds
