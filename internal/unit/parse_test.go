@@ -252,7 +252,7 @@ func TestParseInvalid(t *testing.T) {
 		{"FileDescriptorStorePreserve=always", "FileDescriptorStorePreserve=always: invalid value (want no, yes, restart or on-success)"},
 		{"LUOSession=a:b", `LUOSession=a:b: invalid session name "a:b"`},
 		{`LUOSession=ok "quoted"`, `invalid session name "\"quoted\""`},
-		{"LUOSession=" + strings.Repeat("x", 256), "longer than 255 bytes"},
+		{"LUOSession=" + strings.Repeat("x", 256), "256 bytes long, at most 255 are allowed"},
 	}
 	for _, tt := range tests {
 		_, err := Parse("x.service", strings.NewReader(service(tt.line)))

@@ -11,6 +11,8 @@ import (
 	"unicode/utf8"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/liveupdate/luo/sdnotify"
 )
 
 // parseBoolean is systemd's parse_boolean(): ASCII case-insensitive.
@@ -484,24 +486,19 @@ func checkUserGroup(s string) error {
 }
 
 // checkLUOSessionName checks a LUOSession= name: systemd's
-// luo_session_name_is_valid(), that is fdname_is_valid() (bytes 0x20 to
-// 0x7E, no ':', at most 255 bytes) and string_is_safe() without whitespace
-// (no ' ', quotes or backslash). Empty names are refused too.
+// luo_session_name_is_valid(), that is fdname_is_valid()
+// ([sdnotify.ValidFDName]: bytes 0x20 to 0x7E, no ':', at most 255 bytes)
+// and string_is_safe() without whitespace (no ' ', quotes or backslash).
+// Empty names are refused too.
 func checkLUOSessionName(s string) error {
-	switch {
-	case s == "":
+	if s == "" {
 		return errors.New("empty session name")
-	case len(s) > 255:
-		return errors.New("session name longer than 255 bytes")
 	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c < 0x20 || c > 0x7e {
-			return fmt.Errorf("session name has the byte %#02x (want printable ASCII)", c)
-		}
-		if strings.IndexByte(":'\"\\ ", c) >= 0 {
-			return fmt.Errorf("session name has a %q (not allowed: ':', quotes, backslash, space)", c)
-		}
+	if err := sdnotify.ValidFDName(s); err != nil {
+		return err
+	}
+	if i := strings.IndexAny(s, `'" \`); i >= 0 {
+		return fmt.Errorf("session name has a %q at offset %d (not allowed: quotes, backslash, space)", s[i], i)
 	}
 	return nil
 }
