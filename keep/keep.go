@@ -416,8 +416,9 @@ func (s *Store) storeRegion(r *Region) error {
 
 // Region returns the region called name, restored if it was kept, else
 // created with size bytes of zeros and handed to the manager (and to the
-// session in session mode). name must be a valid fd name (printable ASCII,
-// no ':', at most 255 bytes) other than IndexName and Config.Session.
+// session in session mode). name must pass [sdnotify.ValidFDName]
+// (printable ASCII, no ':', at most [sdnotify.MaxFDNameLen] bytes) and be
+// neither empty, IndexName nor Config.Session.
 func (s *Store) Region(name string, size int64) (*Region, error) {
 	if err := sdnotify.ValidFDName(name); err != nil {
 		return nil, fmt.Errorf("keep: region name: %w", err)
