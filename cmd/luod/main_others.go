@@ -1,6 +1,5 @@
 //go:build !linux
 
-// Command luod needs Linux: see main.go.
 package main
 
 import (
@@ -9,6 +8,8 @@ import (
 	"runtime"
 )
 
+// main says that luod needs Linux and exits 1. The command's doc comment is
+// in main.go.
 func main() {
 	fmt.Fprintf(os.Stderr, "luod: a Linux service manager; it does not run on %s\n", runtime.GOOS)
 	os.Exit(1)
