@@ -64,7 +64,7 @@ func run() error {
 		PID1:       os.Getpid() == 1,
 	}
 	cfg.LiveUpdate.Device = *device
-	cfg.LiveUpdate.Fault = os.Getenv("LUOD_TEST_FAULT")
+	cfg.LiveUpdate.Kernel = kernel(*device, *runtime, log)
 	if v := os.Getenv(supervisor.StateEnv); v != "" {
 		os.Unsetenv(supervisor.StateEnv)
 		fd, err := strconv.Atoi(v)

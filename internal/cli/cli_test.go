@@ -497,11 +497,11 @@ var plan = control.Plan{
 	},
 	Units: []control.PlanUnit{
 		{Name: "web.service", Active: true, Preserve: "yes", Entries: []control.PlanEntry{
-			{Name: "state", Type: "memfd", Fate: control.FatePreserve, Reason: "memfd, preserved in luod's session", Bytes: 1536 * 1024},
-			{Name: "listen", Type: "sock", Fate: control.FateLost, Reason: "sockets do not survive a kexec"},
+			{Name: "state", Type: "memfd", Fate: "preserve", Reason: "memfd, preserved in luod's session", Bytes: 1536 * 1024},
+			{Name: "listen", Type: "sock", Fate: "lost", Reason: "sockets do not survive a kexec"},
 		}},
 		{Name: "vmm.service", Active: true, Preserve: "yes", Entries: []control.PlanEntry{
-			{Name: "guest-mem", Type: "luo-session", Fate: control.FateSession, Reason: "LUO session vm-42, kept open"},
+			{Name: "guest-mem", Type: "luo-session", Fate: "session", Reason: "LUO session vm-42, kept open"},
 		}},
 		{Name: "db.service", Preserve: "no"},
 	},
@@ -546,7 +546,7 @@ func TestUpdatePlan(t *testing.T) {
 			}
 			if p.NoKexec {
 				reply = control.Plan{Kind: "soft", OK: true, Units: []control.PlanUnit{{Name: "web.service", Entries: []control.PlanEntry{
-					{Name: "state", Type: "memfd", Fate: control.FateInherit, Reason: "inherited by the new luod", Bytes: 4096},
+					{Name: "state", Type: "memfd", Fate: "inherit", Reason: "inherited by the new luod", Bytes: 4096},
 				}}}, TotalBytes: 4096, Preserved: 1}
 			}
 			_ = c.Reply(reply)
@@ -578,7 +578,7 @@ Plan: OK
 	r = run(t, sock, "update", "plan", "--json", "--kernel=/k")
 	var got control.Plan
 	decodeJSON(t, r.stdout, &got)
-	if r.code != cli.ExitUpdate || got.OK || len(got.Units) != 3 || got.Units[0].Entries[1].Fate != control.FateLost {
+	if r.code != cli.ExitUpdate || got.OK || len(got.Units) != 3 || got.Units[0].Entries[1].Fate != "lost" {
 		t.Errorf("plan --json = %d %+v", r.code, got)
 	}
 
@@ -732,7 +732,7 @@ func TestUpdateReport(t *testing.T) {
 		},
 		Units: []control.ReportUnit{
 			{Name: "web.service", Stopped: at(900), Ready: at(5200), Blackout: 4300 * time.Millisecond,
-				Delivered: []string{"state"}, Lost: []control.PlanEntry{{Name: "listen", Type: "sock", Fate: control.FateLost}}},
+				Delivered: []string{"state"}, Lost: []control.PlanEntry{{Name: "listen", Type: "sock", Fate: "lost"}}},
 			{Name: "db.service", Stopped: at(1400)},
 		},
 		Problems: []string{"db.service did not become ready"},

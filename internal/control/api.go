@@ -183,19 +183,15 @@ type Check struct {
 	Detail string `json:"detail,omitempty"`
 }
 
-// Fates of an fd-store entry in an update.
-const (
-	FatePreserve = "preserve" // a memfd, preserved in luod's session
-	FateSession  = "session"  // a LUO session fd, kept open and handed back by name
-	FateInherit  = "inherit"  // soft update: the fd is inherited by the new luod
-	FateDrop     = "drop"     // not carried and not needed (e.g. an incoming session superseded by an outgoing one)
-	FateLost     = "lost"     // not carried: the unit will not get it back
-)
-
 // PlanEntry is one fd-store entry's fate.
 type PlanEntry struct {
-	Name   string `json:"name"`
-	Type   string `json:"type"`
+	Name string `json:"name"`
+	Type string `json:"type"`
+	// Fate is preserve (a memfd, preserved in luod's session), session (a
+	// LUO session kept open and handed back by name, or a memfd in the
+	// unit's own session), inherit (a soft update: the new luod inherits
+	// the fd), drop (not needed: an incoming session superseded by an
+	// outgoing one) or lost (the unit will not get it back).
 	Fate   string `json:"fate"`
 	Reason string `json:"reason,omitempty"`
 	Bytes  int64  `json:"bytes,omitempty"`

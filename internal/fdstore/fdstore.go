@@ -8,8 +8,10 @@
 // and calls the order arbitrary; luod promises insertion order).
 //
 // It also describes stored files (type, device, inode, path, flags) the way
-// `systemd-analyze fdstore` does, and whether they can survive a kexec.
-// Imported by luod's supervisor. Linux only.
+// `systemd-analyze fdstore` does, with the facts a live update needs (is it
+// a LUO session, can LUO preserve it); what an update does with an entry is
+// decided by package update, not here. Imported by luod's supervisor and
+// package update. Linux only.
 package fdstore
 
 import (
@@ -30,6 +32,21 @@ var ErrDuplicate = errors.New("open file is already in the fd store")
 
 var nextID atomic.Uint64
 
+// Origin says how an entry got into a store.
+type Origin string
+
+// The origins of entries.
+const (
+	// OriginNotify: the service stored it with FDSTORE=1.
+	OriginNotify Origin = "notify"
+	// OriginLUO: luod restored it from the previous kernel after a live
+	// update.
+	OriginLUO Origin = "luo"
+	// OriginHandedOut: a LUO session luod created for the unit's
+	// LUOSession= and put in the store for the service.
+	OriginHandedOut Origin = "luo-session"
+)
+
 // Entry is one stored fd. The store owns File.
 type Entry struct {
 	ID     uint64 // unique in this process
@@ -37,7 +54,7 @@ type Entry struct {
 	Name   string
 	File   *os.File
 	Poll   bool      // watched for POLLHUP/POLLERR
-	Origin string    // who put it there: "notify", "luo", "luo-session", ...
+	Origin Origin    // how it got there
 	Added  time.Time // when it was stored
 }
 
@@ -80,7 +97,7 @@ func (s *Store) Entries() []*Entry { return slices.Clone(s.entries) }
 // Add stores f under name and returns the new entry. It fails with ErrFull
 // when the store is full and with ErrDuplicate when the same open file is
 // stored already; in both cases f is not taken (the caller closes it).
-func (s *Store) Add(name string, f *os.File, poll bool, origin string) (*Entry, error) {
+func (s *Store) Add(name string, f *os.File, poll bool, origin Origin) (*Entry, error) {
 	if len(s.entries) >= s.max {
 		return nil, fmt.Errorf("%w (FileDescriptorStoreMax=%d)", ErrFull, s.max)
 	}
@@ -96,7 +113,7 @@ func (s *Store) Add(name string, f *os.File, poll bool, origin string) (*Entry, 
 // Adopt appends an entry without the limit and duplicate checks, for
 // rebuilding a store from a manifest or a re-exec where the entries were
 // checked when they were first stored.
-func (s *Store) Adopt(name string, f *os.File, poll bool, origin string) *Entry {
+func (s *Store) Adopt(name string, f *os.File, poll bool, origin Origin) *Entry {
 	e := &Entry{ID: nextID.Add(1), key: keyOf(f), Name: name, File: f, Poll: poll, Origin: origin, Added: time.Now()}
 	s.entries = append(s.entries, e)
 	s.byKey[e.key] = append(s.byKey[e.key], e)

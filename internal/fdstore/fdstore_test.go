@@ -14,6 +14,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/liveupdate/luo"
 	"github.com/liveupdate/luo/memfd"
 )
 
@@ -29,9 +30,9 @@ func newMemfd(t *testing.T, name string) *os.File {
 
 func dup(t *testing.T, f *os.File) *os.File {
 	t.Helper()
-	d := dupOf(f)
-	if d == nil {
-		t.Fatal("dup failed")
+	d, err := dupOf(f)
+	if err != nil {
+		t.Fatal(err)
 	}
 	t.Cleanup(func() { d.Close() })
 	return d
@@ -105,13 +106,13 @@ func TestDescribe(t *testing.T) {
 	}
 	defer null.Close()
 	for _, tc := range []struct {
-		f        *os.File
-		typ      string
-		survives bool
-		why      string
+		f           *os.File
+		typ         string
+		preservable bool
+		why         string
 	}{
-		{m, "memfd", true, "memfd"},
-		{w, "fifo", false, "pipe"},
+		{m, "memfd", true, ""},
+		{w, "fifo", false, "a pipe"},
 		{reg, "reg", false, "regular file"},
 		{null, "chr", false, "character device"},
 	} {
@@ -119,8 +120,11 @@ func TestDescribe(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if info.Type != tc.typ || info.Survives != tc.survives || !strings.Contains(info.Why, tc.why) {
-			t.Errorf("Describe(%s) = %+v, want type %s survives %v why ~%q", tc.f.Name(), info, tc.typ, tc.survives, tc.why)
+		if info.Type != tc.typ || (info.Unpreservable == nil) != tc.preservable || info.Session != "" {
+			t.Errorf("Describe(%s) = %+v, want type %s preservable %v", tc.f.Name(), info, tc.typ, tc.preservable)
+		}
+		if !tc.preservable && (!errors.Is(info.Unpreservable, luo.ErrNotPreservable) || !strings.Contains(info.Unpreservable.Error(), tc.why)) {
+			t.Errorf("Describe(%s).Unpreservable = %v, want ~%q", tc.f.Name(), info.Unpreservable, tc.why)
 		}
 	}
 	info, _ := Describe(null)
@@ -133,6 +137,43 @@ func TestDescribe(t *testing.T) {
 	if info, _ := Describe(m); info.Size != 4096 || !strings.HasPrefix(info.Path, "/memfd:state") || info.Flags != "rw" {
 		t.Errorf("memfd info %+v", info)
 	}
+}
+
+// TestDescribeLeavesNoFD: describing opens nothing that outlives it (a
+// dump of a large store once left a duplicate of every fd open until the
+// next garbage collection).
+func TestDescribeLeavesNoFD(t *testing.T) {
+	m := newMemfd(t, "state")
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	before := openFDs(t)
+	for range 500 {
+		for _, f := range []*os.File{m, r} {
+			if _, err := Describe(f); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if after := openFDs(t); after != before {
+		t.Errorf("%d fds open after 1000 descriptions, %d before", after, before)
+	}
+	// The pipe is closed at once when its writer goes: nothing else holds it.
+	w.Close()
+	if n, err := r.Read(make([]byte, 1)); n != 0 || err == nil {
+		t.Errorf("read after the writer closed: %d, %v", n, err)
+	}
+}
+
+func openFDs(t *testing.T) int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(ents)
 }
 
 func TestPoller(t *testing.T) {

@@ -75,7 +75,8 @@ func keyOf(f *os.File) fileKey {
 	return k
 }
 
-// Info describes a stored file like `systemd-analyze fdstore` does.
+// Info describes a stored file like `systemd-analyze fdstore` does, with
+// the facts a live update needs.
 type Info struct {
 	Type  string // reg, dir, chr, blk, fifo, sock, lnk, or memfd, luo-session, anon
 	Dev   [2]uint32
@@ -84,17 +85,19 @@ type Info struct {
 	Path  string
 	Flags string
 	Size  int64
-	// Survives and Why tell whether a kexec live update can carry the
-	// file, and how or why not.
-	Survives bool
-	Why      string
 	// Session is the LUO session's name when Type is "luo-session", and
 	// Incoming tells its direction.
 	Session  string
 	Incoming bool
+	// Unpreservable is nil when LUO can preserve the file (a memfd or an
+	// unlinked tmpfs file); otherwise it says what the file is instead
+	// (luo.CheckPreservable). A LUO session is never preservable: it is
+	// carried by keeping its fd open.
+	Unpreservable error
 }
 
-// Describe inspects f without changing it.
+// Describe inspects f without changing it. It opens nothing that outlives
+// the call.
 func Describe(f *os.File) (Info, error) {
 	var info Info
 	rc, err := f.SyscallConn()
@@ -131,38 +134,44 @@ func Describe(f *os.File) (Info, error) {
 		info.Type = "anon"
 		info.Size = 0
 	}
-	if s, err := luo.SessionFromFile(dupOf(f)); err == nil {
-		info.Type = "luo-session"
-		info.Session = s.Name()
-		info.Incoming = s.Incoming()
-		s.Close()
-		if info.Incoming {
-			info.Why = "incoming LUO session: the kernel does not carry it again (retrieve its files, FINISH it and preserve into a new outgoing session)"
-		} else {
-			info.Survives, info.Why = true, "LUO session, kept open and handed back by name"
+	if luo.IsSession(f) {
+		name, incoming, err := sessionFacts(f)
+		if err != nil {
+			return info, fmt.Errorf("fdstore: describe %s: %w", f.Name(), err)
 		}
-		return info, nil
+		info.Type, info.Session, info.Incoming = "luo-session", name, incoming
 	}
-	if err := luo.CheckPreservable(f); err != nil {
-		info.Why = strings.TrimSuffix(err.Error(), ": "+luo.ErrNotPreservable.Error())
-		return info, nil
-	}
-	info.Survives, info.Why = true, "memfd, preserved in luod's LUO session"
-	if info.Type != "memfd" {
-		info.Why = "unlinked tmpfs file, preserved in luod's LUO session (comes back as a memfd)"
-	}
+	info.Unpreservable = luo.CheckPreservable(f)
 	return info, nil
 }
 
-// dupOf returns a CLOEXEC duplicate of f for probing, or nil.
-func dupOf(f *os.File) *os.File {
+// sessionFacts returns the name and direction of the LUO session f,
+// probing a duplicate of it that is closed again before it returns.
+func sessionFacts(f *os.File) (name string, incoming bool, err error) {
+	d, err := dupOf(f)
+	if err != nil {
+		return "", false, err
+	}
+	s, err := luo.SessionFromFile(d)
+	if err != nil {
+		d.Close()
+		return "", false, err
+	}
+	defer s.Close() // closes d; f keeps the session alive
+	return s.Name(), s.Incoming(), nil
+}
+
+// dupOf returns a CLOEXEC duplicate of f, for probing.
+func dupOf(f *os.File) (*os.File, error) {
 	var d *os.File
+	err := os.ErrClosed
 	withFd(f, func(fd int) {
-		if nfd, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 3); err == nil {
+		var nfd int
+		if nfd, err = unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 3); err == nil {
 			d = os.NewFile(uintptr(nfd), f.Name())
 		}
 	})
-	return d
+	return d, err
 }
 
 func typeName(mode uint32) string {

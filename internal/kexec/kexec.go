@@ -66,15 +66,20 @@ func CurrentCmdline() (string, error) {
 // kernel's kstrtobool sense (1, y, Y, t, T, e, E, on), e.g.
 // CmdlineHas(c, "liveupdate"). The last occurrence wins, as in the kernel.
 func CmdlineHas(cmdline, param string) bool {
-	on := false
+	v, ok := CmdlineValue(cmdline, param)
+	return ok && parseBool(v)
+}
+
+// CmdlineValue returns the value of the last occurrence of param in
+// cmdline ("" for a bare "param"), and whether it occurs at all.
+func CmdlineValue(cmdline, param string) (value string, ok bool) {
 	for _, w := range strings.Fields(cmdline) {
-		k, v, ok := strings.Cut(w, "=")
-		if k != param {
-			continue
+		k, v, _ := strings.Cut(w, "=")
+		if k == param {
+			value, ok = v, true
 		}
-		on = ok && parseBool(v)
 	}
-	return on
+	return value, ok
 }
 
 func parseBool(v string) bool {

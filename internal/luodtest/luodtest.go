@@ -148,6 +148,11 @@ func (d *Daemon) stop() {
 			<-d.exited
 		}
 	}
+	// The unit state machine refuses illegal transitions and logs them:
+	// any is a bug of luod, whatever the test looked at.
+	if strings.Contains(d.log.String(), "illegal state transition") {
+		d.t.Errorf("luod refused an illegal unit state transition")
+	}
 	if d.t.Failed() {
 		d.t.Logf("luod log:\n%s", d.log.String())
 	}

@@ -7,14 +7,17 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"slices"
 	"strings"
 	"time"
 
 	"github.com/liveupdate/luo/internal/control"
 	"github.com/liveupdate/luo/internal/fdstore"
 	"github.com/liveupdate/luo/internal/kexec"
+	"github.com/liveupdate/luo/internal/update"
 )
+
+// This file is the control edge: it answers the calls of io.luo.Manager
+// and is the one place that converts luod's state to wire types.
 
 // handle serves one control-API call. It runs in the connection's
 // goroutine and reaches the state through do and waitFor.
@@ -35,39 +38,32 @@ func (m *Manager) handle(ctx context.Context, call *control.Call) {
 	case control.MethodGetUnit:
 		m.unitCall(ctx, call, nil)
 	case control.MethodStartUnit:
-		m.unitCall(ctx, call, func(u *Unit) (func() bool, string) {
+		m.unitCall(ctx, call, func(u *Unit) (func() bool, ActiveState) {
 			u.start("requested")
-			return func() bool { return u.active != stateActivating || u.sub == subAutoRestart }, stateActive
+			return u.settled, Active
 		})
 	case control.MethodStopUnit:
-		m.unitCall(ctx, call, func(u *Unit) (func() bool, string) {
+		m.unitCall(ctx, call, func(u *Unit) (func() bool, ActiveState) {
 			u.stop("requested")
-			return func() bool { return u.mainPID == 0 && u.active != stateDeactivating }, ""
+			return func() bool { return !u.running() }, ""
 		})
 	case control.MethodRestartUnit:
-		m.unitCall(ctx, call, func(u *Unit) (func() bool, string) {
-			gen := u.startedAt
-			if u.mainPID != 0 || u.active == stateActive {
-				u.stop("restart")
-				u.pendingStart = true
-			} else {
-				u.start("requested")
-			}
-			return func() bool {
-				return u.startedAt != gen && (u.active != stateActivating || u.sub == subAutoRestart) && u.active != stateDeactivating
-			}, stateActive
-		})
+		m.unitCall(ctx, call, func(u *Unit) (func() bool, ActiveState) { return u.restart(), Active })
 	case control.MethodCleanUnit:
 		m.cleanUnit(call)
 	case control.MethodDumpFDStore:
 		m.dumpFDStore(call)
 	case control.MethodReload:
-		var rep control.ReloadReply
-		m.do(func() { rep = m.reload() })
+		var r reloaded
+		m.do(func() { r = m.reload() })
+		rep := control.ReloadReply{Loaded: r.loaded, Warnings: r.warnings}
+		for _, err := range r.errors {
+			rep.Errors = append(rep.Errors, err.Error())
+		}
 		call.Reply(rep)
 	case control.MethodReexec:
 		call.Reply(struct{}{})
-		m.do(func() { m.reexecReq = func(error) {} })
+		m.do(func() { m.reexecReq = &reexecRequest{done: make(chan error, 1)} })
 	case control.MethodPowerOff, control.MethodReboot:
 		if !m.cfg.PID1 {
 			call.ReplyError(control.ErrNotSupported, map[string]string{"message": "luod is not PID 1; stop it with SIGTERM instead"})
@@ -84,48 +80,32 @@ func (m *Manager) handle(ctx context.Context, call *control.Call) {
 		m.do(func() { rep = m.sessions() })
 		call.Reply(rep)
 	case control.MethodPlanUpdate:
-		var p control.UpdateParams
-		if err := call.Params(&p); err != nil {
-			return
-		}
-		plan, err := m.Plan(p)
-		if err != nil {
-			call.ReplyError(control.ErrUpdateFailed, control.UpdateFailure{Phase: "plan", Message: err.Error()})
-			return
-		}
-		call.Reply(plan)
+		m.planUpdateCall(call)
 	case control.MethodRunUpdate:
 		m.runUpdateCall(ctx, call)
 	case control.MethodGetUpdateReport:
-		var rep *control.Report
-		m.do(func() {
-			if m.report != nil {
-				r := *m.report
-				r.Timeline = slices.Clone(r.Timeline)
-				slices.SortStableFunc(r.Timeline, func(a, b control.Event) int { return a.Time.Compare(b.Time) })
-				rep = &r
-			}
-		})
-		if rep == nil {
+		var rep *update.Report
+		if m.do(func() { rep = m.report }); rep == nil {
 			call.ReplyError(control.ErrNoReport, map[string]string{"message": "no update since luod started on a cold boot"})
 			return
 		}
-		call.Reply(rep)
+		call.Reply(wireReport(rep.Sorted()))
 	default:
 		call.ReplyError("org.varlink.service.MethodNotFound", map[string]string{"method": call.Method()})
 	}
 }
 
 // unitCall runs a per-unit method: job (if any) in the loop, then, unless
-// NoBlock, waits for the returned condition and replies with the unit.
-func (m *Manager) unitCall(ctx context.Context, call *control.Call, job func(*Unit) (func() bool, string)) {
+// NoBlock, waits for the returned condition and replies with the unit,
+// or JobFailed when it did not reach the wanted active state.
+func (m *Manager) unitCall(ctx context.Context, call *control.Call, job func(*Unit) (func() bool, ActiveState)) {
 	var p control.UnitName
 	if err := call.Params(&p); err != nil {
 		return
 	}
 	var u *Unit
 	var done func() bool
-	var want string
+	var want ActiveState
 	var failed string
 	m.do(func() {
 		u = m.units[p.Name]
@@ -152,7 +132,7 @@ func (m *Manager) unitCall(ctx context.Context, call *control.Call, job func(*Un
 		}
 	}
 	info := m.unitInfo(u)
-	if want != "" && !p.NoBlock && info.ActiveState != want {
+	if want != "" && !p.NoBlock && info.ActiveState != string(want) {
 		call.ReplyError(control.ErrJobFailed, control.UnitReply{Unit: info})
 		return
 	}
@@ -167,7 +147,7 @@ func (m *Manager) unitInfo(u *Unit) control.Unit {
 
 func (u *Unit) info() control.Unit {
 	i := control.Unit{
-		Name: u.name, LoadState: "loaded", LoadError: u.loadErr, ActiveState: u.active, SubState: u.sub, Since: u.since,
+		Name: u.name, LoadState: "loaded", LoadError: u.loadErr, ActiveState: string(u.state.Active()), SubState: string(u.state), Since: u.since,
 		MainPID: u.mainPID, Status: u.status, Errno: u.errno, Result: u.result, ExitCode: u.exitCode,
 		ExitSignal: sigName(u.exitSig), Restarts: u.restarts, FDStoreCount: u.store.Len(), FDStoreMax: u.store.Max(),
 		FDStorePreserve: u.preserve().String(),
@@ -190,14 +170,13 @@ func (u *Unit) info() control.Unit {
 }
 
 func (m *Manager) managerInfo() control.Manager {
-	rel, _ := release()
 	cmd, _ := kexec.CurrentCmdline()
 	_, devErr := os.Stat(m.cfg.LiveUpdate.Device)
 	info := control.Manager{
 		Version: Version, PID: os.Getpid(), PID1: m.cfg.PID1, Started: m.started, Reexecs: m.reexecs,
 		UnitDir: strings.Join(m.cfg.UnitDirs, ":"), NotifySocket: m.notify.Path(), Units: len(m.units), LiveUpdates: m.liveUpdates,
-		LUO:      control.LUOStatus{Device: devErr == nil, Cmdline: kexec.CmdlineHas(cmd, "liveupdate"), Release: rel},
-		Updating: m.update != nil && m.update.running,
+		LUO:      control.LUOStatus{Device: devErr == nil, Cmdline: kexec.CmdlineHas(cmd, "liveupdate"), Release: release()},
+		Updating: m.updating,
 	}
 	switch {
 	case !info.LUO.Cmdline:
@@ -220,33 +199,20 @@ func (m *Manager) cleanUnit(call *control.Call) {
 		}
 	}
 	var u *Unit
-	busy := false
-	m.do(func() {
-		if u = m.units[p.Name]; u == nil {
-			return
-		}
-		if u.mainPID != 0 || u.active == stateActive || u.active == stateActivating || u.active == stateDeactivating {
-			busy = true
-			return
-		}
-		u.flushStore("clean --what=fdstore")
-		if u.sub == subPinned {
-			u.setState(stateInactive, subDead)
-		}
-		if u.def == nil {
-			m.forget(u)
-		}
-	})
+	var err error
+	m.do(func() { u, err = m.clean(p.Name) })
 	switch {
 	case u == nil:
 		call.ReplyError(control.ErrNoSuchUnit, map[string]string{"name": p.Name})
-	case busy:
-		call.ReplyError(control.ErrUnitBusy, map[string]string{"name": p.Name, "message": "the unit must be stopped to clean its fd store"})
+	case err != nil:
+		call.ReplyError(control.ErrUnitBusy, map[string]string{"name": p.Name, "message": err.Error()})
 	default:
 		call.Reply(control.UnitReply{Unit: m.unitInfo(u)})
 	}
 }
 
+// dumpFDStore answers DumpFDStore: each entry described, with what a kexec
+// would do with it (update.Decide, without asking the kernel).
 func (m *Manager) dumpFDStore(call *control.Call) {
 	var p control.UnitName
 	if err := call.Params(&p); err != nil {
@@ -259,17 +225,12 @@ func (m *Manager) dumpFDStore(call *control.Call) {
 			return
 		}
 		rep = &control.FDStore{Unit: u.name, Max: u.store.Max(), Preserve: u.preserve().String(), Entries: []control.FDStoreEntry{}}
-		carried := u.preserve().String() == "yes" || u.preserve().String() == "on-success"
-		for _, e := range u.store.Entries() {
-			info, err := fdstore.Describe(e.File)
+		fates := update.Decide(update.Snapshot{Kind: update.Kexec, Units: []update.Unit{m.unitSnapshot(u, true)}})[0].Entries
+		for i, e := range u.store.Entries() {
+			info, _ := fdstore.Describe(e.File)
 			ent := control.FDStoreEntry{Name: e.Name, Type: info.Type, DevNo: info.Dev, Inode: info.Inode, RDevNo: info.RDev,
-				Path: info.Path, Flags: info.Flags, Size: info.Size, Poll: e.Poll, Survives: "no", Why: info.Why}
-			switch {
-			case err != nil:
-				ent.Why = err.Error()
-			case !carried:
-				ent.Why = fmt.Sprintf("FileDescriptorStorePreserve=%s: only yes and on-success stores are carried", u.preserve())
-			case info.Survives:
+				Path: info.Path, Flags: info.Flags, Size: info.Size, Poll: e.Poll, Survives: "no", Why: fates[i].Reason}
+			if fates[i].Fate.Carried() {
 				ent.Survives = "yes"
 			}
 			rep.Entries = append(rep.Entries, ent)
@@ -283,26 +244,24 @@ func (m *Manager) dumpFDStore(call *control.Call) {
 }
 
 func (m *Manager) sessions() control.Sessions {
-	var rep control.Sessions
-	rep.Sessions = []control.Session{}
-	if st := m.update; st != nil && st.session != nil {
-		owner := "luod (manifest session, awaiting finish)"
-		if st.held != "" {
-			owner = "luod (held unfinished: " + st.held + ")"
-		}
-		rep.Sessions = append(rep.Sessions, control.Session{Name: st.session.Name(), Direction: "incoming", Owner: owner})
+	rep := control.Sessions{Sessions: []control.Session{}}
+	if c := m.completion; c != nil && c.Session() != nil {
+		rep.Sessions = append(rep.Sessions, control.Session{Name: c.Session().Name(), Direction: "incoming", Owner: "luod (manifest session, awaiting finish)"})
+	}
+	if h := m.held; h != nil {
+		rep.Sessions = append(rep.Sessions, control.Session{Name: h.session.Name(), Direction: "incoming", Owner: "luod (held unfinished: " + h.why + ")"})
 	}
 	for _, u := range m.sortedUnits() {
 		for _, e := range u.store.Entries() {
 			info, err := fdstore.Describe(e.File)
-			if err != nil || info.Type != "luo-session" {
+			if err != nil || info.Session == "" {
 				continue
 			}
 			dir, owner := "outgoing", "service"
 			if info.Incoming {
 				dir = "incoming"
 			}
-			if e.Origin == "luo-session" {
+			if e.Origin == fdstore.OriginHandedOut {
 				owner = "luod (LUOSession=)"
 			}
 			rep.Sessions = append(rep.Sessions, control.Session{Name: info.Session, Unit: u.name, FDName: e.Name, Direction: dir, Owner: owner})
@@ -311,28 +270,113 @@ func (m *Manager) sessions() control.Sessions {
 	return rep
 }
 
-func (m *Manager) runUpdateCall(ctx context.Context, call *control.Call) {
+// request turns the parameters of PlanUpdate and RunUpdate into an
+// update.Request, reading this kernel's command line when asked to reuse
+// it.
+func request(p control.UpdateParams) (update.Request, error) {
+	req := update.Request{Kind: update.Kexec, Target: kexec.Image{Kernel: p.Kernel, Initrd: p.Initrd, Cmdline: p.Cmdline},
+		AllowLoss: p.AllowLoss, RestartUnits: p.RestartUnits}
+	if p.NoKexec {
+		req.Kind = update.Soft
+	}
+	if p.StopTimeout != "" {
+		d, err := time.ParseDuration(p.StopTimeout)
+		if err != nil {
+			return req, fmt.Errorf("stop timeout: %w", err)
+		}
+		req.StopTimeout = d
+	}
+	if req.Kind == update.Kexec && (p.ReuseCmdline || p.Cmdline == "") {
+		cur, err := kexec.CurrentCmdline()
+		if err != nil {
+			return req, err
+		}
+		req.Target.Cmdline = strings.TrimSpace(cur + " " + p.Cmdline)
+	}
+	return req, nil
+}
+
+// updateCall reads the parameters of PlanUpdate and RunUpdate; it
+// answers and returns false when they are wrong.
+func updateCall(call *control.Call) (update.Request, bool) {
 	var p control.UpdateParams
 	if err := call.Params(&p); err != nil {
+		return update.Request{}, false
+	}
+	req, err := request(p)
+	if err != nil {
+		call.ReplyError(control.ErrUpdateFailed, control.UpdateFailure{Phase: string(update.PhasePlan), Message: err.Error()})
+		return req, false
+	}
+	return req, true
+}
+
+func (m *Manager) planUpdateCall(call *control.Call) {
+	if req, ok := updateCall(call); ok {
+		call.Reply(wirePlan(m.PlanUpdate(req), req.AllowLoss))
+	}
+}
+
+func (m *Manager) runUpdateCall(ctx context.Context, call *control.Call) {
+	req, ok := updateCall(call)
+	if !ok {
 		return
 	}
-	progress := func(phase, msg string) {
-		m.log.Info("update: "+msg, "phase", phase)
+	progress := func(phase update.Phase, msg string) {
 		if call.WantsMore() {
-			call.ReplyMore(control.Progress{Phase: phase, Message: msg, Time: time.Now()})
+			call.ReplyMore(control.Progress{Phase: string(phase), Message: msg, Time: time.Now()})
 		}
 	}
 	// The update must not be cut short by the client going away.
-	err := m.RunUpdate(context.WithoutCancel(ctx), p, progress)
-	var uerr *UpdateError
+	err := m.RunUpdate(context.WithoutCancel(ctx), req, progress)
+	var uerr *update.Error
 	switch {
-	case err == nil:
-		call.Reply(control.Progress{Phase: "done", Message: "update complete", Time: time.Now(), Done: true})
 	case errors.Is(err, errUpdateInProgress):
 		call.ReplyError(control.ErrUpdateInProgress, map[string]string{"message": err.Error()})
 	case errors.As(err, &uerr):
-		call.ReplyError(control.ErrUpdateFailed, control.UpdateFailure{Phase: uerr.Phase, Message: uerr.Err.Error(), Restored: uerr.Restored})
+		call.ReplyError(control.ErrUpdateFailed, control.UpdateFailure{Phase: string(uerr.Phase), Message: uerr.Err.Error(), Restored: uerr.Restored})
 	default:
-		call.ReplyError(control.ErrUpdateFailed, control.UpdateFailure{Phase: "update", Message: err.Error()})
+		call.ReplyError(control.ErrUpdateFailed, control.UpdateFailure{Phase: "update", Message: fmt.Sprint(err)})
 	}
+}
+
+func wirePlan(p *update.Plan, allowLoss bool) control.Plan {
+	c := p.Counts()
+	w := control.Plan{Kind: string(p.Kind), Kernel: p.Target.Kernel, Initrd: p.Target.Initrd, Cmdline: p.Target.Cmdline,
+		Checks: []control.Check{}, Units: []control.PlanUnit{}, TotalBytes: c.Bytes, Preserved: c.Preserved + c.Inherited,
+		Sessions: c.Sessions, Lost: c.Lost, OK: p.Refusal(allowLoss) == nil}
+	if p.Kind != update.Kexec {
+		w.Kernel, w.Initrd, w.Cmdline = "", "", ""
+	}
+	for _, ch := range p.Checks {
+		w.Checks = append(w.Checks, control.Check{Name: ch.Name, OK: ch.OK, Detail: ch.Detail})
+	}
+	for _, u := range p.Units {
+		pu := control.PlanUnit{Name: u.Name, Active: u.Active, Preserve: u.Preserve.String(), Entries: []control.PlanEntry{}}
+		for _, e := range u.Entries {
+			pe := control.PlanEntry{Name: e.Name, Type: e.Type, Fate: string(e.Fate), Reason: e.Reason}
+			if e.Fate == update.FatePreserve {
+				pe.Bytes = e.Size
+			}
+			pu.Entries = append(pu.Entries, pe)
+		}
+		w.Units = append(w.Units, pu)
+	}
+	return w
+}
+
+func wireReport(r *update.Report) control.Report {
+	w := control.Report{Count: r.Count, Kind: string(r.Kind), From: r.From, To: r.To, Problems: r.Problems,
+		Timeline: []control.Event{}, Units: []control.ReportUnit{}}
+	for _, ev := range r.Timeline {
+		w.Timeline = append(w.Timeline, control.Event{Name: ev.Name, Unit: ev.Unit, Time: ev.Time})
+	}
+	for _, u := range r.Units {
+		ru := control.ReportUnit{Name: u.Name, Stopped: u.Stopped, Ready: u.Ready, Blackout: u.Blackout, Delivered: u.Delivered}
+		for _, e := range u.Lost {
+			ru.Lost = append(ru.Lost, control.PlanEntry{Name: e.Name, Type: e.Type, Fate: string(e.Fate), Reason: e.Reason})
+		}
+		w.Units = append(w.Units, ru)
+	}
+	return w
 }

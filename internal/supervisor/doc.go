@@ -1,15 +1,17 @@
 // Package supervisor is the core of luod: it loads units, starts and stops
 // their processes, receives their notifications, keeps their fd stores with
 // systemd's semantics, serves the control API, re-executes itself without
-// losing anything, and carries the fd stores across kexec live updates.
+// losing anything, and is the service manager's side of a live update
+// (package update carries the stores across it).
 //
 // # Design
 //
 // One goroutine, the loop, owns every piece of state. Everything else talks
 // to it through events: the notify receiver, the SIGCHLD reaper, the fd
 // store poller, timers, and control-API handlers, which run code in the loop
-// with do and wait for conditions with waitFor. Unit state machines are
-// explicit (ActiveState/SubState as in systemd) and every change is logged.
+// with do and wait for conditions with waitFor. A unit's state is a State
+// (systemd's SubState, which implies its ActiveState) that changes only
+// through setState, along the transitions listed in state.go.
 //
 // Processes are started through an exec shim (luod itself with
 // "--exec-shim" as its first argument): Go cannot put a child's own pid in
@@ -20,6 +22,16 @@
 //
 // luod reaps every child itself (wait4(-1)) and is a child subreaper when
 // it is not PID 1, so orphans of a service come back to it.
+//
+// # Files
+//
+//	supervisor.go  Config, Manager, New, Run       loop.go      events, do, waitFor
+//	state.go       the unit state machine          unit.go      a unit: start, stop
+//	lifecycle.go   exits, restarts, timers         store.go     fd stores, LUO sessions handed out
+//	notify.go      notifications                   spawn_linux.go, shim_linux.go  starting processes
+//	procs_linux.go killing, sessions, reaping      signals_linux.go  signals, shutdown, PID 1
+//	load.go        unit files, daemon-reload       update.go    updates, from request to FINISH
+//	reexec_linux.go luod's own re-exec             control.go   the control API: the edge to wire types
 //
 // Imported by cmd/luod only. Needs root for most of what it does.
 package supervisor

@@ -3,7 +3,6 @@
 package supervisor
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"time"
@@ -125,7 +124,7 @@ func (m *Manager) handleNotify(msg *notify.Message) {
 		m.log.Warn("notify: "+p, "unit", u.name, "pid", msg.PID)
 	}
 
-	if msg.MainPID > 0 && msg.MainPID != u.mainPID && (u.active == stateActivating || u.active == stateActive || u.active == stateDeactivating) {
+	if a := u.state.Active(); msg.MainPID > 0 && msg.MainPID != u.mainPID && (a == Activating || a == Active || a == Deactivating) {
 		if sid, _, ok := procSession(msg.MainPID); ok && (sid == u.sid || msg.UID == 0) {
 			m.log.Info("main PID changed", "unit", u.name, "old", u.mainPID, "new", msg.MainPID)
 			u.mainPID = msg.MainPID
@@ -136,7 +135,7 @@ func (m *Manager) handleNotify(msg *notify.Message) {
 	switch {
 	case msg.Stopping:
 		u.stopping = true
-		if u.active == stateActive || u.active == stateActivating && u.sub == subStart {
+		if u.state == StateRunning || u.state == StateStart {
 			m.log.Info("service is stopping on its own", "unit", u.name)
 		}
 	case msg.Ready && !u.stopping:
@@ -157,7 +156,7 @@ func (m *Manager) handleNotify(msg *notify.Message) {
 	if msg.HasExtendTimeout {
 		u.extendTimer(time.Duration(msg.ExtendTimeoutUsec) * time.Microsecond)
 	}
-	if msg.RestartReset && (u.active == stateActive || u.active == stateDeactivating) {
+	if a := u.state.Active(); msg.RestartReset && (a == Active || a == Deactivating) {
 		u.consecutive = 0
 	}
 	switch {
@@ -170,14 +169,12 @@ func (m *Manager) handleNotify(msg *notify.Message) {
 			m.log.Debug("got explicit request to remove fd, closing", "unit", u.name, "fdname", e.Name)
 			u.closeEntry(e)
 		}
-		if u.store.Len() == 0 && u.sub == subPinned {
-			u.setState(stateInactive, subDead)
-		}
+		u.unpinIfEmpty()
 	case msg.FDStore:
 		if msg.HasFDName && !msg.FDNameValid {
 			m.log.Warn("passed FDNAME= name is invalid, ignoring", "unit", u.name)
 		}
-		m.storeFiles(u, msg.StoreName(), msg.TakeFiles(), msg.FDPoll, "notify")
+		m.storeFiles(u, msg.StoreName(), msg.TakeFiles(), msg.FDPoll, fdstore.OriginNotify)
 	}
 }
 
@@ -192,7 +189,7 @@ func (m *Manager) lateNotify(u *Unit, msg *notify.Message) {
 	if msg.Status != nil {
 		u.status = *msg.Status
 	}
-	released := (u.active == stateInactive || u.active == stateFailed) && !u.pendingStart &&
+	released := u.dead() &&
 		(u.preserve() == unit.PreserveNo || u.preserve() == unit.PreserveRestart && !u.holdStore)
 	switch {
 	case msg.FDStoreRemove && msg.HasFDName && msg.FDNameValid:
@@ -202,58 +199,6 @@ func (m *Manager) lateNotify(u *Unit, msg *notify.Message) {
 	case msg.FDStore && released:
 		m.log.Info("closing fds stored after the unit stopped: its store was released", "unit", u.name, "fds", len(msg.Files))
 	case msg.FDStore:
-		m.storeFiles(u, msg.StoreName(), msg.TakeFiles(), msg.FDPoll, "notify")
-	}
-}
-
-// storeFiles adds files to u's store under name; what cannot be stored is
-// closed with the reason logged.
-func (m *Manager) storeFiles(u *Unit, name string, files []*os.File, poll bool, origin string) {
-	for i, f := range files {
-		e, err := u.store.Add(name, f, poll, origin)
-		if err != nil {
-			if errors.Is(err, fdstore.ErrFull) {
-				m.log.Warn(fmt.Sprintf("cannot store more fds than FileDescriptorStoreMax=%d, closing remaining", u.store.Max()),
-					"unit", u.name, "fdname", name, "closed", len(files)-i)
-				for _, g := range files[i:] {
-					g.Close()
-				}
-				return
-			}
-			m.log.Debug("suppressing duplicate fd in fd store", "unit", u.name, "fdname", name, "err", err)
-			f.Close()
-			continue
-		}
-		if poll {
-			if _, err := m.poller.Watch(e); err != nil {
-				m.log.Warn("cannot watch stored fd", "unit", u.name, "fdname", name, "err", err)
-			}
-		}
-		m.log.Debug("added fd to fd store", "unit", u.name, "fdname", name, "origin", origin)
-	}
-}
-
-// handlePoll drops entries whose fd reported POLLHUP or POLLERR.
-func (m *Manager) handlePoll(evs []fdstore.Event) {
-	for _, ev := range evs {
-		for _, u := range m.units {
-			e := u.store.RemoveID(ev.ID)
-			if e == nil {
-				continue
-			}
-			what := "EPOLLHUP"
-			if ev.Err {
-				what = "EPOLLERR"
-			}
-			m.log.Info(fmt.Sprintf("received %s on stored fd, closing", what), "unit", u.name, "fdname", e.Name)
-			u.closeEntry(e)
-			if u.store.Len() == 0 && u.sub == subPinned {
-				u.setState(stateInactive, subDead)
-			}
-			if u.def == nil && u.store.Len() == 0 && u.dead() {
-				m.forget(u)
-			}
-			break
-		}
+		m.storeFiles(u, msg.StoreName(), msg.TakeFiles(), msg.FDPoll, fdstore.OriginNotify)
 	}
 }

@@ -80,7 +80,7 @@ func (m *Manager) shutdown(how shutdownKind) {
 	// with this waiter installed.
 	w := &waiter{ch: make(chan struct{}), pred: func() bool {
 		for _, u := range m.units {
-			if u.active == stateDeactivating || u.mainPID != 0 {
+			if u.running() {
 				return false
 			}
 		}

@@ -7,18 +7,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
-	"slices"
-	"sort"
-	"strings"
 	"time"
 
 	"github.com/liveupdate/luo/internal/control"
 	"github.com/liveupdate/luo/internal/fdstore"
 	"github.com/liveupdate/luo/internal/notify"
-	"github.com/liveupdate/luo/internal/unit"
+	"github.com/liveupdate/luo/internal/update"
 )
 
 // Version is luod's version, reported by GetManager.
@@ -50,18 +46,14 @@ type Config struct {
 
 // LiveUpdateConfig configures live updates.
 type LiveUpdateConfig struct {
-	// Device is the LUO device (/dev/liveupdate).
+	// Kernel is the kernel luod updates (update.System{Device: Device}).
+	Kernel update.Kernel
+	// Device is the LUO device of the default Kernel (/dev/liveupdate).
 	Device string
 	// FinishTimeout bounds how long luod keeps its incoming session
 	// unfinished after a live update while waiting for the units to get
 	// their fds back (60s).
 	FinishTimeout time.Duration
-	// Fault injects a failure for tests of the abort paths (luod reads it
-	// from $LUOD_TEST_FAULT; a file RuntimeDir/test-fault does the same for
-	// the next update only): "preserve=ERRNO" fails preserving the first
-	// memfd, "reboot=ERRNO" fails the reboot, "hang=preserved" stops the
-	// update after preserving (so luod can be killed there).
-	Fault string
 }
 
 func (c *Config) fill() error {
@@ -83,6 +75,9 @@ func (c *Config) fill() error {
 	}
 	if c.LiveUpdate.Device == "" {
 		c.LiveUpdate.Device = "/dev/liveupdate"
+	}
+	if c.LiveUpdate.Kernel == nil {
+		c.LiveUpdate.Kernel = update.System{Device: c.LiveUpdate.Device}
 	}
 	if c.LiveUpdate.FinishTimeout == 0 {
 		c.LiveUpdate.FinishTimeout = 60 * time.Second
@@ -114,37 +109,27 @@ type Manager struct {
 	notify  *notify.Socket
 	control *control.Server
 	poller  *fdstore.Poller
+	kernel  update.Kernel
 
 	events  chan event
 	waiters []*waiter
 	// quit is set when the loop should end (shutdown).
 	quit func() error
-	// reexecReq is set when luod should re-execute itself; it is called
-	// with the error if the exec fails (the loop then goes on).
-	reexecReq func(error)
+	// reexecReq is set when luod should re-execute itself (see reexec).
+	reexecReq *reexecRequest
 
-	// update is the state of an update in progress or just restored.
-	update *updateState
-	report *control.Report
-	// testFault is the fault injected into the running update (see
-	// LiveUpdateConfig.Fault).
-	testFault string
+	// updating is set while an update runs (old side).
+	updating bool
+	// completion is an update restored (new side) until it is finished.
+	completion  *update.Completion
+	finishTimer *time.Timer
+	// held is luod's incoming session kept unfinished for good.
+	held *heldSession
+	// report is the report of the last update.
+	report *update.Report
 
 	stopReceivers context.CancelFunc
 	receivers     chan struct{}
-}
-
-// event is something the loop handles.
-type event interface{}
-
-type funcEvent struct {
-	fn   func()
-	done chan struct{}
-}
-
-type waiter struct {
-	pred func() bool
-	ch   chan struct{}
 }
 
 // New prepares a Manager: PID-1 setup, units, sockets, and either the state
@@ -162,6 +147,7 @@ func New(cfg Config) (*Manager, error) {
 		exited:  map[int]exitedMain{},
 		started: time.Now(),
 		events:  make(chan event, 256),
+		kernel:  cfg.LiveUpdate.Kernel,
 	}
 	if cfg.PID1 {
 		if err := setupPID1(m.log); err != nil {
@@ -197,7 +183,7 @@ func New(cfg Config) (*Manager, error) {
 		return nil, err
 	}
 	m.loadUnits()
-	m.restoreLiveUpdate()
+	m.restore()
 	return m, nil
 }
 
@@ -221,7 +207,7 @@ func (m *Manager) Run(ctx context.Context) error {
 	if m.cfg.StateFile == nil {
 		m.startAll()
 	}
-	m.afterStart()
+	m.armFinish()
 	done := ctx.Done()
 	for {
 		select {
@@ -234,13 +220,13 @@ func (m *Manager) Run(ctx context.Context) error {
 			m.signal(sig)
 		}
 		m.checkWaiters()
-		if done := m.reexecReq; done != nil {
+		if req := m.reexecReq; req != nil {
 			m.reexecReq = nil
 			m.pauseReceivers()
-			err := m.reexec() // returns only on failure
+			err := m.reexec(req.soft) // returns only on failure
 			m.log.Error("re-exec failed, carrying on", "err", err)
 			m.startReceivers()
-			done(err)
+			req.done <- err
 		}
 		if m.quit != nil {
 			return m.quit()
@@ -261,186 +247,5 @@ func (m *Manager) dispatch(ev event) {
 		m.handleTimer(ev)
 	default:
 		m.log.Error("unknown event", "type", fmt.Sprintf("%T", ev))
-	}
-}
-
-// do runs fn in the loop and waits for it. It must not be called from the
-// loop itself.
-func (m *Manager) do(fn func()) {
-	done := make(chan struct{})
-	m.events <- funcEvent{fn, done}
-	<-done
-}
-
-// waitFor waits until pred, evaluated in the loop after every event, holds,
-// or ctx is done.
-func (m *Manager) waitFor(ctx context.Context, pred func() bool) error {
-	w := &waiter{pred: pred, ch: make(chan struct{})}
-	m.do(func() {
-		if pred() {
-			close(w.ch)
-			return
-		}
-		m.waiters = append(m.waiters, w)
-	})
-	select {
-	case <-w.ch:
-		return nil
-	case <-ctx.Done():
-		m.do(func() {
-			if i := slices.Index(m.waiters, w); i >= 0 {
-				m.waiters = slices.Delete(m.waiters, i, i+1)
-			}
-		})
-		select {
-		case <-w.ch:
-			return nil
-		default:
-		}
-		return ctx.Err()
-	}
-}
-
-func (m *Manager) checkWaiters() {
-	m.waiters = slices.DeleteFunc(m.waiters, func(w *waiter) bool {
-		if w.pred() {
-			close(w.ch)
-			return true
-		}
-		return false
-	})
-}
-
-// startReceivers starts the goroutines that feed the loop: notify messages
-// and fd-store poll events.
-func (m *Manager) startReceivers() {
-	ctx, cancel := context.WithCancel(context.Background())
-	m.stopReceivers = cancel
-	m.receivers = make(chan struct{}, 2)
-	go func() {
-		defer func() { m.receivers <- struct{}{} }()
-		for {
-			msg, err := m.notify.Receive(ctx)
-			var drop *notify.DropError
-			switch {
-			case err == nil:
-				m.events <- msg
-			case errors.As(err, &drop):
-				m.log.Warn("notify: "+drop.Error(), "pid", drop.PID)
-			case ctx.Err() != nil, errors.Is(err, net.ErrClosed):
-				return
-			default:
-				m.log.Error("notify socket failed", "err", err)
-				return
-			}
-		}
-	}()
-	go func() {
-		defer func() { m.receivers <- struct{}{} }()
-		for {
-			evs, err := m.poller.Wait(ctx)
-			if ctx.Err() != nil {
-				return
-			}
-			if err != nil {
-				m.log.Error("fd store poller failed", "err", err)
-				return
-			}
-			if len(evs) > 0 {
-				m.events <- evs
-			}
-		}
-	}()
-}
-
-// pauseReceivers stops the receiver goroutines and handles what they had
-// already queued, so that nothing read from the notify socket is lost
-// (re-exec). Called from the loop.
-func (m *Manager) pauseReceivers() {
-	m.stopReceivers()
-	for n := 0; n < 2; {
-		select {
-		case <-m.receivers:
-			n++
-		case ev := <-m.events:
-			m.dispatch(ev)
-		}
-	}
-	for {
-		select {
-		case ev := <-m.events:
-			m.dispatch(ev)
-		default:
-			return
-		}
-	}
-}
-
-// sortedUnits returns the units by name.
-func (m *Manager) sortedUnits() []*Unit {
-	us := make([]*Unit, 0, len(m.units))
-	for _, u := range m.units {
-		us = append(us, u)
-	}
-	sort.Slice(us, func(i, j int) bool { return us[i].name < us[j].name })
-	return us
-}
-
-// loadUnits reads the unit directories at start.
-func (m *Manager) loadUnits() {
-	defs, errs := m.readUnitDirs()
-	for _, err := range errs {
-		m.log.Error("unit failed to load", "err", err)
-	}
-	for _, d := range defs {
-		m.addUnit(d)
-	}
-	m.log.Info("units loaded", "dirs", strings.Join(m.cfg.UnitDirs, ":"), "units", len(defs), "errors", len(errs))
-}
-
-// readUnitDirs loads every unit directory; the first directory that has a
-// unit of a name wins, also when that unit fails to load.
-func (m *Manager) readUnitDirs() ([]*unit.Unit, []error) {
-	var defs []*unit.Unit
-	var errs []error
-	seen := map[string]bool{}
-	for _, dir := range m.cfg.UnitDirs {
-		ents, err := os.ReadDir(dir)
-		if err != nil {
-			if !errors.Is(err, os.ErrNotExist) {
-				errs = append(errs, fmt.Errorf("unit directory: %w", err))
-			}
-			continue
-		}
-		ds, es := unit.LoadDir(dir)
-		for _, d := range ds {
-			if !seen[d.Name] {
-				defs = append(defs, d)
-			}
-		}
-		errs = append(errs, es...)
-		for _, e := range ents {
-			seen[e.Name()] = true
-		}
-	}
-	return defs, errs
-}
-
-func (m *Manager) addUnit(d *unit.Unit) *Unit {
-	u := newUnit(m, d.Name)
-	u.setDef(d)
-	m.units[d.Name] = u
-	for _, w := range d.Warnings {
-		m.log.Warn("unit file: "+w.String(), "unit", d.Name)
-	}
-	return u
-}
-
-// startAll starts every loaded unit at boot.
-func (m *Manager) startAll() {
-	for _, u := range m.sortedUnits() {
-		if u.def != nil {
-			u.start("boot")
-		}
 	}
 }

@@ -4,34 +4,11 @@ package supervisor
 
 import (
 	"fmt"
-	"os"
 	"syscall"
 	"time"
 
 	"github.com/liveupdate/luo/internal/fdstore"
 	"github.com/liveupdate/luo/internal/unit"
-)
-
-// ActiveState values, as in systemd.
-const (
-	stateInactive     = "inactive"
-	stateActivating   = "activating"
-	stateActive       = "active"
-	stateDeactivating = "deactivating"
-	stateFailed       = "failed"
-)
-
-// SubState values, as in systemd's service sub-states.
-const (
-	subDead        = "dead"
-	subPinned      = "dead-resources-pinned"
-	subStart       = "start"
-	subRunning     = "running"
-	subExited      = "exited"
-	subStopSigterm = "stop-sigterm"
-	subStopSigkill = "stop-sigkill"
-	subAutoRestart = "auto-restart"
-	subFailed      = "failed"
 )
 
 // Results, as in systemd.
@@ -51,8 +28,8 @@ type Unit struct {
 	def     *unit.Unit // nil when the unit file is gone (store pinned)
 	loadErr string
 
-	active, sub string
-	since       time.Time
+	state State
+	since time.Time // last change of state.Active()
 
 	mainPID int
 	sid     int // session of the unit's processes (pid of the first one)
@@ -76,8 +53,8 @@ type Unit struct {
 	// stopReason is why the unit is being stopped ("" when not).
 	stopReason string
 	// holdStore keeps the store whatever FileDescriptorStorePreserve=
-	// says while a live update stops the unit: if the update aborts, the
-	// unit starts again with its store intact.
+	// says while an update stops the unit: if the update aborts, the unit
+	// starts again with its store intact.
 	holdStore bool
 
 	timer         *time.Timer
@@ -89,7 +66,7 @@ type Unit struct {
 }
 
 func newUnit(m *Manager, name string) *Unit {
-	return &Unit{m: m, name: name, active: stateInactive, sub: subDead, since: time.Now(), store: fdstore.New(0)}
+	return &Unit{m: m, name: name, state: StateDead, since: time.Now(), store: fdstore.New(0)}
 }
 
 // setDef installs a (re)loaded definition.
@@ -109,28 +86,41 @@ func (u *Unit) preserve() unit.Preserve {
 	return u.def.FileDescriptorStorePreserve
 }
 
+// running reports whether the unit has a process or is stopping one.
+func (u *Unit) running() bool { return u.mainPID != 0 || u.state.Active() == Deactivating }
+
 // dead reports whether the unit has no process and nothing queued.
 func (u *Unit) dead() bool {
-	return (u.active == stateInactive || u.active == stateFailed) && !u.pendingStart
+	a := u.state.Active()
+	return (a == Inactive || a == Failed) && !u.pendingStart
 }
 
-func (u *Unit) setState(active, sub string) {
-	if u.active == active && u.sub == sub {
-		return
+// setState moves the unit to state to, if the state machine allows it
+// (see transitions); an illegal transition is refused and logged as the
+// bug it is. It reports whether the unit is in state to.
+func (u *Unit) setState(to State) bool {
+	from := u.state
+	if from == to {
+		return true
 	}
-	if u.active != active {
+	if !from.CanBecome(to) {
+		u.m.log.Error("illegal state transition refused (a bug in luod)", "unit", u.name, "from", string(from), "to", string(to))
+		return false
+	}
+	if from.Active() != to.Active() {
 		u.since = time.Now()
 	}
-	u.active, u.sub = active, sub
-	attrs := []any{"unit", u.name, "state", active, "sub", sub}
+	u.state = to
+	attrs := []any{"unit", u.name, "state", string(to.Active()), "sub", string(to)}
 	if u.mainPID != 0 {
 		attrs = append(attrs, "pid", u.mainPID)
 	}
-	if (active == stateFailed || sub == subAutoRestart || active == stateInactive) && u.result != "" {
+	if (to == StateFailed || to == StateAutoRestart || to.Active() == Inactive) && u.result != "" {
 		attrs = append(attrs, "result", u.result)
 	}
 	u.m.log.Info("unit state", attrs...)
 	u.m.unitChanged(u)
+	return true
 }
 
 // start starts the unit unless it runs already. why is logged.
@@ -139,12 +129,16 @@ func (u *Unit) start(why string) {
 		u.m.log.Warn("cannot start: unit file not found", "unit", u.name)
 		return
 	}
-	switch {
-	case u.active == stateDeactivating:
+	switch u.state.Active() {
+	case Deactivating:
 		u.pendingStart = true
 		return
-	case u.active == stateActivating && u.sub != subAutoRestart, u.active == stateActive:
+	case Active:
 		return
+	case Activating:
+		if u.state != StateAutoRestart {
+			return
+		}
 	}
 	u.pendingStart = false
 	u.stopping = false
@@ -165,15 +159,14 @@ func (u *Unit) start(why string) {
 		u.enterDead(false)
 		return
 	}
-	switch u.def.Type {
-	case unit.TypeSimple:
+	if u.def.Type == unit.TypeSimple {
 		u.readyAt = time.Now()
-		u.setState(stateActive, subRunning)
-	default:
-		u.setState(stateActivating, subStart)
-		if u.def.TimeoutStartSec > 0 {
-			u.setTimer("start", u.def.TimeoutStartSec)
-		}
+		u.setState(StateRunning)
+		return
+	}
+	u.setState(StateStart)
+	if u.def.TimeoutStartSec > 0 {
+		u.setTimer("start", u.def.TimeoutStartSec)
 	}
 }
 
@@ -206,17 +199,17 @@ func (u *Unit) setSID(sid int) {
 func (u *Unit) stop(reason string) {
 	u.pendingStart = false
 	switch {
-	case u.active == stateActivating && u.sub == subAutoRestart:
+	case u.state == StateAutoRestart:
 		u.stopTimer()
 		u.enterDead(false)
 		return
-	case u.mainPID == 0 && u.active != stateDeactivating:
-		if u.active == stateActive { // oneshot exited, RemainAfterExit
+	case u.state.Active() == Deactivating:
+		return
+	case u.mainPID == 0:
+		if u.state == StateExited { // oneshot exited, RemainAfterExit
 			u.result = resultSuccess
 			u.enterDead(false)
 		}
-		return
-	case u.active == stateDeactivating:
 		return
 	}
 	u.stopReason = reason
@@ -226,13 +219,30 @@ func (u *Unit) stop(reason string) {
 	}
 	u.m.log.Info("stopping", "unit", u.name, "pid", u.mainPID, "signal", sig.String(), "why", reason)
 	u.m.killUnit(u, sig)
-	u.setState(stateDeactivating, subStopSigterm)
+	u.setState(StateStopSigterm)
 	if t := u.stopTimeout(); t > 0 {
 		u.setTimer("stop", t)
 	} else {
 		u.stopTimer()
 	}
 }
+
+// restart stops the unit and starts it again, or starts it if it does not
+// run. It returns the condition of the restart being over.
+func (u *Unit) restart() func() bool {
+	gen := u.startedAt
+	if u.mainPID != 0 || u.state.Active() == Active {
+		u.stop("restart")
+		u.pendingStart = true
+	} else {
+		u.start("requested")
+	}
+	return func() bool { return u.startedAt != gen && u.settled() && u.state.Active() != Deactivating }
+}
+
+// settled reports whether a start is over: the unit is not activating, or
+// only waiting to restart.
+func (u *Unit) settled() bool { return u.state.Active() != Activating || u.state == StateAutoRestart }
 
 func (u *Unit) stopTimeout() time.Duration {
 	if u.def == nil {
@@ -241,236 +251,13 @@ func (u *Unit) stopTimeout() time.Duration {
 	return u.def.TimeoutStopSec
 }
 
-// exited handles the exit of the main process.
-func (u *Unit) exited(status syscall.WaitStatus) {
-	pid := u.mainPID
-	u.mainPID = 0
-	code, sig := 0, syscall.Signal(0)
-	switch {
-	case status.Exited():
-		code = status.ExitStatus()
-	case status.Signaled():
-		sig = status.Signal()
-	}
-	u.exitCode, u.exitSig = code, sig
-	clean := code == 0 && sig == 0
-	u.m.log.Info("main process exited", "unit", u.name, "pid", pid, "code", code, "signal", sigName(sig))
-
-	if u.active == stateDeactivating {
-		// Expected: we asked it to stop. The kill signal counts as clean.
-		if u.result == "" {
-			u.result = resultSuccess
-		}
-		u.stopTimer()
-		u.enterDead(u.stopReason == "")
-		return
-	}
-	if u.def != nil && u.def.Type == unit.TypeOneshot && u.active == stateActivating {
-		ignore := u.def.ExecStart[u.execIdx].IgnoreFailure
-		if clean || ignore {
-			u.execIdx++
-			if u.execIdx < len(u.def.ExecStart) {
-				if err := u.spawn(); err != nil {
-					u.m.log.Error("failed to start", "unit", u.name, "err", err)
-					u.result = resultResources
-					u.enterDead(true)
-				}
-				return
-			}
-			u.stopTimer()
-			u.result = resultSuccess
-			u.readyAt = time.Now()
-			u.m.killStragglers(u)
-			if u.def.RemainAfterExit {
-				u.setState(stateActive, subExited)
-				return
-			}
-			u.enterDead(true)
-			return
-		}
-	}
-	switch {
-	case code == 203 || code == 200:
-		u.result = resultExec
-	case sig != 0:
-		u.result = resultSignal
-	case code != 0:
-		u.result = resultExit
-	default:
-		u.result = resultSuccess
-	}
-	u.stopTimer()
-	u.enterDead(true)
-}
-
-// enterDead moves the unit to dead, failed or auto-restart, and applies
-// FileDescriptorStorePreserve=.
-func (u *Unit) enterDead(allowRestart bool) {
-	u.mainPID = 0
-	u.m.killStragglers(u)
-	u.stopping = false
-	u.notifyAccessOverride = ""
-	if allowRestart && !u.pendingStart && u.shouldRestart() {
-		u.consecutive++
-		u.restarts++
-		delay := u.restartDelay()
-		u.setState(stateActivating, subAutoRestart)
-		u.setTimer("restart", delay)
-		u.m.log.Info("scheduled restart", "unit", u.name, "in", delay.String(), "restarts", u.restarts)
-		if u.preserve() == unit.PreserveNo && !u.holdStore {
-			u.flushStore("FileDescriptorStorePreserve=no")
-		}
-		return
-	}
-	failed := u.result != resultSuccess && u.result != ""
-	switch p := u.preserve(); {
-	case u.holdStore:
-	case p == unit.PreserveNo:
-		u.flushStore("FileDescriptorStorePreserve=no")
-	case p == unit.PreserveRestart:
-		if !u.pendingStart {
-			u.flushStore("FileDescriptorStorePreserve=restart and the unit stopped")
-		}
-	case p == unit.PreserveOnSuccess:
-		if failed && !u.pendingStart {
-			u.flushStore("FileDescriptorStorePreserve=on-success and the unit failed")
-		}
-	}
-	u.setSID(0)
-	if u.pendingStart {
-		u.setState(stateInactive, subDead)
-		u.start("queued start")
-		return
-	}
-	switch {
-	case failed:
-		u.setState(stateFailed, subFailed)
-	case u.store.Len() > 0:
-		u.setState(stateInactive, subPinned)
-	default:
-		u.setState(stateInactive, subDead)
-	}
-	if u.def == nil && u.store.Len() == 0 {
-		u.m.forget(u)
-	}
-}
-
-func (u *Unit) shouldRestart() bool {
-	if u.def == nil || u.stopReason != "" {
-		return false
-	}
-	switch u.def.Restart {
-	case unit.RestartAlways:
-		return true
-	case unit.RestartOnFailure:
-		return u.result != resultSuccess
-	}
-	return false
-}
-
-// restartDelay is RestartSec= doubled for each consecutive automatic
-// restart, up to 30s (or RestartSec= when that is longer).
-func (u *Unit) restartDelay() time.Duration {
-	d := u.def.RestartSec
-	limit := max(30*time.Second, d)
-	for i := 1; i < u.consecutive && d < limit; i++ {
-		d *= 2
-	}
-	return min(d, limit)
-}
-
 // ready handles READY=1.
 func (u *Unit) ready() {
-	if u.active == stateActivating && u.sub == subStart {
+	if u.state == StateStart {
 		u.stopTimer()
 		u.readyAt = time.Now()
-		u.setState(stateActive, subRunning)
+		u.setState(StateRunning)
 	}
-}
-
-// timer kinds: "start", "stop", "kill", "restart".
-type timerEvent struct {
-	unit string
-	gen  int
-}
-
-func (u *Unit) setTimer(kind string, d time.Duration) {
-	u.stopTimer()
-	u.timerGen++
-	u.timerKind = kind
-	u.timerDeadline = time.Now().Add(d)
-	ev := timerEvent{unit: u.name, gen: u.timerGen}
-	u.timer = time.AfterFunc(d, func() { u.m.events <- ev })
-}
-
-func (u *Unit) stopTimer() {
-	if u.timer != nil {
-		u.timer.Stop()
-		u.timer = nil
-	}
-	u.timerGen++
-	u.timerKind = ""
-	u.timerDeadline = time.Time{}
-}
-
-// extendTimer handles EXTEND_TIMEOUT_USEC=: the running start or stop
-// timeout now ends d from now, if that is later.
-func (u *Unit) extendTimer(d time.Duration) {
-	if u.timerKind != "start" && u.timerKind != "stop" {
-		return
-	}
-	if deadline := time.Now().Add(d); deadline.After(u.timerDeadline) {
-		kind := u.timerKind
-		u.setTimer(kind, d)
-	}
-}
-
-func (m *Manager) handleTimer(ev timerEvent) {
-	u := m.units[ev.unit]
-	if u == nil || u.timerGen != ev.gen {
-		return
-	}
-	kind := u.timerKind
-	u.timer, u.timerKind = nil, ""
-	switch kind {
-	case "start":
-		m.log.Warn("start timed out", "unit", u.name)
-		u.result = resultTimeout
-		u.stop("start timeout")
-		u.stopReason = "" // a timed-out start may restart
-	case "stop":
-		m.log.Warn("stop timed out, killing", "unit", u.name, "pid", u.mainPID)
-		if u.result == "" {
-			u.result = resultTimeout
-		}
-		m.killUnit(u, syscall.SIGKILL)
-		u.setState(stateDeactivating, subStopSigkill)
-		u.setTimer("kill", 10*time.Second)
-	case "kill":
-		// SIGKILL did not end it (uninterruptible sleep): give up on it.
-		m.log.Error("main process survived SIGKILL, abandoning it", "unit", u.name, "pid", u.mainPID)
-		u.result = resultTimeout
-		u.enterDead(false)
-	case "restart":
-		u.start("auto-restart")
-	}
-}
-
-// flushStore closes every entry of the store.
-func (u *Unit) flushStore(why string) {
-	es := u.store.Take()
-	if len(es) == 0 {
-		return
-	}
-	u.m.log.Info("releasing fd store", "unit", u.name, "fds", len(es), "why", why)
-	for _, e := range es {
-		u.closeEntry(e)
-	}
-}
-
-func (u *Unit) closeEntry(e *fdstore.Entry) {
-	u.m.poller.Unwatch(e)
-	e.File.Close()
 }
 
 func sigName(s syscall.Signal) string {
@@ -478,31 +265,4 @@ func sigName(s syscall.Signal) string {
 		return ""
 	}
 	return s.String()
-}
-
-// forget drops a unit whose file is gone and which holds nothing.
-func (m *Manager) forget(u *Unit) {
-	if m.units[u.name] == u {
-		delete(m.units, u.name)
-		m.log.Info("unit removed", "unit", u.name)
-	}
-}
-
-// unitChanged is called on every state change; the update code watches
-// READY for its report.
-func (m *Manager) unitChanged(u *Unit) {
-	if m.update != nil {
-		m.update.unitChanged(m, u)
-	}
-}
-
-// openFiles returns the store's files in order, for LISTEN_FDS.
-func (u *Unit) storeFiles() ([]*os.File, []string) {
-	var fs []*os.File
-	var names []string
-	for _, e := range u.store.Entries() {
-		fs = append(fs, e.File)
-		names = append(names, e.Name)
-	}
-	return fs, names
 }

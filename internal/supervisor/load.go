@@ -1,0 +1,126 @@
+//go:build linux
+
+package supervisor
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/liveupdate/luo/internal/unit"
+)
+
+// loadUnits reads the unit directories at start.
+func (m *Manager) loadUnits() {
+	defs, errs := m.readUnitDirs()
+	for _, err := range errs {
+		m.log.Error("unit failed to load", "err", err)
+	}
+	for _, d := range defs {
+		m.addUnit(d)
+	}
+	m.log.Info("units loaded", "dirs", strings.Join(m.cfg.UnitDirs, ":"), "units", len(defs), "errors", len(errs))
+}
+
+// readUnitDirs loads every unit directory; the first directory that has a
+// unit of a name wins, also when that unit fails to load.
+func (m *Manager) readUnitDirs() ([]*unit.Unit, []error) {
+	var defs []*unit.Unit
+	var errs []error
+	seen := map[string]bool{}
+	for _, dir := range m.cfg.UnitDirs {
+		ents, err := os.ReadDir(dir)
+		if err != nil {
+			if !errors.Is(err, os.ErrNotExist) {
+				errs = append(errs, fmt.Errorf("unit directory: %w", err))
+			}
+			continue
+		}
+		ds, es := unit.LoadDir(dir)
+		for _, d := range ds {
+			if !seen[d.Name] {
+				defs = append(defs, d)
+			}
+		}
+		errs = append(errs, es...)
+		for _, e := range ents {
+			seen[e.Name()] = true
+		}
+	}
+	return defs, errs
+}
+
+func (m *Manager) addUnit(d *unit.Unit) *Unit {
+	u := newUnit(m, d.Name)
+	u.setDef(d)
+	m.units[d.Name] = u
+	for _, w := range d.Warnings {
+		m.log.Warn("unit file: "+w.String(), "unit", d.Name)
+	}
+	return u
+}
+
+// startAll starts every loaded unit at boot.
+func (m *Manager) startAll() {
+	for _, u := range m.sortedUnits() {
+		if u.def != nil {
+			u.start("boot")
+		}
+	}
+}
+
+// reloaded is what a daemon-reload did.
+type reloaded struct {
+	loaded   []string
+	errors   []error
+	warnings []string
+}
+
+// reload re-reads the unit directories (daemon-reload).
+func (m *Manager) reload() reloaded {
+	var rep reloaded
+	defs, errs := m.readUnitDirs()
+	for _, err := range errs {
+		m.log.Error("unit failed to load", "err", err)
+	}
+	rep.errors = errs
+	seen := map[string]bool{}
+	for _, d := range defs {
+		seen[d.Name] = true
+		rep.loaded = append(rep.loaded, d.Name)
+		for _, w := range d.Warnings {
+			rep.warnings = append(rep.warnings, w.String())
+		}
+		if u := m.units[d.Name]; u != nil {
+			if u.def == nil {
+				m.log.Info("unit file appeared; its pinned store is kept", "unit", d.Name, "fds", u.store.Len())
+			}
+			u.setDef(d)
+			continue
+		}
+		m.addUnit(d)
+	}
+	for name, u := range m.units {
+		if seen[name] || u.def == nil {
+			continue
+		}
+		if u.dead() && u.store.Len() == 0 {
+			m.forget(u)
+			continue
+		}
+		m.log.Warn("unit file removed; keeping the unit until it stops", "unit", name)
+		u.def = nil
+		u.loadErr = "unit file not found"
+	}
+	m.log.Info("reloaded", "units", len(defs), "errors", len(errs))
+	return rep
+}
+
+// forget drops a unit whose file is gone and which holds nothing.
+func (m *Manager) forget(u *Unit) {
+	if m.units[u.name] == u {
+		delete(m.units, u.name)
+		m.log.Info("unit removed", "unit", u.name)
+	}
+}

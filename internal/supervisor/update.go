@@ -1,0 +1,330 @@
+//go:build linux
+
+package supervisor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/liveupdate/luo/internal/fdstore"
+	"github.com/liveupdate/luo/internal/kexec"
+	"github.com/liveupdate/luo/internal/update"
+)
+
+// An update, from request to FINISH:
+//
+//	old luod  RunUpdate → update.Run, with updateHost as its hands in the loop
+//	          (the kexec does not return; a soft update re-executes luod)
+//	new luod  New → restore: update.Restore, the stores rebuilt, a Completion
+//	          Run → startAll → the units start with LISTEN_FDS
+//	          unitChanged → Completion.Ready/Failed → finish → FINISH
+
+var errUpdateInProgress = errors.New("another update is in progress, or the last one is still being completed")
+
+// PlanUpdate answers what an update would do, changing nothing.
+func (m *Manager) PlanUpdate(req update.Request) *update.Plan {
+	return update.MakePlan(m.kernel, updateHost{m: m}, req.Kind, req.Target, true)
+}
+
+// RunUpdate performs an update (see update.Run); progress gets each step.
+// A kexec that succeeds does not return, nor does a soft update that
+// re-executes luod; so it always returns an error, an *update.Error when
+// the update was aborted.
+func (m *Manager) RunUpdate(ctx context.Context, req update.Request, progress func(update.Phase, string)) error {
+	busy := false
+	m.do(func() {
+		if busy = m.updating || m.completion != nil && m.completion.Session() != nil; !busy {
+			m.updating = true
+			req.Count = m.liveUpdates
+		}
+	})
+	if busy {
+		return errUpdateInProgress
+	}
+	defer m.do(func() { m.updating = false })
+	if req.Kind == update.Kexec {
+		req.Count++
+	}
+	req.From.Release = release()
+	req.From.Cmdline, _ = kexec.CurrentCmdline()
+	err := update.Run(ctx, m.kernel, updateHost{m: m, progress: progress}, req)
+	m.log.Error("update did not complete", "err", err)
+	return err
+}
+
+// updateHost is the supervisor's side of an update: each method is one
+// step in the loop.
+type updateHost struct {
+	m        *Manager
+	progress func(update.Phase, string)
+}
+
+func (h updateHost) Locked(fn func([]update.Unit)) {
+	h.m.do(func() { fn(h.m.snapshot(true)) })
+}
+
+func (h updateHost) Stop(ctx context.Context, names []string) (map[string]time.Time, error) {
+	m := h.m
+	m.do(func() {
+		for _, n := range names {
+			if u := m.units[n]; u != nil {
+				u.holdStore = true
+				u.stop("live update")
+			}
+		}
+	})
+	stopped := map[string]time.Time{}
+	err := m.waitFor(ctx, func() bool {
+		done := true
+		for _, n := range names {
+			switch u := m.units[n]; {
+			case u != nil && u.running():
+				done = false
+			case stopped[n].IsZero():
+				stopped[n] = time.Now()
+			}
+		}
+		return done
+	})
+	if err == nil {
+		return stopped, nil
+	}
+	var still []string
+	m.do(func() {
+		for _, n := range names {
+			if u := m.units[n]; u != nil && u.running() {
+				still = append(still, n)
+			}
+		}
+	})
+	return stopped, fmt.Errorf("units did not stop in time: %s", strings.Join(still, ", "))
+}
+
+func (h updateHost) Resume(names []string) {
+	m := h.m
+	m.do(func() {
+		for _, u := range m.units {
+			u.holdStore = false
+		}
+		for _, n := range names {
+			if u := m.units[n]; u != nil {
+				u.start("update aborted")
+			}
+		}
+	})
+}
+
+func (h updateHost) Reexec(mf *update.Manifest) error {
+	done := make(chan error, 1)
+	h.m.do(func() { h.m.reexecReq = &reexecRequest{soft: mf, done: done} })
+	return <-done
+}
+
+func (h updateHost) Progress(p update.Phase, msg string) {
+	h.m.log.Info("update: "+msg, "phase", string(p))
+	if h.progress != nil {
+		h.progress(p, msg)
+	}
+}
+
+// heldSession is luod's incoming session kept unfinished for good: the
+// manifest in it could not be used, so nothing more is discarded.
+type heldSession struct {
+	session update.Session
+	why     string
+}
+
+// restore runs at a normal start: if the previous kernel left luod's
+// session, the stores are rebuilt from it and a Completion waits for the
+// units to be up. Called before the loop runs.
+func (m *Manager) restore() {
+	r, err := update.Restore(m.kernel)
+	switch {
+	case errors.Is(err, update.ErrNoUpdate):
+		m.log.Info("no live update to restore", "why", err.Error())
+		return
+	case err != nil:
+		m.log.Error("cannot restore the live update", "err", err)
+		return
+	case r.Manifest == nil:
+		m.held = &heldSession{session: r.Session, why: r.Err.Error()}
+		m.log.Error("live update manifest unusable; keeping luod's LUO session open and unfinished so that nothing more is lost", "err", r.Err)
+		m.report = &update.Report{Kind: update.Kexec, To: release(), Problems: []string{"manifest unusable: " + r.Err.Error() +
+			"; luod's LUO session is kept unfinished, so nothing more of it is discarded"}}
+		return
+	}
+	restoredAt := time.Now()
+	m.liveUpdates = r.Manifest.Count
+	rep := update.NewReport(r.Manifest, release(), bootTime())
+	rep.Problems = append(rep.Problems, r.Problems...)
+	var pending []string
+	for _, mu := range r.Units {
+		if u := m.restoreUnit(mu, rep); u != nil && u.def != nil && (mu.Active || u.store.Len() > 0) {
+			pending = append(pending, u.name)
+		}
+	}
+	rep.Add("luod-up", "", m.started)
+	rep.Add("restored", "", restoredAt)
+	m.report = rep
+	m.completion = update.NewCompletion(r.Session, rep, pending, restoredAt.Add(m.cfg.LiveUpdate.FinishTimeout))
+	m.log.Info("live update restored", "count", r.Manifest.Count, "from", r.Manifest.From.Release, "units", len(r.Units), "problems", len(r.Problems))
+}
+
+// restoreUnit puts the entries that came back for one unit into its store;
+// a unit whose file is gone keeps them pinned until it appears.
+func (m *Manager) restoreUnit(mu update.Unit, rep *update.Report) *Unit {
+	var back []update.Entry
+	for _, e := range mu.Entries {
+		if e.File != nil {
+			back = append(back, e)
+		}
+	}
+	u := m.units[mu.Name]
+	if u == nil {
+		if len(back) == 0 {
+			return nil
+		}
+		u = newUnit(m, mu.Name)
+		u.loadErr = "unit file not found"
+		u.store = fdstore.New(len(back))
+		m.units[mu.Name] = u
+		m.log.Warn("unit file of a restored store is missing; keeping its entries pinned until it appears", "unit", mu.Name, "fds", len(back))
+		rep.Problems = append(rep.Problems, fmt.Sprintf("%s: unit file missing, %d entries kept pinned", mu.Name, len(back)))
+	}
+	ru := rep.Unit(mu.Name)
+	for _, e := range back {
+		m.adopt(u, e.Name, e.File, e.Poll, fdstore.OriginLUO)
+		ru.Delivered = append(ru.Delivered, e.Name)
+	}
+	if u.store.Max() < u.store.Len() {
+		m.log.Warn("restored store exceeds FileDescriptorStoreMax=; keeping every entry", "unit", mu.Name, "fds", u.store.Len())
+	}
+	if (u.def == nil || !mu.Active) && u.store.Len() > 0 {
+		u.setState(StatePinned)
+	}
+	return u
+}
+
+// completeSoft runs after luod re-executed for a soft update: the units
+// that were active and are not running are started again.
+func (m *Manager) completeSoft(mf *update.Manifest) {
+	rep := update.NewReport(mf, release(), time.Time{})
+	rep.Add("luod-up", "", time.Now())
+	var pending []string
+	for _, mu := range mf.Units {
+		u := m.units[mu.Name]
+		if u == nil {
+			continue
+		}
+		u.holdStore = false
+		ru := rep.Unit(mu.Name)
+		for _, e := range u.store.Entries() {
+			ru.Delivered = append(ru.Delivered, e.Name)
+		}
+		if mu.Active && u.mainPID == 0 {
+			pending = append(pending, mu.Name)
+		}
+	}
+	m.report = rep
+	m.completion = update.NewCompletion(nil, rep, pending, time.Now().Add(m.cfg.LiveUpdate.FinishTimeout))
+	for _, n := range pending {
+		m.units[n].start("soft update")
+	}
+}
+
+// armFinish starts the timer that finishes the completion at its
+// deadline, and finishes at once if nothing is pending.
+func (m *Manager) armFinish() {
+	c := m.completion
+	if c == nil {
+		return
+	}
+	for _, n := range c.Pending() {
+		if u := m.units[n]; u != nil {
+			m.unitChanged(u)
+		}
+	}
+	if m.completion == nil {
+		return
+	}
+	m.finishTimer = time.AfterFunc(time.Until(c.Deadline), func() {
+		m.events <- funcEvent{fn: func() { m.finish(c) }, done: make(chan struct{})}
+	})
+	m.maybeFinish()
+}
+
+// unitChanged is called on every state change: the completion of an
+// update waits for its units to be up.
+func (m *Manager) unitChanged(u *Unit) {
+	c := m.completion
+	if c == nil || !c.Waiting(u.name) {
+		return
+	}
+	switch u.state.Active() {
+	case Active:
+		at := u.readyAt
+		if at.IsZero() {
+			at = time.Now()
+		}
+		c.Ready(u.name, at)
+	case Failed:
+		c.Failed(u.name, u.result)
+	default:
+		return
+	}
+	m.maybeFinish()
+}
+
+// maybeFinish finishes the completion once every unit it waits for is up.
+func (m *Manager) maybeFinish() {
+	if c := m.completion; c != nil && c.Done() && !m.updating {
+		m.finish(c)
+	}
+}
+
+// finish finishes c (luod's incoming session), at its deadline or when
+// every unit is up.
+func (m *Manager) finish(c *update.Completion) {
+	if m.completion != c {
+		return
+	}
+	if m.finishTimer != nil {
+		m.finishTimer.Stop()
+	}
+	if p := c.Pending(); len(p) > 0 {
+		m.log.Warn("finishing the live update although units are not up yet", "units", strings.Join(p, ", "))
+	}
+	if err := c.Finish(time.Now()); err != nil {
+		m.log.Error("finish the update", "err", err)
+	}
+	m.completion = nil
+	m.log.Info("update finished", "count", m.liveUpdates)
+}
+
+func release() string {
+	b, _ := os.ReadFile("/proc/sys/kernel/osrelease")
+	return strings.TrimSpace(string(b))
+}
+
+// bootTime is when this kernel started, in wall-clock time (zero when
+// unknown).
+func bootTime() time.Time {
+	b, err := os.ReadFile("/proc/uptime")
+	if err != nil {
+		return time.Time{}
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return time.Time{}
+	}
+	up, err := strconv.ParseFloat(f[0], 64)
+	if err != nil {
+		return time.Time{}
+	}
+	return time.Now().Add(-time.Duration(up * float64(time.Second)))
+}

@@ -1,0 +1,452 @@
+package update_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/liveupdate/luo/internal/fdstore"
+	"github.com/liveupdate/luo/internal/unit"
+	"github.com/liveupdate/luo/internal/update"
+	"github.com/liveupdate/luo/internal/update/updatetest"
+)
+
+// TestSequences runs random sequences of store changes, unit changes,
+// kexec updates (some refused, some failing at a random kernel operation)
+// and soft updates against a model of what every store must hold. After
+// every step: each store holds exactly what the model says, with the same
+// contents; no session of luod's and no kexec image is left over from an
+// update that did not reboot; the device is closed. At the end no fd has
+// leaked. The seed is printed; LUO_SEED=n reruns one sequence.
+func TestSequences(t *testing.T) {
+	seeds := []uint64{}
+	for i := range 24 {
+		seeds = append(seeds, uint64(i+1))
+	}
+	if testing.Short() {
+		seeds = seeds[:6]
+	}
+	if s := os.Getenv("LUO_SEED"); s != "" {
+		n, err := strconv.ParseUint(s, 10, 64)
+		if err != nil {
+			t.Fatal(err)
+		}
+		seeds = []uint64{n}
+	}
+	baseline := openFDs(t)
+	for _, seed := range seeds {
+		t.Run(fmt.Sprint(seed), func(t *testing.T) {
+			w := newWorld(t, seed)
+			for step := 0; step < 120 && !t.Failed(); step++ {
+				w.step(step)
+				w.check(step)
+			}
+			if t.Failed() {
+				t.Logf("rerun with LUO_SEED=%d; the steps were:\n%s", seed, strings.Join(w.log, "\n"))
+			}
+			w.close()
+		})
+	}
+	// What the updates that rebooted held (the manifest memfds) went with
+	// their goroutines; the finalizers close them.
+	n := openFDs(t)
+	for try := 0; try < 50 && n > baseline; try++ {
+		runtime.GC()
+		time.Sleep(10 * time.Millisecond)
+		n = openFDs(t)
+	}
+	if n > baseline {
+		t.Errorf("%d fds open after the sequences, %d before", n, baseline)
+	}
+}
+
+func openFDs(t *testing.T) int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(ents)
+}
+
+// world is one machine: a fake kernel, the host luod manages, and the model.
+type world struct {
+	t     *testing.T
+	rng   *rand.Rand
+	k     *updatetest.Kernel
+	h     *host
+	model map[string]*modelUnit
+	log   []string
+	// reboots and soft updates done, for the counter.
+	kexecs int
+}
+
+// modelUnit is what a unit's store must hold.
+type modelUnit struct {
+	preserve unit.Preserve
+	active   bool
+	// session units keep a region in their own LUO session, like package
+	// keep in session mode: the store holds the session and the region.
+	session bool
+	memfds  []kv // name and contents, in store order
+	pipes   []string
+}
+
+type kv struct{ name, data string }
+
+func newWorld(t *testing.T, seed uint64) *world {
+	w := &world{t: t, rng: rand.New(rand.NewPCG(seed, seed)), k: updatetest.New(), model: map[string]*modelUnit{}}
+	w.h = newHost(t)
+	for i, p := range []unit.Preserve{unit.PreserveYes, unit.PreserveOnSuccess, unit.PreserveRestart, unit.PreserveYes} {
+		name := fmt.Sprintf("u%d.service", i)
+		w.model[name] = &modelUnit{preserve: p, active: true}
+		w.h.unit(name, p, true)
+	}
+	w.model["s.service"] = &modelUnit{preserve: unit.PreserveYes, active: true, session: true}
+	w.h.unit("s.service", unit.PreserveYes, true)
+	w.startSessionService("fresh")
+	return w
+}
+
+func (w *world) logf(format string, args ...any) {
+	w.log = append(w.log, fmt.Sprintf(format, args...))
+}
+
+func (w *world) units() []string {
+	var names []string
+	for n := range w.model {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	return names
+}
+
+func (w *world) pick() (string, *modelUnit) {
+	names := w.units()
+	n := names[w.rng.IntN(len(names))]
+	return n, w.model[n]
+}
+
+func (w *world) step(i int) {
+	name, m := w.pick()
+	switch r := w.rng.IntN(20); {
+	case r < 6 && !m.session:
+		d := fmt.Sprintf("%s-%d", name, i)
+		fd := "m" + strconv.Itoa(w.rng.IntN(3))
+		w.logf("%d: %s stores memfd %s=%q", i, name, fd, d)
+		w.h.memfd(w.h.find(name), fd, d)
+		m.memfds = append(m.memfds, kv{fd, d})
+	case r < 7 && !m.session:
+		w.logf("%d: %s stores a pipe", i, name)
+		w.h.pipe(w.h.find(name), "p")
+		m.pipes = append(m.pipes, "p")
+	case r < 9 && !m.session:
+		fd := "m" + strconv.Itoa(w.rng.IntN(3))
+		w.logf("%d: %s removes %s", i, name, fd)
+		for _, e := range w.h.find(name).store.RemoveName(fd) {
+			e.File.Close()
+		}
+		m.memfds = slices.DeleteFunc(m.memfds, func(x kv) bool { return x.name == fd })
+	case r < 10 && !m.session:
+		w.logf("%d: %s removes its pipes", i, name)
+		for _, e := range w.h.find(name).store.RemoveName("p") {
+			e.File.Close()
+		}
+		m.pipes = nil
+	case r < 11 && !m.session:
+		p := []unit.Preserve{unit.PreserveYes, unit.PreserveOnSuccess, unit.PreserveRestart, unit.PreserveNo}[w.rng.IntN(4)]
+		w.logf("%d: %s now has FileDescriptorStorePreserve=%s", i, name, p)
+		m.preserve, w.h.find(name).preserve = p, p
+	case r < 12:
+		m.active = !m.active
+		w.logf("%d: %s active=%v", i, name, m.active)
+		w.h.find(name).active = m.active
+	case r < 18:
+		w.kexec(i)
+	default:
+		w.soft(i)
+	}
+}
+
+// lossy reports whether a kexec now loses something, and the units that
+// would lose everything.
+func (w *world) lossy() bool {
+	for _, m := range w.model {
+		carried := m.preserve == unit.PreserveYes || m.preserve == unit.PreserveOnSuccess
+		if len(m.pipes) > 0 || !carried && len(m.memfds) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// kexec runs a kexec update, maybe with a fault at one kernel operation.
+func (w *world) kexec(i int) {
+	allowLoss := w.rng.IntN(2) == 0
+	fault := ""
+	if w.rng.IntN(3) == 0 {
+		fault = []string{"load", "create", "preserve", "preserve-manifest", "exec"}[w.rng.IntN(5)]
+	}
+	w.logf("%d: kexec update allow-loss=%v fault=%q", i, allowLoss, fault)
+	n := 0
+	w.k.Fail = func(op updatetest.Op) error {
+		hit := false
+		switch fault {
+		case "load", "exec":
+			hit = op.Name == fault
+		case "create":
+			hit = op.Name == "create" && op.Session == update.SessionName
+		case "preserve":
+			hit = op.Name == "preserve" && op.Session == update.SessionName && op.Token > 0 && n == 0
+		case "preserve-manifest":
+			hit = op.Name == "preserve" && op.Session == update.SessionName && op.Token == 0
+		}
+		if hit {
+			n++
+			return errors.New("injected")
+		}
+		return nil
+	}
+	req := kexecTo(allowLoss)
+	req.Count = w.kexecs + 1
+	next, err := w.k.Boot(func() error { return update.Run(context.Background(), w.k, w.h, req) })
+	w.k.Fail = nil
+	refused := w.lossy() && !allowLoss
+	var uerr *update.Error
+	switch {
+	case refused:
+		if !errors.As(err, &uerr) || uerr.Phase != update.PhasePlan {
+			w.t.Errorf("%d: a lossy update without allow-loss: %v, rebooted %v", i, err, next != nil)
+		}
+		return
+	case fault != "" && (fault != "preserve" || w.hasMemfdsToPreserve()):
+		if next != nil || !errors.As(err, &uerr) || !uerr.Restored {
+			w.t.Errorf("%d: fault %q: Run = %v, rebooted %v", i, fault, err, next != nil)
+		}
+		w.logf("%d: aborted: %v", i, err)
+		return
+	case next == nil:
+		w.t.Errorf("%d: update did not reboot: %v", i, err)
+		return
+	}
+	w.kexecs++
+	w.reboot(i, next)
+}
+
+// hasMemfdsToPreserve reports whether luod's session gets a memfd at all
+// (else a fault on the first one cannot hit).
+func (w *world) hasMemfdsToPreserve() bool {
+	for _, m := range w.model {
+		if (m.preserve == unit.PreserveYes || m.preserve == unit.PreserveOnSuccess) && len(m.memfds) > 0 && !m.session {
+			return true
+		}
+	}
+	return false
+}
+
+// reboot is the next luod after a kexec: it restores the stores from the
+// next kernel, checks the manifest against the model, starts the units
+// and finishes.
+func (w *world) reboot(i int, next *updatetest.Kernel) {
+	r, err := update.Restore(next)
+	if err != nil || r.Err != nil || len(r.Problems) > 0 {
+		w.t.Fatalf("%d: Restore: %v %v %v", i, err, r.Err, r.Problems)
+	}
+	if r.Manifest.Count != w.kexecs {
+		w.t.Errorf("%d: manifest count %d, want %d", i, r.Manifest.Count, w.kexecs)
+	}
+	old := w.h
+	w.k, w.h = next, newHost(w.t)
+	for _, u := range r.Units {
+		m := w.model[u.Name]
+		hu := w.h.unit(u.Name, m.preserve, u.Active)
+		if u.Active != m.active {
+			w.t.Errorf("%d: %s came back active=%v, the model says %v", i, u.Name, u.Active, m.active)
+		}
+		for _, e := range u.Entries {
+			if e.File == nil {
+				continue
+			}
+			if _, err := hu.store.Add(e.Name, e.File, e.Poll, fdstore.OriginLUO); err != nil {
+				w.t.Fatal(err)
+			}
+			if e.Fate == update.FateSession && e.Session != "" {
+				w.h.sessions[e.File] = next.Find(e.Session)
+			}
+		}
+	}
+	// The model: a kexec keeps the memfds of carried stores and loses the
+	// rest; the session service keeps its region.
+	for _, m := range w.model {
+		if m.preserve != unit.PreserveYes && m.preserve != unit.PreserveOnSuccess {
+			m.memfds = nil
+		}
+		m.pipes = nil
+	}
+	old.closeAll()
+	w.startSessionService("")
+	c := update.NewCompletion(r.Session, update.NewReport(r.Manifest, "next", time.Now()), w.units(), time.Now().Add(time.Minute))
+	for _, n := range w.units() {
+		c.Ready(n, time.Now())
+	}
+	if !c.Done() {
+		w.t.Errorf("%d: completion not done: %v", i, c.Pending())
+	}
+	if err := c.Finish(time.Now()); err != nil {
+		w.t.Errorf("%d: finish: %v", i, err)
+	}
+	w.logf("%d: rebooted (update %d)", i, w.kexecs)
+}
+
+// startSessionService is what the session service does when it starts:
+// take its region from the incoming session left by the last kernel (or
+// create it with data when there is none), put it in a new outgoing
+// session, and store the session and the region.
+func (w *world) startSessionService(data string) {
+	name := "s.service"
+	hu, m := w.h.find(name), w.model[name]
+	var region *os.File
+	for _, e := range hu.store.RemoveName("sess") {
+		in := w.h.sessions[e.File]
+		if in == nil {
+			w.t.Fatalf("%s: stored session %s is unknown", name, e.File.Name())
+		}
+		f, err := in.RetrieveFD(1)
+		if err != nil {
+			w.t.Fatalf("%s: retrieve its region: %v", name, err)
+		}
+		region = f
+		if err := in.Finish(); err != nil {
+			w.t.Fatal(err)
+		}
+		in.Close()
+		delete(w.h.sessions, e.File)
+	}
+	for _, e := range hu.store.RemoveName("region") {
+		e.File.Close()
+	}
+	if region == nil {
+		if data == "" {
+			w.t.Fatalf("%s: no incoming session to take the region from", name)
+		}
+		w.h.memfd(hu, "region", data)
+		region = hu.store.RemoveName("region")[0].File
+		m.memfds = []kv{{"region", data}}
+	}
+	s := outgoing(w.t, w.k, "cache")
+	if err := s.PreserveFD(region, 1); err != nil {
+		w.t.Fatalf("%s: preserve its region: %v", name, err)
+	}
+	w.h.session(hu, "sess", s, fdstore.OriginNotify)
+	w.h.add(hu, "region", region)
+}
+
+// soft runs a soft update whose re-exec "succeeds": the next luod takes
+// the stores from the manifest.
+func (w *world) soft(i int) {
+	restart := w.rng.IntN(2) == 0
+	w.logf("%d: soft update restart-units=%v", i, restart)
+	var got *update.Manifest
+	w.h.reexec = func(m *update.Manifest) error {
+		got = m
+		return errors.New("simulated: the new luod took over")
+	}
+	err := update.Run(context.Background(), w.k, w.h, update.Request{Kind: update.Soft, RestartUnits: restart, Count: w.kexecs})
+	w.h.reexec = nil
+	var uerr *update.Error
+	if !errors.As(err, &uerr) || uerr.Phase != update.PhaseExec || got == nil {
+		w.t.Fatalf("%d: soft update: %v", i, err)
+	}
+	if got.Count != w.kexecs || got.Kind != update.Soft {
+		w.t.Errorf("%d: soft manifest %+v", i, got)
+	}
+	// Every entry is inherited, pipes and sessions included.
+	for _, u := range got.Units {
+		m := w.model[u.Name]
+		if len(u.Entries) != len(m.memfds)+len(m.pipes)+b2i(m.session) {
+			w.t.Errorf("%d: soft manifest %s has %d entries, the model %d+%d", i, u.Name, len(u.Entries), len(m.memfds), len(m.pipes))
+		}
+		for _, e := range u.Entries {
+			if e.Fate != update.FateInherit || e.File == nil {
+				w.t.Errorf("%d: soft manifest %s %s: %s", i, u.Name, e.Name, e.Fate)
+			}
+		}
+		if u.Active != m.active {
+			w.t.Errorf("%d: soft manifest %s active=%v, model %v", i, u.Name, u.Active, m.active)
+		}
+	}
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// check compares every store with the model, and the kernel with what is
+// allowed to be left between updates.
+func (w *world) check(i int) {
+	for _, name := range w.units() {
+		m, hu := w.model[name], w.h.find(name)
+		var memfds []kv
+		pipes := 0
+		for _, e := range hu.store.Entries() {
+			info, err := fdstore.Describe(e.File)
+			switch {
+			case err != nil:
+				w.t.Errorf("%d: %s %s: %v", i, name, e.Name, err)
+			case info.Type == "memfd":
+				memfds = append(memfds, kv{e.Name, contents(w.t, e.File)})
+			case info.Type == "fifo":
+				pipes++
+			}
+		}
+		if !slices.Equal(memfds, m.memfds) || pipes != len(m.pipes) {
+			w.t.Errorf("%d: %s holds memfds %v and %d pipes; the model says %v and %d", i, name, memfds, pipes, m.memfds, len(m.pipes))
+		}
+		if hu.active != m.active {
+			w.t.Errorf("%d: %s active=%v, model %v", i, name, hu.active, m.active)
+		}
+	}
+	if got := w.k.Sessions(); !slices.Equal(got, []string{"out:cache"}) {
+		w.t.Errorf("%d: sessions between updates: %v", i, got)
+	}
+	if w.k.Image() != nil {
+		w.t.Errorf("%d: an image is loaded between updates", i)
+	}
+	if w.k.DeviceOpen() {
+		w.t.Errorf("%d: the device is open between updates", i)
+	}
+}
+
+// close ends the world, closing every file it holds.
+func (w *world) close() {
+	w.h.closeAll()
+	for _, name := range w.k.Sessions() {
+		if s := w.k.Find(strings.SplitN(name, ":", 2)[1]); s != nil {
+			s.Close()
+		}
+	}
+}
+
+// closeAll closes every stored file, as the death of luod's process does.
+func (h *host) closeAll() {
+	for _, u := range h.units {
+		for _, e := range u.store.Take() {
+			if s := h.sessions[e.File]; s != nil {
+				s.Close()
+				continue
+			}
+			e.File.Close()
+		}
+	}
+}
