@@ -20,6 +20,7 @@ import (
 // injection. Faults are given as PHASE=WHAT, in $LUOD_TEST_FAULT for every
 // update, or in the file RUNTIME/test-fault for the next update only:
 //
+//	load=ERRNO      loading the next kernel fails
 //	preserve=ERRNO  preserving the first memfd in luod's session fails
 //	reboot=ERRNO    the reboot fails
 //	hang=preserved  the update stops right before the reboot, with
@@ -55,6 +56,8 @@ func (f *faults) fail(op updatetest.Op) error {
 	phase, what, _ := strings.Cut(f.spec, "=")
 	var err error
 	switch {
+	case phase == "load" && op.Name == "load":
+		err = errno(what)
 	case phase == "preserve" && op.Name == "preserve" && op.Session == update.SessionName && op.Token > 0 && !f.hit:
 		f.hit = true
 		err = errno(what)

@@ -132,7 +132,7 @@ func segments(t kexec.Image) ([]int64, error) {
 	if t.Kernel != "" {
 		n, err := bzImageInitSize(t.Kernel)
 		if err != nil {
-			return nil, fmt.Errorf("%s: %w", t.Kernel, err)
+			return nil, fmt.Errorf("%s: %w: kexec_file_load would not load it", t.Kernel, err)
 		}
 		sizes[0] = max(sizes[0], n)
 	}
