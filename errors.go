@@ -112,7 +112,7 @@ var hints = map[hintKey]string{
 		"nothing can be retrieved until the next reboot",
 
 	{"CREATE_SESSION", syscall.EEXIST}: "an outgoing session with this name already exists",
-	{"CREATE_SESSION", syscall.EINVAL}: "the name must be 1 to 63 bytes",
+	{"CREATE_SESSION", syscall.EINVAL}: fmt.Sprintf("the name must be 1 to %d bytes", MaxNameLen),
 	{"CREATE_SESSION", syscall.ENOSPC}: "the kernel's session table is full",
 
 	{"RETRIEVE_SESSION", syscall.ENOENT}: "no incoming session with this name: a cold boot, the previous kernel did not preserve it, " +

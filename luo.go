@@ -92,7 +92,7 @@ func (d *Device) Close() error {
 func ValidateName(name string) error {
 	switch {
 	case name == "":
-		return &NameError{Name: name, Reason: "empty; the kernel wants 1 to 63 bytes"}
+		return &NameError{Name: name, Reason: fmt.Sprintf("empty; the kernel wants 1 to %d bytes", MaxNameLen)}
 	case len(name) > MaxNameLen:
 		return &NameError{Name: name, Reason: fmt.Sprintf("%d bytes; the kernel allows at most %d", len(name), MaxNameLen)}
 	}
