@@ -31,13 +31,13 @@ const maxWindow = 256 << 20
 
 // Formats decompresses the image's payload, the kernel proper, and returns
 // the Live Update formats it speaks. It streams: the memory it takes is
-// that of the decompressor's window (at most 256 MiB; 32 KiB for gzip) and
-// a 1 MiB buffer. It fails with an error wrapping [ErrUnsupported] for an
+// that of the decompressor's window (at most 256 MiB; 32 KiB for gzip, a
+// few MiB for bzip2 and lz4) and a 1 MiB buffer. It fails with an error wrapping [ErrUnsupported] for an
 // lzo payload, [ErrTooLarge] past [MaxDecompressed] bytes, [ErrMissing] if
 // a format is absent, [ErrAmbiguous] if two versions of one format are
 // present, or the decompressor's error if the payload is corrupt. For a
 // 35 MB kernel it takes some 0.2 s with gzip, 0.4 s with zstd, 1.5 s with
-// bzip2 or lzma and 3 s with xz, on one core of a 2026 x86 server.
+// bzip2 or lzma and 3 s with xz (one core of the project's build machine).
 func (img *Image) Formats() (Formats, error) {
 	f, err := os.Open(img.Path)
 	if err != nil {
