@@ -10,5 +10,5 @@ import (
 
 // kernel is the kernel luod updates: the running one, through device.
 func kernel(device, _ string, _ *slog.Logger) update.Kernel {
-	return update.System{Device: device}
+	return update.NewSystem(device)
 }

@@ -29,7 +29,7 @@ import (
 // kernel is the running kernel, failing as the faults say.
 func kernel(device, runtime string, log *slog.Logger) update.Kernel {
 	f := &faults{spec: os.Getenv("LUOD_TEST_FAULT"), env: os.Getenv("LUOD_TEST_FAULT"), file: filepath.Join(runtime, "test-fault"), log: log}
-	return &updatetest.Faulty{Kernel: update.System{Device: device}, Fail: f.fail}
+	return &updatetest.Faulty{Kernel: update.NewSystem(device), Fail: f.fail}
 }
 
 type faults struct {

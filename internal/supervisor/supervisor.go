@@ -46,7 +46,7 @@ type Config struct {
 
 // LiveUpdateConfig configures live updates.
 type LiveUpdateConfig struct {
-	// Kernel is the kernel luod updates (update.System{Device: Device}).
+	// Kernel is the kernel luod updates (update.NewSystem(Device)).
 	Kernel update.Kernel
 	// Device is the LUO device of the default Kernel (/dev/liveupdate).
 	Device string
@@ -77,7 +77,7 @@ func (c *Config) fill() error {
 		c.LiveUpdate.Device = "/dev/liveupdate"
 	}
 	if c.LiveUpdate.Kernel == nil {
-		c.LiveUpdate.Kernel = update.System{Device: c.LiveUpdate.Device}
+		c.LiveUpdate.Kernel = update.NewSystem(c.LiveUpdate.Device)
 	}
 	if c.LiveUpdate.FinishTimeout == 0 {
 		c.LiveUpdate.FinishTimeout = 60 * time.Second

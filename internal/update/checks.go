@@ -1,6 +1,7 @@
 package update
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"os"
@@ -53,7 +54,15 @@ func Checks(f Facts, t kexec.Image) []Check {
 	}
 	add(CheckScratch, err, detail)
 
-	add(CheckFormats, f.Formats, f.FormatsDetail)
+	switch {
+	case f.Panics != nil:
+		add(CheckFormats, f.Panics, "")
+	case f.Formats != nil:
+		add(CheckFormats, fmt.Errorf("%w (--allow-loss proceeds, and every fd is lost)", f.Formats), "")
+		cs[len(cs)-1].overridable = true
+	default:
+		add(CheckFormats, nil, f.FormatsDetail)
+	}
 
 	if t.Kernel == "" {
 		add(CheckLoadable, errors.New("no kernel given (--kernel)"), "")
@@ -123,7 +132,7 @@ func MakePlan(k Kernel, stores Stores, kind Kind, t kexec.Image, tryLoad bool) *
 	var facts Facts
 	if kind == Kexec {
 		facts = k.Inspect(t)
-		p.incompatible = facts.Formats
+		p.incompatible = cmp.Or(facts.Panics, facts.Formats)
 	}
 	stores.Locked(func(units []Unit) {
 		s := Snapshot{Kind: kind, Units: units, Incompatible: p.incompatible}

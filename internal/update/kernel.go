@@ -70,9 +70,14 @@ type Facts struct {
 	// initrd need; Images says why they could not all be read.
 	Segments []int64
 	Images   error
-	// Formats is why the next kernel cannot take the state this one
-	// preserves (different LUO formats, or formats that cannot be read);
+	// Formats is why the next kernel may not take the state this one
+	// preserves: a different memfd or KHO format, or formats that cannot
+	// be read. Every entry is then lost, which an operator may allow.
+	Formats error
+	// Panics is why the next kernel would not even boot: it speaks
+	// another LUO format (luo-vN), and LUO panics at boot on that. No
+	// option overrides it.
+	Panics error
 	// FormatsDetail names the formats when they match.
-	Formats       error
 	FormatsDetail string
 }

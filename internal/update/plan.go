@@ -38,6 +38,9 @@ type Check struct {
 	Name   string
 	OK     bool
 	Detail string
+	// overridable: a failure that only loses fds, which the entries'
+	// fates account for; --allow-loss proceeds despite it.
+	overridable bool
 }
 
 // Decide gives every entry of s its fate and the reason for it, by the
@@ -158,7 +161,7 @@ func (p *Plan) Summary() string {
 func (p *Plan) Refusal(allowLoss bool) error {
 	var probs []string
 	for _, c := range p.Checks {
-		if !c.OK {
+		if !c.OK && !(c.overridable && allowLoss) {
 			probs = append(probs, c.Name+": "+c.Detail)
 		}
 	}
