@@ -8,6 +8,8 @@ import (
 	"os/exec"
 	"strings"
 	"testing"
+
+	"github.com/liveupdate/luo/internal/vm"
 )
 
 func TestTestTree(t *testing.T) {
@@ -124,15 +126,15 @@ func TestCheckRun(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	plan := Plan{Stages: []PlanStage{
+	plan := vm.Plan{Stages: []vm.PlanStage{
 		{Kernel: "/vmtest/boot/stage-1.bzImage", Release: "7.2.13"},
 		{Kernel: "/vmtest/boot/stage-2.bzImage", Release: "7.3.4"},
 		{Kernel: "/vmtest/boot/stage-3.bzImage", Release: "7.2.13"},
 		{Kernel: "/vmtest/boot/stage-4.bzImage", Release: "7.3.4"},
 	}}
-	var lines []Line
+	var lines []vm.Line
 	for _, s := range strings.Split(strings.TrimSuffix(string(b), "\n"), "\n") {
-		lines = append(lines, Line{Stream: Results, Text: s})
+		lines = append(lines, vm.Line{Stream: vm.Results, Text: s})
 	}
 	res, p := newResult(lines[0].Time, lines, []string{"k1", "k2", "k3", "k4"})
 	if len(res.Stages) != 3 || res.Stages[1].Release != "7.3.4" || res.Stages[1].Exit != 1 || res.Stages[2].Exit != -1 {

@@ -7,19 +7,20 @@ import (
 	"testing"
 	"time"
 
+	"github.com/liveupdate/luo/internal/vm"
 	"github.com/liveupdate/luo/internal/vmtest"
 )
 
 func TestVM(t *testing.T) {
 	kernels := []string{vmtest.Kernel(t, "7.2"), vmtest.Kernel(t, "7.3"), vmtest.Kernel(t, "7.2")}
-	res := vmtest.Run(t, vmtest.Config{
+	res := vmtest.Run(t, vm.Config{
 		Kernels: kernels,
 		Files:   map[string][]byte{"smoke/hello.txt": []byte("hello from the host\n")},
 	})
 
 	var want, got []string
 	for _, k := range kernels {
-		r, err := vmtest.KernelRelease(k)
+		r, err := vm.KernelRelease(k)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -1,4 +1,4 @@
-package vmtest
+package vm
 
 import (
 	"errors"
@@ -6,8 +6,8 @@ import (
 	"sync"
 )
 
-// errNotInGuest is returned by guest functions called outside a vmtest VM.
-var errNotInGuest = errors.New("vmtest: not in a vmtest VM (no vmtest.stage= on /proc/cmdline)")
+// errNotInGuest is returned by guest functions called outside a VM.
+var errNotInGuest = errors.New("vm: not in a VM built by package vm (no vmtest.stage= on /proc/cmdline)")
 
 // held keeps the values given to Hold reachable. It is package state on
 // purpose: what it holds must outlive every test of the stage, up to the
@@ -18,9 +18,9 @@ var held struct {
 }
 
 // Hold keeps each value (typically a LUO session or a preserved file)
-// referenced, and so open, until the guest test binary kexecs into the next
-// stage or exits: [GuestMain] never closes them, which is what carries a
-// session across the kexec. Hold is safe for concurrent use.
+// referenced, and so open, until the process kexecs into the next stage or
+// exits: nothing ever closes them (vmtest.GuestMain does not), which is what
+// carries a session across the kexec. Hold is safe for concurrent use.
 func Hold(c ...io.Closer) {
 	held.Lock()
 	defer held.Unlock()
