@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -50,6 +51,12 @@ type Config struct {
 	// Binaries maps a path on the disk (relative to /vmtest in the guest)
 	// to a main package, built static with CGO_ENABLED=0 "go build".
 	Binaries map[string]string
+	// BuildTags are Go build tags given with -tags to every "go build" of
+	// Binaries, and after vmguest to the "go test -c" of Package: e.g.
+	// "luodfault" for test builds of cmd/luod with fault injection. vminit
+	// is always built without them. A tag is made of letters, digits, "_"
+	// and "."; nil means no tags.
+	BuildTags []string
 	// Files maps a path on the disk (relative to /vmtest) to its content.
 	Files map[string][]byte
 	// Init, if set, is the argv vminit executes as PID 1 after mounting the
@@ -203,27 +210,41 @@ type goBuild struct {
 	out  string   // the file it writes
 }
 
+// tagRE matches a Go build tag.
+var tagRE = regexp.MustCompile(`^[A-Za-z0-9_.]+$`)
+
 // goBuilds returns the go commands that compile the programs of cfg into
 // dir: vminit, the guest test binary (unless cfg.Program is set) and
 // cfg.Binaries.
 func goBuilds(cfg Config, dir string) ([]goBuild, error) {
+	for _, tag := range cfg.BuildTags {
+		if !tagRE.MatchString(tag) {
+			return nil, fmt.Errorf("vm: Config.BuildTags: %q is not a build tag", tag)
+		}
+	}
 	root := filepath.Join(dir, "vmtest")
 	init := filepath.Join(dir, "init")
 	builds := []goBuild{
 		{args: []string{"build", "-ldflags=-s -w", "-o", init, vminitPackage}, out: init},
 	}
 	if cfg.Program == "" {
+		tags := strings.Join(append([]string{"vmguest"}, cfg.BuildTags...), ",")
 		bin := filepath.Join(root, "test.bin")
-		builds = append(builds, goBuild{args: []string{"test", "-c", "-tags", "vmguest", "-o", bin, cmp.Or(cfg.Package, ".")}, out: bin})
+		builds = append(builds, goBuild{args: []string{"test", "-c", "-tags", tags, "-o", bin, cmp.Or(cfg.Package, ".")}, out: bin})
 	} else if _, ok := cfg.Binaries[cfg.Program]; !ok {
 		return nil, fmt.Errorf("vm: Config.Program %q is not a key of Config.Binaries", cfg.Program)
+	}
+	var tags []string
+	if len(cfg.BuildTags) > 0 {
+		tags = []string{"-tags", strings.Join(cfg.BuildTags, ",")}
 	}
 	for _, name := range sortedKeys(cfg.Binaries) {
 		dst, err := diskPath(root, name)
 		if err != nil {
 			return nil, err
 		}
-		builds = append(builds, goBuild{args: []string{"build", "-o", dst, cfg.Binaries[name]}, out: dst})
+		args := append([]string{"build"}, tags...)
+		builds = append(builds, goBuild{args: append(args, "-o", dst, cfg.Binaries[name]), out: dst})
 	}
 	return builds, nil
 }

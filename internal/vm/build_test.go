@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/cavaliergopher/cpio"
@@ -101,5 +102,76 @@ func TestWriteInitrd(t *testing.T) {
 	}
 	if !slices.Equal(got, want) {
 		t.Errorf("initrd entries:\n got %q\nwant %q", got, want)
+	}
+}
+
+func TestGoBuilds(t *testing.T) {
+	const vminit = "go build -ldflags=-s -w -o D/init " + vminitPackage
+	bins := map[string]string{"bin/luod": "example.com/cmd/luod", "bin/luoctl": "example.com/cmd/luoctl"}
+	tests := []struct {
+		name string
+		cfg  Config
+		want []string // the go commands, building into "D"
+		err  string   // or a part of the error
+	}{
+		{
+			name: "no tags",
+			cfg:  Config{Binaries: bins},
+			want: []string{
+				vminit,
+				"go test -c -tags vmguest -o D/vmtest/test.bin .",
+				"go build -o D/vmtest/bin/luoctl example.com/cmd/luoctl",
+				"go build -o D/vmtest/bin/luod example.com/cmd/luod",
+			},
+		},
+		{
+			name: "one tag",
+			cfg:  Config{Binaries: bins, BuildTags: []string{"luodfault"}, Package: "./internal/e2e"},
+			want: []string{
+				vminit,
+				"go test -c -tags vmguest,luodfault -o D/vmtest/test.bin ./internal/e2e",
+				"go build -tags luodfault -o D/vmtest/bin/luoctl example.com/cmd/luoctl",
+				"go build -tags luodfault -o D/vmtest/bin/luod example.com/cmd/luod",
+			},
+		},
+		{
+			name: "two tags, a program instead of tests",
+			cfg:  Config{Binaries: bins, BuildTags: []string{"luodfault", "go1.26"}, Program: "bin/luod"},
+			want: []string{
+				vminit,
+				"go build -tags luodfault,go1.26 -o D/vmtest/bin/luoctl example.com/cmd/luoctl",
+				"go build -tags luodfault,go1.26 -o D/vmtest/bin/luod example.com/cmd/luod",
+			},
+		},
+		{name: "a tag list in one tag", cfg: Config{BuildTags: []string{"a,b"}}, err: `"a,b" is not a build tag`},
+		{name: "an empty tag", cfg: Config{BuildTags: []string{""}}, err: `"" is not a build tag`},
+		{name: "a tag with a blank", cfg: Config{BuildTags: []string{"a b"}}, err: `"a b" is not a build tag`},
+		{name: "a program not built", cfg: Config{Binaries: bins, Program: "bin/x"}, err: `Config.Program "bin/x" is not a key`},
+		{name: "a binary outside the disk", cfg: Config{Binaries: map[string]string{"../x": "p"}}, err: `disk path "../x" must be relative`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			builds, err := goBuilds(tt.cfg, "D")
+			if tt.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.err) {
+					t.Fatalf("goBuilds: %v, want an error containing %q", err, tt.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, b := range builds {
+				got = append(got, "go "+strings.Join(b.args, " "))
+				if out := b.args[slices.Index(b.args, "-o")+1]; out != b.out {
+					t.Errorf("go %q writes %s, but out is %s", b.args, out, b.out)
+				}
+			}
+			if !slices.Equal(got, tt.want) {
+				t.Errorf("go commands:\n got %q\nwant %q", got, tt.want)
+			}
+		})
 	}
 }
