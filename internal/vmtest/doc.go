@@ -44,8 +44,10 @@
 //
 // A guest test that fails in any stage (or does not finish) fails its host
 // subtest; one skipped in every stage is skipped. A run fails as a whole
-// when a stage does not boot, does not start its tests or does not finish
-// them.
+// when no guest test ran at all (a -test.run in Config.TestArgs that matches
+// nothing, say), when a stage's test binary exits 0 without running any
+// test, and when a stage does not boot, does not start its tests or does
+// not finish them.
 //
 // # How a run works
 //

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -53,8 +54,8 @@ type StageResult struct {
 // reports every guest test as a subtest of t. It skips t with -short, and
 // when QEMU or mkfs.ext4 is missing (it fails instead when $CI is set). It
 // fails t when a build fails, the run times out, a stage does not start or
-// does not finish, or a guest test fails. Run needs no privileges on the
-// host.
+// does not finish, no guest test runs, or a guest test fails (see the
+// package doc for the verdicts). Run needs no privileges on the host.
 //
 // With "go test -v" and VMTEST_VERBOSE=1, every line of the VM is also
 // logged as it arrives.
@@ -221,10 +222,20 @@ func checkRun(res *Result, p *parsed, plan vm.Plan, waitErr error) []string {
 		problems = append(problems, fmt.Sprintf("%s (%s)", msg, reached))
 	}
 	failed := map[int]bool{}
+	ran := map[int]int{} // tests by stage
 	for _, t := range p.Tests {
+		ran[t.Stage]++
 		if t.Status == Fail || t.Status == Unfinished {
 			failed[t.Stage] = true
 		}
+	}
+	if len(p.Tests) == 0 && slices.ContainsFunc(p.Stages, func(s *stageLog) bool { return s.N > 0 }) {
+		var args []string
+		if len(plan.Test) > 1 {
+			args = plan.Test[1:]
+		}
+		problems = append(problems, fmt.Sprintf("no guest test ran in any stage: -test.run matches no test of the vmguest build, "+
+			"or the guest test binary ended before running one (its arguments: %q)", args))
 	}
 	m := len(plan.Stages)
 	for i, want := range plan.Stages {
@@ -253,6 +264,8 @@ func checkRun(res *Result, p *parsed, plan vm.Plan, waitErr error) []string {
 			problems = append(problems, fmt.Sprintf("stage %d/%d: the guest test binary ended without its exit marker", n, m))
 		case st.Exit > 0 && !failed[n]:
 			problems = append(problems, fmt.Sprintf("stage %d/%d: the guest tests exited with code %d", n, m, st.Exit))
+		case st.Exit == 0 && ran[n] == 0 && len(p.Tests) > 0:
+			problems = append(problems, fmt.Sprintf("stage %d/%d: the guest test binary exited 0 without running any test", n, m))
 		}
 		for _, mk := range log.Markers {
 			if !isInfoMarker(mk) {

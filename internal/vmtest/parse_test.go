@@ -112,6 +112,14 @@ func TestParseResults(t *testing.T) {
 			},
 		},
 		{
+			name: "no test ran",
+			file: "notests.txt",
+			want: []string{
+				"stage 1/2 release=7.2.13 exit=0 summary=PASS: testing: warning: no tests to run",
+				"stage 2/2 release=7.3.4 exit=0 summary=PASS: testing: warning: no tests to run",
+			},
+		},
+		{
 			name: "non-chatty output follows the result lines",
 			text: "--- FAIL: TestA (0.50s)\n    a_test.go:3: bad\n    --- FAIL: TestA/sub (0.25s)\n        a_test.go:5: worse\n" +
 				"--- SKIP: TestB (0.00s)\n    b_test.go:1: later\nFAIL\n",
@@ -195,7 +203,7 @@ func TestParseSmoke(t *testing.T) {
 // FuzzParseResults checks that no input makes the parser panic or lose a
 // test.
 func FuzzParseResults(f *testing.F) {
-	for _, name := range []string{"chatty.txt", "panic.txt", "stages.txt", "kexec.txt", "smoke.txt"} {
+	for _, name := range []string{"chatty.txt", "panic.txt", "stages.txt", "kexec.txt", "smoke.txt", "notests.txt"} {
 		b, err := os.ReadFile(filepath.Join("testdata", name))
 		if err != nil {
 			f.Fatal(err)

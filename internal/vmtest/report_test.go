@@ -122,32 +122,104 @@ func TestReportChild(t *testing.T) {
 }
 
 func TestCheckRun(t *testing.T) {
+	plan := vm.Plan{
+		Stages: []vm.PlanStage{
+			{Kernel: "/vmtest/boot/stage-1.bzImage", Release: "7.2.13"},
+			{Kernel: "/vmtest/boot/stage-2.bzImage", Release: "7.3.4"},
+			{Kernel: "/vmtest/boot/stage-3.bzImage", Release: "7.2.13"},
+			{Kernel: "/vmtest/boot/stage-4.bzImage", Release: "7.3.4"},
+		},
+		Test: []string{"/vmtest/test.bin", "-test.v=true", "-test.run", "^TestNone$"},
+	}
+	two := plan
+	two.Stages = plan.Stages[:2]
+	tests := []struct {
+		name    string
+		file    string // in testdata, or
+		text    string
+		plan    vm.Plan
+		waitErr error
+		want    []string
+	}{
+		{
+			name:    "a timeout in stage 3 of 4",
+			file:    "stages.txt",
+			plan:    plan,
+			waitErr: errors.New("vmtest: timed out"),
+			want: []string{
+				"timed out (stage 3/4 reached)",
+				"stage 3/4: the guest test binary ended without its exit marker",
+				"stage 3/3 test binary exited without kexec/poweroff: exit status 2",
+				"stage 4/4 (7.3.4, /vmtest/boot/stage-4.bzImage) did not start",
+			},
+		},
+		{
+			name:    "QEMU failed",
+			file:    "smoke.txt",
+			plan:    vm.Plan{Stages: plan.Stages[:3]},
+			waitErr: errors.New("vm: qemu: exit status 1"),
+			want:    []string{"qemu: exit status 1 (stage 3/3 reached)"},
+		},
+		{
+			name: "a clean run",
+			file: "smoke.txt",
+			plan: vm.Plan{Stages: plan.Stages[:3]},
+		},
+		{
+			name: "no test ran, every stage exited 0",
+			file: "notests.txt",
+			plan: two,
+			want: []string{`no guest test ran in any stage: -test.run matches no test of the vmguest build, ` +
+				`or the guest test binary ended before running one (its arguments: ["-test.v=true" "-test.run" "^TestNone$"])`},
+		},
+		{
+			name: "no test ran in stage 2",
+			text: "vmtest: stage 1/2 start release=7.2.13\n=== RUN   TestA\n--- PASS: TestA (0.00s)\nPASS\nvmtest: stage 1/2 exit=0\n" +
+				"vmtest: stage 2/2 start release=7.3.4\nPASS\nvmtest: stage 2/2 exit=0\nvmtest: stage 2/2 poweroff\n",
+			plan: two,
+			want: []string{"stage 2/2: the guest test binary exited 0 without running any test"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			text := tt.text
+			if tt.file != "" {
+				b, err := os.ReadFile("testdata/" + tt.file)
+				if err != nil {
+					t.Fatal(err)
+				}
+				text = string(b)
+			}
+			var lines []vm.Line
+			for _, s := range strings.Split(strings.TrimSuffix(text, "\n"), "\n") {
+				lines = append(lines, vm.Line{Stream: vm.Results, Text: s})
+			}
+			var kernels []string
+			for _, s := range tt.plan.Stages {
+				kernels = append(kernels, s.Kernel)
+			}
+			res, p := newResult(lines[0].Time, lines, kernels)
+			got := checkRun(res, p, tt.plan, tt.waitErr)
+			if diff := diffLines(tt.want, got); diff != "" {
+				t.Errorf("checkRun mismatch (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// TestNewResult checks the stages a run's lines make.
+func TestNewResult(t *testing.T) {
 	b, err := os.ReadFile("testdata/stages.txt")
 	if err != nil {
 		t.Fatal(err)
 	}
-	plan := vm.Plan{Stages: []vm.PlanStage{
-		{Kernel: "/vmtest/boot/stage-1.bzImage", Release: "7.2.13"},
-		{Kernel: "/vmtest/boot/stage-2.bzImage", Release: "7.3.4"},
-		{Kernel: "/vmtest/boot/stage-3.bzImage", Release: "7.2.13"},
-		{Kernel: "/vmtest/boot/stage-4.bzImage", Release: "7.3.4"},
-	}}
 	var lines []vm.Line
 	for _, s := range strings.Split(strings.TrimSuffix(string(b), "\n"), "\n") {
 		lines = append(lines, vm.Line{Stream: vm.Results, Text: s})
 	}
-	res, p := newResult(lines[0].Time, lines, []string{"k1", "k2", "k3", "k4"})
+	res, _ := newResult(lines[0].Time, lines, []string{"k1", "k2", "k3", "k4"})
 	if len(res.Stages) != 3 || res.Stages[1].Release != "7.3.4" || res.Stages[1].Exit != 1 || res.Stages[2].Exit != -1 {
 		t.Errorf("stages: %+v", res.Stages)
-	}
-	got := checkRun(res, p, plan, errors.New("vmtest: timed out"))
-	want := []string{
-		"timed out (stage 3/4 reached)",
-		"stage 3/4: the guest test binary ended without its exit marker",
-		"stage 3/3 test binary exited without kexec/poweroff: exit status 2",
-		"stage 4/4 (7.3.4, /vmtest/boot/stage-4.bzImage) did not start",
-	}
-	if diff := diffLines(want, got); diff != "" {
-		t.Errorf("checkRun mismatch (-want +got):\n%s", diff)
 	}
 }
