@@ -43,11 +43,13 @@
 // # Verdicts
 //
 // A guest test that fails in any stage (or does not finish) fails its host
-// subtest; one skipped in every stage is skipped. A run fails as a whole
-// when no guest test ran at all (a -test.run in Config.TestArgs that matches
-// nothing, say), when a stage's test binary exits 0 without running any
-// test, and when a stage does not boot, does not start its tests or does
-// not finish them.
+// subtest. One skipped in every stage is skipped; but when $CI is set on the
+// host, it fails, unless the guest test declared why it may skip with
+// [MaySkip] (a test for a kernel the run does not boot, say), and the skip
+// message gives that reason. A run fails as a whole when no guest test ran
+// at all (a -test.run in Config.TestArgs that matches nothing, say), when a
+// stage's test binary exits 0 without running any test, and when a stage
+// does not boot, does not start its tests or does not finish them.
 //
 // # How a run works
 //
@@ -71,9 +73,10 @@
 //
 // The guest test binary's stdout and stderr go to the VM's second serial
 // port, which carries nothing else ([vm.Results]). The guest marks stage
-// boundaries there with lines such as
+// boundaries and declarations there with lines such as
 //
 //	vmtest: stage 1/3 start release=7.2.13
+//	vmtest: stage 1/3 may skip TestX/case: needs Linux 7.3
 //	vmtest: stage 1/3 exit=0
 //
 // and the host parses them with the "go test -v" output around them.

@@ -12,6 +12,9 @@ import (
 	"github.com/liveupdate/luo/internal/vm"
 )
 
+// stageN names a stage in tests: "stage N".
+func stageN(n int) string { return fmt.Sprintf("stage %d", n) }
+
 func TestTestTree(t *testing.T) {
 	tests := []*TestResult{
 		{Name: "TestA", Stage: 1, Status: Pass},
@@ -30,7 +33,8 @@ func TestTestTree(t *testing.T) {
 	var walk func(prefix string, nodes []*testNode)
 	walk = func(prefix string, nodes []*testNode) {
 		for _, n := range nodes {
-			got = append(got, fmt.Sprintf("%s%s %s (%d runs)", prefix, n.short, n.status(), len(n.runs)))
+			status, _ := verdict(n, false, stageN)
+			got = append(got, fmt.Sprintf("%s%s %s (%d runs)", prefix, n.short, status, len(n.runs)))
 			walk(prefix+"  ", n.children)
 		}
 	}
@@ -48,55 +52,189 @@ func TestTestTree(t *testing.T) {
 	}
 }
 
+func TestVerdict(t *testing.T) {
+	type run struct {
+		status  Status
+		maySkip string
+	}
+	const (
+		undeclared = "skipped in the guest in every stage (with $CI set, that fails unless the test calls vmtest.MaySkip)"
+		ciFail     = "skipped in the guest in every stage, and $CI is set: fix the test, or declare why it may skip with vmtest.MaySkip(t, reason)"
+	)
+	tests := []struct {
+		name   string
+		runs   []run // stage 1, 2, ...
+		ci     bool
+		status Status
+		why    string
+	}{
+		{"passes everywhere", []run{{Pass, ""}, {Pass, ""}}, true, Pass, ""},
+		{"passes once, skips elsewhere", []run{{Skip, ""}, {Pass, ""}, {Skip, ""}}, true, Pass, ""},
+		{"declared, passes", []run{{Pass, "needs 7.3"}, {Pass, ""}}, true, Pass, ""},
+		{"skips everywhere", []run{{Skip, ""}, {Skip, ""}}, false, Skip, undeclared},
+		{"skips everywhere, on CI", []run{{Skip, ""}, {Skip, ""}}, true, Fail, ciFail},
+		{"skips in its only stage, on CI", []run{{Skip, ""}}, true, Fail, ciFail},
+		{"skips everywhere, declared in one stage, on CI", []run{{Skip, ""}, {Skip, "needs 7.3"}}, true, Skip,
+			"skipped in the guest in every stage, as declared: needs 7.3"},
+		{"skips everywhere, declared", []run{{Skip, "needs 7.3"}, {Skip, "needs 7.3"}}, false, Skip,
+			"skipped in the guest in every stage, as declared: needs 7.3"},
+		{"skips everywhere, two reasons, on CI", []run{{Skip, "needs 7.3"}, {Skip, "needs 7.4"}, {Skip, "needs 7.3"}}, true, Skip,
+			"skipped in the guest in every stage, as declared: needs 7.3; needs 7.4"},
+		{"declared, fails", []run{{Skip, "needs 7.3"}, {Fail, ""}}, true, Fail, "failed in the guest in stage 2"},
+		{"fails twice", []run{{Fail, ""}, {Pass, ""}, {Fail, ""}}, false, Fail, "failed in the guest in stage 1, stage 3"},
+		{"unfinished, else skipped", []run{{Skip, ""}, {Unfinished, ""}}, true, Fail, "failed in the guest in stage 2"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			n := &testNode{name: "TestX/y", short: "y"}
+			for i, r := range tt.runs {
+				n.runs = append(n.runs, &TestResult{Name: n.name, Stage: i + 1, Status: r.status, MaySkip: r.maySkip})
+			}
+			status, why := verdict(n, tt.ci, stageN)
+			if status != tt.status || why != tt.why {
+				t.Errorf("verdict(ci=%t) = %s, %q; want %s, %q", tt.ci, status, why, tt.status, tt.why)
+			}
+		})
+	}
+}
+
 // reportChildEnv names the recorded results stream that TestReportChild
 // reports; TestReport sets it when running this test binary again.
 const reportChildEnv = "VMTEST_REPORT_CHILD"
 
-// TestReport proves that guest failures fail the host subtests. It runs
-// report on a recorded stream with failures in a child test process, so this
-// suite stays green, and parses the child's own "go test -v" output.
+// TestReport proves that the host subtests get the verdicts of the guest
+// tests: it runs report on recorded streams in a child test process, so
+// that failures there leave this suite green, and parses the child's own
+// "go test -v" output.
 func TestReport(t *testing.T) {
-	cmd := exec.Command(os.Args[0], "-test.run=^TestReportChild$", "-test.v")
-	cmd.Env = append(os.Environ(), reportChildEnv+"=testdata/stages.txt")
-	out, err := cmd.CombinedOutput()
-	var exit *exec.ExitError
-	if !errors.As(err, &exit) || exit.ExitCode() != 1 {
-		t.Fatalf("child test: %v, want exit status 1\n%s", err, out)
+	tests := []struct {
+		name string
+		file string
+		ci   string // $CI of the child
+		want []string
+		// wantOut are parts of the child's output.
+		wantOut []string
+	}{
+		{
+			name: "failures and a panic",
+			file: "stages.txt",
+			want: []string{
+				"TestReportChild FAIL",
+				"TestReportChild/TestKexec FAIL",
+				"TestReportChild/TestKexec/simple FAIL",
+				"TestReportChild/TestOther FAIL",
+			},
+			wantOut: []string{
+				"stage 2 (7.3.4): FAIL (0.02s)",
+				"kexec_test.go:20: session lost",
+				"failed in the guest in stage 2 (7.3.4)",
+				"panic: boom",
+				"failed in the guest in stage 3 (7.2.13)",
+			},
+		},
+		{
+			name: "a passing run with a skip",
+			file: "smoke.txt",
+			want: []string{
+				"TestReportChild PASS",
+				"TestReportChild/TestStage PASS",
+				"TestReportChild/TestNextBoot PASS",
+				"TestReportChild/TestHold PASS",
+				"TestReportChild/TestHold/memfd PASS",
+				"TestReportChild/TestEnvironment PASS",
+				"TestReportChild/TestNested PASS",
+				"TestReportChild/TestNested/a PASS",
+				"TestReportChild/TestNested/a/b PASS",
+				"TestReportChild/TestSkipped SKIP",
+			},
+			wantOut: []string{"skipped in the guest in every stage (with $CI set, that fails unless the test calls vmtest.MaySkip)"},
+		},
+		{
+			name: "the same skip on CI",
+			file: "smoke.txt",
+			ci:   "true",
+			want: []string{
+				"TestReportChild FAIL",
+				"TestReportChild/TestStage PASS",
+				"TestReportChild/TestNextBoot PASS",
+				"TestReportChild/TestHold PASS",
+				"TestReportChild/TestHold/memfd PASS",
+				"TestReportChild/TestEnvironment PASS",
+				"TestReportChild/TestNested PASS",
+				"TestReportChild/TestNested/a PASS",
+				"TestReportChild/TestNested/a/b PASS",
+				"TestReportChild/TestSkipped FAIL",
+			},
+			wantOut: []string{"skipped in the guest in every stage, and $CI is set: fix the test, or declare why it may skip with vmtest.MaySkip(t, reason)"},
+		},
+		{
+			name: "declared skips on CI",
+			file: "mayskip.txt",
+			ci:   "true",
+			want: []string{
+				"TestReportChild FAIL",
+				"TestReportChild/TestA SKIP",
+				"TestReportChild/TestB FAIL",
+				"TestReportChild/TestB/x/y SKIP",
+				"TestReportChild/TestB/z FAIL",
+				"TestReportChild/TestB/a:_b SKIP",
+				"TestReportChild/TestP PASS",
+				"TestReportChild/TestP/a PASS",
+				"TestReportChild/TestP/b SKIP",
+			},
+			wantOut: []string{
+				"skipped in the guest in every stage, as declared: needs Linux 7.3, which this run does not boot",
+				"skipped in the guest in every stage, as declared: the x/y case: runs in stage 3 only",
+				"skipped in the guest in every stage, as declared: a colon in the name",
+				"skipped in the guest in every stage, as declared: parallel, and declared while TestP/a prints",
+			},
+		},
+		{
+			name: "declared skips off CI",
+			file: "mayskip.txt",
+			want: []string{
+				"TestReportChild PASS",
+				"TestReportChild/TestA SKIP",
+				"TestReportChild/TestB PASS",
+				"TestReportChild/TestB/x/y SKIP",
+				"TestReportChild/TestB/z SKIP",
+				"TestReportChild/TestB/a:_b SKIP",
+				"TestReportChild/TestP PASS",
+				"TestReportChild/TestP/a PASS",
+				"TestReportChild/TestP/b SKIP",
+			},
+			wantOut: []string{"skipped in the guest in every stage, as declared: needs Linux 7.3, which this run does not boot"},
+		},
 	}
-	p, err := parseResults(bytes.NewReader(out))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var got []string
-	for _, r := range p.Tests {
-		got = append(got, fmt.Sprintf("%s %s", r.Name, r.Status))
-	}
-	want := []string{
-		"TestReportChild FAIL",
-		"TestReportChild/TestKexec FAIL",
-		"TestReportChild/TestKexec/simple FAIL",
-		"TestReportChild/TestOther FAIL",
-	}
-	if diff := diffLines(want, got); diff != "" {
-		t.Errorf("host statuses mismatch (-want +got):\n%s\nchild output:\n%s", diff, out)
-	}
-	for _, s := range []string{
-		"stage 2 (7.3.4): FAIL (0.02s)",
-		"kexec_test.go:20: session lost",
-		"failed in the guest in stage 2 (7.3.4)",
-		"panic: boom",
-		"failed in the guest in stage 3 (7.2.13)",
-	} {
-		if !bytes.Contains(out, []byte(s)) {
-			t.Errorf("child output lacks %q:\n%s", s, out)
-		}
-	}
-
-	// And the passing and skipped cases, in-process.
-	cmd = exec.Command(os.Args[0], "-test.run=^TestReportChild$", "-test.v")
-	cmd.Env = append(os.Environ(), reportChildEnv+"=testdata/smoke.txt")
-	if out, err := cmd.CombinedOutput(); err != nil || !bytes.Contains(out, []byte("--- SKIP: TestReportChild/TestSkipped")) {
-		t.Errorf("child test on a passing run: %v\n%s", err, out)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			cmd := exec.Command(os.Args[0], "-test.run=^TestReportChild$", "-test.v")
+			cmd.Env = append(os.Environ(), reportChildEnv+"=testdata/"+tt.file, "CI="+tt.ci)
+			out, err := cmd.CombinedOutput()
+			var exit *exec.ExitError
+			wantFail := strings.HasSuffix(tt.want[0], " FAIL")
+			if failed := errors.As(err, &exit) && exit.ExitCode() == 1; failed != wantFail || (err != nil && !failed) {
+				t.Fatalf("child test: %v, want it to fail: %t\n%s", err, wantFail, out)
+			}
+			p, err := parseResults(bytes.NewReader(out))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, r := range p.Tests {
+				got = append(got, fmt.Sprintf("%s %s", r.Name, r.Status))
+			}
+			if diff := diffLines(tt.want, got); diff != "" {
+				t.Errorf("host statuses mismatch (-want +got):\n%s\nchild output:\n%s", diff, out)
+			}
+			for _, s := range tt.wantOut {
+				if !bytes.Contains(out, []byte(s)) {
+					t.Errorf("child output lacks %q:\n%s", s, out)
+				}
+			}
+		})
 	}
 }
 
@@ -118,7 +256,8 @@ func TestReportChild(t *testing.T) {
 	for _, s := range p.Stages {
 		releases[s.N] = s.Release
 	}
-	report(t, testTree(p.Tests), func(n int) string { return fmt.Sprintf("stage %d (%s)", n, releases[n]) })
+	rp := reporter{ci: onCI(), describe: func(n int) string { return fmt.Sprintf("stage %d (%s)", n, releases[n]) }}
+	rp.report(t, testTree(p.Tests))
 }
 
 func TestCheckRun(t *testing.T) {
@@ -164,6 +303,11 @@ func TestCheckRun(t *testing.T) {
 			name: "a clean run",
 			file: "smoke.txt",
 			plan: vm.Plan{Stages: plan.Stages[:3]},
+		},
+		{
+			name: "a clean run with may-skip markers",
+			file: "mayskip.txt",
+			plan: two,
 		},
 		{
 			name: "no test ran, every stage exited 0",

@@ -102,4 +102,8 @@ func TestNested(t *testing.T) {
 	})
 }
 
-func TestSkipped(t *testing.T) { t.Skip("skipped in the guest on purpose") }
+// TestSkipped skips in every stage, having declared why.
+func TestSkipped(t *testing.T) {
+	vmtest.MaySkip(t, "proves that a declared skip is reported as a skip")
+	t.Skip("skipped in the guest on purpose")
+}

@@ -36,6 +36,9 @@ func TestVM(t *testing.T) {
 	ran := map[string][]vmtest.Status{}
 	for _, r := range res.Tests {
 		ran[r.Name] = append(ran[r.Name], r.Status)
+		if want := map[string]string{"TestSkipped": "proves that a declared skip is reported as a skip"}[r.Name]; r.MaySkip != want {
+			t.Errorf("%s in stage %d: MaySkip = %q, want %q", r.Name, r.Stage, r.MaySkip, want)
+		}
 	}
 	for name, want := range map[string][]vmtest.Status{
 		"TestStage":       {vmtest.Pass, vmtest.Pass, vmtest.Pass},
