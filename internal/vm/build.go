@@ -223,9 +223,9 @@ func goBuilds(cfg Config, dir string) ([]goBuild, error) {
 		}
 	}
 	root := filepath.Join(dir, "vmtest")
-	init := filepath.Join(dir, "init")
+	initBin := filepath.Join(dir, "init")
 	builds := []goBuild{
-		{args: []string{"build", "-ldflags=-s -w", "-o", init, vminitPackage}, out: init},
+		{args: []string{"build", "-ldflags=-s -w", "-o", initBin, vminitPackage}, out: initBin},
 	}
 	if cfg.Program == "" {
 		tags := strings.Join(append([]string{"vmguest"}, cfg.BuildTags...), ",")

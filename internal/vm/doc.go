@@ -7,9 +7,9 @@
 // across the kexec ([Hold]).
 //
 // It is imported by package vmtest, the Go test harness built on it, and by
-// the demo (internal/demo); it does not import package testing, so the demo
-// binary does not link it. Nothing in luod, luoctl or the libraries may
-// import it.
+// the demo (internal/demo). It must not import package testing, so that the
+// demo binary does not link it (a test of internal/demo checks). Nothing in
+// luod, luoctl or the libraries may import it.
 //
 // # The image
 //
