@@ -15,7 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/liveupdate/luo"
-	"github.com/liveupdate/luo/internal/vmtest"
+	"github.com/liveupdate/luo/internal/vm"
 	"github.com/liveupdate/luo/memfd"
 )
 
@@ -33,9 +33,9 @@ func TestBenchPreserveRetrieve(t *testing.T) {
 		t.Skip("benchmark: run with make bench")
 	}
 	var out strings.Builder
-	switch vmtest.Stage() {
+	switch vm.Stage() {
 	case 1:
-		fmt.Fprintf(&out, "preserve (CREATE_SESSION + N x PRESERVE_FD), kernel %s\n", vmtest.Release())
+		fmt.Fprintf(&out, "preserve (CREATE_SESSION + N x PRESERVE_FD), kernel %s\n", vm.Release())
 		benchTable(t, &out, func(variant string, n, round int) time.Duration {
 			files := make([]*os.File, n)
 			for i := range files {
@@ -63,7 +63,7 @@ func TestBenchPreserveRetrieve(t *testing.T) {
 					}
 				}
 				dev.Close()
-				vmtest.Hold(s)
+				vm.Hold(s)
 			} else {
 				fd, err := unix.Open(luo.DevicePath, unix.O_RDWR|unix.O_CLOEXEC, 0)
 				if err != nil {
@@ -81,7 +81,7 @@ func TestBenchPreserveRetrieve(t *testing.T) {
 					}
 				}
 				unix.Close(fd)
-				vmtest.Hold(os.NewFile(uintptr(cs.Fd), name))
+				vm.Hold(os.NewFile(uintptr(cs.Fd), name))
 			}
 			d := time.Since(start)
 			for _, f := range files {
@@ -90,7 +90,7 @@ func TestBenchPreserveRetrieve(t *testing.T) {
 			return d
 		})
 	case 2:
-		fmt.Fprintf(&out, "retrieve (RETRIEVE_SESSION + N x RETRIEVE_FD + FINISH), kernel %s\n", vmtest.Release())
+		fmt.Fprintf(&out, "retrieve (RETRIEVE_SESSION + N x RETRIEVE_FD + FINISH), kernel %s\n", vm.Release())
 		benchTable(t, &out, func(variant string, n, round int) time.Duration {
 			name := fmt.Sprintf("bench-%s-%d-%d", variant, n, round)
 			files := make([]*os.File, 0, n)

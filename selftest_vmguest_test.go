@@ -23,6 +23,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/liveupdate/luo"
+	"github.com/liveupdate/luo/internal/vm"
 	"github.com/liveupdate/luo/internal/vmtest"
 	"github.com/liveupdate/luo/memfd"
 )
@@ -85,8 +86,8 @@ func wantErrno(t *testing.T, what string, err error, errno unix.Errno) {
 // they need no kexec, and running them once per kernel version would only
 // repeat them.
 func singleBoot(t *testing.T) {
-	if vmtest.Stage() > 2 {
-		t.Skipf("single-boot cases run in stages 1 and 2 (one per kernel version), this is stage %d", vmtest.Stage())
+	if vm.Stage() > 2 {
+		t.Skipf("single-boot cases run in stages 1 and 2 (one per kernel version), this is stage %d", vm.Stage())
 	}
 }
 
@@ -337,8 +338,8 @@ func rawIoctl(fd int, req uintptr, arg unsafe.Pointer) error {
 func createStateSession(t *testing.T, dev *luo.Device, name string, token uint64) {
 	t.Helper()
 	s := mustCreate(t, dev, name)
-	preserveData(t, s, token, strconv.Itoa(vmtest.Stage()+1))
-	vmtest.Hold(s)
+	preserveData(t, s, token, strconv.Itoa(vm.Stage()+1))
+	vm.Hold(s)
 }
 
 // preserveData is create_and_preserve_memfd: a one-page memfd written
@@ -399,8 +400,8 @@ func checkStateSession(t *testing.T, dev *luo.Device, name string, token uint64)
 	b := make([]byte, 31)
 	n, _ := f.Read(b) // from the restored offset, 0
 	f.Close()
-	if got, _ := strconv.Atoi(string(bytes.TrimRight(b[:n], "\x00"))); got != vmtest.Stage() {
-		t.Fatalf("state session %q says stage %q, this is stage %d", name, b[:n], vmtest.Stage())
+	if got, _ := strconv.Atoi(string(bytes.TrimRight(b[:n], "\x00"))); got != vm.Stage() {
+		t.Fatalf("state session %q says stage %q, this is stage %d", name, b[:n], vm.Stage())
 	}
 	if err := s.Finish(); err != nil {
 		t.Fatal(err)
@@ -430,7 +431,7 @@ func finishClose(t *testing.T, s *luo.Session) {
 // kexecStages runs stage1 in the first boot and stage2 in the second: the
 // kernel's two-stage tests. Later stages have nothing to do.
 func kexecStages(t *testing.T, stage1, stage2 func(t *testing.T, dev *luo.Device)) {
-	switch vmtest.Stage() {
+	switch vm.Stage() {
 	case 1:
 		dev := mustOpen(t)
 		stage1(t, dev)
@@ -450,7 +451,7 @@ func TestKexec(t *testing.T) {
 			createStateSession(t, dev, "kexec_simple_state", 999)
 			s := mustCreate(t, dev, "test-session")
 			preserveData(t, s, 0x1A, "hello kexec world")
-			vmtest.Hold(s)
+			vm.Hold(s)
 		}, func(t *testing.T, dev *luo.Device) {
 			s := retrieve(t, dev, "test-session")
 			restoreAndVerify(t, s, 0x1A, "hello kexec world")
@@ -462,13 +463,13 @@ func TestKexec(t *testing.T) {
 	t.Run("multi_session", func(t *testing.T) {
 		kexecStages(t, func(t *testing.T, dev *luo.Device) {
 			createStateSession(t, dev, "kexec_multi_state", 998)
-			vmtest.Hold(mustCreate(t, dev, "multi-test-empty-1"), mustCreate(t, dev, "multi-test-empty-2"))
+			vm.Hold(mustCreate(t, dev, "multi-test-empty-1"), mustCreate(t, dev, "multi-test-empty-2"))
 			f1 := mustCreate(t, dev, "multi-test-files-1")
 			preserveData(t, f1, 0x1001, "Data for session files 1")
 			f2 := mustCreate(t, dev, "multi-test-files-2")
 			preserveData(t, f2, 0x2002, "First file for session files 2")
 			preserveData(t, f2, 0x3003, "Second file for session files 2")
-			vmtest.Hold(f1, f2)
+			vm.Hold(f1, f2)
 		}, func(t *testing.T, dev *luo.Device) {
 			e1 := retrieve(t, dev, "multi-test-empty-1")
 			e2 := retrieve(t, dev, "multi-test-empty-2")
@@ -488,7 +489,7 @@ func TestKexec(t *testing.T) {
 		kexecStages(t, func(t *testing.T, dev *luo.Device) {
 			createStateSession(t, dev, "kexec_many_state", 999)
 			for i := range 2000 {
-				vmtest.Hold(mustCreate(t, dev, fmt.Sprintf("many-test-%d", i)))
+				vm.Hold(mustCreate(t, dev, fmt.Sprintf("many-test-%d", i)))
 			}
 		}, func(t *testing.T, dev *luo.Device) {
 			for i := range 2000 {
@@ -505,7 +506,7 @@ func TestKexec(t *testing.T) {
 			for i := range 500 {
 				preserveData(t, s, uint64(i), fmt.Sprintf("file-data-%d", i))
 			}
-			vmtest.Hold(s)
+			vm.Hold(s)
 		}, func(t *testing.T, dev *luo.Device) {
 			s := retrieve(t, dev, "many_files_session")
 			for i := range 500 {
@@ -524,7 +525,7 @@ func TestExtra(t *testing.T) {
 		kexecStages(t, func(t *testing.T, dev *luo.Device) {
 			s := mustCreate(t, dev, "extra-retrieve-twice")
 			preserveData(t, s, 7, "0123456789")
-			vmtest.Hold(s)
+			vm.Hold(s)
 		}, func(t *testing.T, dev *luo.Device) {
 			s := retrieve(t, dev, "extra-retrieve-twice")
 			defer s.Close()
@@ -560,7 +561,7 @@ func TestExtra(t *testing.T) {
 			s := mustCreate(t, dev, "extra-finish-discards")
 			preserveData(t, s, 1, "kept")
 			preserveData(t, s, 2, "discarded")
-			vmtest.Hold(s)
+			vm.Hold(s)
 		}, func(t *testing.T, dev *luo.Device) {
 			s := retrieve(t, dev, "extra-finish-discards")
 			defer s.Close()
@@ -594,7 +595,7 @@ func TestExtra(t *testing.T) {
 		kexecStages(t, func(t *testing.T, dev *luo.Device) {
 			s := mustCreate(t, dev, "extra-represerve")
 			preserveData(t, s, 1, "again")
-			vmtest.Hold(s)
+			vm.Hold(s)
 		}, func(t *testing.T, dev *luo.Device) {
 			in := retrieve(t, dev, "extra-represerve")
 			defer in.Close()
@@ -622,7 +623,7 @@ func TestExtra(t *testing.T) {
 		const name, tok = "extra-three-kexecs", 42
 		dev := mustOpen(t)
 		var f *os.File
-		if vmtest.Stage() == 1 {
+		if vm.Stage() == 1 {
 			var err error
 			f, err = memfd.New("history", 4096)
 			if err != nil {
@@ -642,23 +643,23 @@ func TestExtra(t *testing.T) {
 			t.Fatal(err)
 		}
 		var want strings.Builder
-		for i := 1; i < vmtest.Stage(); i++ {
+		for i := 1; i < vm.Stage(); i++ {
 			fmt.Fprintf(&want, "stage %d;", i)
 		}
 		if got := string(bytes.TrimRight(m, "\x00")); got != want.String() {
 			t.Fatalf("history %q, want %q", got, want.String())
 		}
-		copy(m[len(want.String()):], fmt.Sprintf("stage %d;", vmtest.Stage()))
+		copy(m[len(want.String()):], fmt.Sprintf("stage %d;", vm.Stage()))
 		memfd.Unmap(m)
-		if vmtest.Stage() == vmtest.Stages() {
-			t.Logf("carried across %d kexecs", vmtest.Stage()-1)
+		if vm.Stage() == vm.Stages() {
+			t.Logf("carried across %d kexecs", vm.Stage()-1)
 			return
 		}
 		out := mustCreate(t, dev, name)
 		if err := out.PreserveFD(f, tok); err != nil {
 			t.Fatal(err)
 		}
-		vmtest.Hold(out)
+		vm.Hold(out)
 	})
 
 	t.Run("memfd_64mib_checksum", func(t *testing.T) {
@@ -683,7 +684,7 @@ func TestExtra(t *testing.T) {
 			}
 			// The checksum travels in a second memfd of the same session.
 			preserveData(t, s, 2, fmt.Sprintf("%x", sum))
-			vmtest.Hold(s)
+			vm.Hold(s)
 		}, func(t *testing.T, dev *luo.Device) {
 			s := retrieve(t, dev, "extra-64mib")
 			defer s.Close()
@@ -732,7 +733,7 @@ func TestExtra(t *testing.T) {
 			if _, err := f.Seek(2345, io.SeekStart); err != nil {
 				t.Fatal(err)
 			}
-			vmtest.Hold(s)
+			vm.Hold(s)
 		}, func(t *testing.T, dev *luo.Device) {
 			s := retrieve(t, dev, "extra-seals")
 			defer s.Close()
@@ -773,7 +774,7 @@ func TestExtra(t *testing.T) {
 			if err := s.PreserveFD(f, 1); err != nil {
 				t.Fatal(err)
 			}
-			vmtest.Hold(s)
+			vm.Hold(s)
 		}, func(t *testing.T, dev *luo.Device) {
 			s := retrieve(t, dev, "extra-noexec")
 			defer s.Close()
@@ -797,7 +798,7 @@ func TestExtra(t *testing.T) {
 	})
 
 	t.Run("size_frozen_while_preserved", func(t *testing.T) {
-		if vmtest.Stage() != 1 {
+		if vm.Stage() != 1 {
 			t.Skip("single-boot case")
 		}
 		dev := mustOpen(t)
@@ -821,7 +822,7 @@ func TestExtra(t *testing.T) {
 	})
 
 	t.Run("wrong_session_direction", func(t *testing.T) {
-		if vmtest.Stage() != 1 {
+		if vm.Stage() != 1 {
 			t.Skip("single-boot case")
 		}
 		dev := mustOpen(t)
@@ -857,7 +858,7 @@ func TestExtra(t *testing.T) {
 				t.Fatalf("SessionFromFile = %v, want outgoing session %q", got, "extra from file")
 			}
 			got.Close()
-			vmtest.Hold(s)
+			vm.Hold(s)
 		}, func(t *testing.T, dev *luo.Device) {
 			s := retrieve(t, dev, "extra from file")
 			dup, err := dupFile(s.File())
@@ -877,7 +878,7 @@ func TestExtra(t *testing.T) {
 	})
 
 	t.Run("unpreservable_kinds", func(t *testing.T) {
-		if vmtest.Stage() != 1 {
+		if vm.Stage() != 1 {
 			t.Skip("single-boot case")
 		}
 		dev := mustOpen(t)
@@ -921,7 +922,7 @@ func dupFile(f *os.File) (*os.File, error) {
 // larger with a zero tail is accepted; reserved fields must be zero; ioctls
 // on the wrong fd kind are EINVAL and ioctls with size bits are ENOTTY.
 func TestSizeField(t *testing.T) {
-	if vmtest.Stage() > 2 {
+	if vm.Stage() > 2 {
 		t.Skip("single-boot case")
 	}
 	type big struct {

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/liveupdate/luo/internal/vm"
 	"github.com/liveupdate/luo/internal/vmtest"
 )
 
@@ -17,7 +18,7 @@ import (
 // in selftest_vmguest_test.go.
 func TestVMKernel(t *testing.T) {
 	k72, k73 := vmtest.Kernel(t, "7.2"), vmtest.Kernel(t, "7.3")
-	vmtest.Run(t, vmtest.Config{
+	vmtest.Run(t, vm.Config{
 		Kernels:  []string{k72, k73, k72, k73},
 		TestArgs: []string{"-test.run", "^Test(LiveupdateDevice|Kexec|Extra|SizeField)$"},
 	})
@@ -31,7 +32,7 @@ func TestVMBench(t *testing.T) {
 		t.Skip("benchmark: run with make bench (LUO_BENCH=1)")
 	}
 	k := vmtest.Kernel(t, "7.2")
-	res := vmtest.Run(t, vmtest.Config{
+	res := vmtest.Run(t, vm.Config{
 		Kernels:  []string{k, k},
 		TestArgs: []string{"-test.run", "^TestBenchPreserveRetrieve$", "-luo.bench"},
 	})

@@ -12,15 +12,15 @@ package demo
 import (
 	"context"
 	"embed"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"os"
-	"os/exec"
 	"strings"
 	"time"
 
-	"github.com/liveupdate/luo/internal/vmtest"
+	"github.com/liveupdate/luo/internal/vm"
 )
 
 //go:embed units/*.service
@@ -31,16 +31,19 @@ const GuestFlag = "-guest"
 
 // Run builds the demo VM and runs it, writing its story to out.
 func Run(ctx context.Context, out io.Writer) error {
-	k72, err := vmtest.FindKernel("7.2")
+	k72, err := vm.FindKernel("7.2")
 	if err != nil {
 		return err
 	}
 	next, nextName := k72, "the same kernel (Linux 7.2; no 7.3 image found)"
-	if k73, err := vmtest.FindKernel("7.3"); err == nil {
+	switch k73, err := vm.FindKernel("7.3"); {
+	case err == nil:
 		next, nextName = k73, "Linux 7.3"
+	case !errors.Is(err, vm.ErrNoKernel):
+		return err
 	}
-	if _, err := exec.LookPath("qemu-system-x86_64"); err != nil {
-		return fmt.Errorf("qemu-system-x86_64 not found: apt-get install qemu-system-x86")
+	if err := vm.CheckHost(); err != nil {
+		return err
 	}
 	files := map[string][]byte{}
 	ents, _ := fs.ReadDir(units, "units")
@@ -48,7 +51,7 @@ func Run(ctx context.Context, out io.Writer) error {
 		b, _ := units.ReadFile("units/" + e.Name())
 		files["etc/luod/system/"+e.Name()] = b
 	}
-	cfg := vmtest.Config{
+	cfg := vm.Config{
 		Kernels: []string{k72, next},
 		Binaries: map[string]string{
 			"bin/luod":     "github.com/liveupdate/luo/cmd/luod",
@@ -71,16 +74,16 @@ func Run(ctx context.Context, out io.Writer) error {
 		"then live-updating into %s with every service's memory kept.\n\n", nextName)
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
 	defer cancel()
-	img, err := vmtest.Build(ctx, cfg, dir)
+	img, err := vm.Build(ctx, cfg, dir)
 	if err != nil {
 		return err
 	}
 	start := time.Now()
-	vm, err := vmtest.Boot(ctx, img, func(l vmtest.Line) {
+	machine, err := vm.Boot(ctx, img, func(l vm.Line) {
 		switch l.Stream {
-		case vmtest.Results:
+		case vm.Results:
 			fmt.Fprintf(out, "%s\n", l.Text)
-		case vmtest.Console:
+		case vm.Console:
 			if t := strings.TrimSpace(l.Text); t != "" && !strings.HasPrefix(t, "SeaBIOS") && !strings.HasPrefix(t, "Booting") {
 				fmt.Fprintf(out, "    [vm %6.2fs] %s\n", l.Time.Sub(start).Seconds(), t)
 			}
@@ -89,7 +92,7 @@ func Run(ctx context.Context, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if err := vm.Wait(); err != nil {
+	if err := machine.Wait(); err != nil {
 		return fmt.Errorf("the VM did not finish cleanly: %w", err)
 	}
 	fmt.Fprintf(out, "\nluo demo: done in %.1fs.\n", time.Since(start).Seconds())

@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/liveupdate/luo/internal/control"
-	"github.com/liveupdate/luo/internal/vmtest"
+	"github.com/liveupdate/luo/internal/vm"
 )
 
 // Guest is the demo's driver in the VM: a process next to luod (not one of
@@ -19,13 +19,13 @@ func Guest() error {
 		return err
 	}
 	waitActive("cache.service", "vmm.service")
-	switch vmtest.Stage() {
+	switch vm.Stage() {
 	case 1:
-		say("Linux %s is up; luod runs as PID 1 with two services that keep their memory in memfds.", vmtest.Release())
+		say("Linux %s is up; luod runs as PID 1 with two services that keep their memory in memfds.", vm.Release())
 		luoctl("list")
 		luoctl("status", "cache.service", "vmm.service")
 		luoctl("fdstore", "cache.service", "vmm.service")
-		kernel, initrd, cmdline, err := vmtest.NextBoot()
+		kernel, initrd, cmdline, err := vm.NextBoot()
 		if err != nil {
 			return err
 		}
@@ -36,7 +36,7 @@ func Guest() error {
 		time.Sleep(time.Minute) // the kexec ends this process
 		return fmt.Errorf("no kexec happened")
 	default:
-		say("Linux %s is up after the live update; luod restored the stores and started the services.", vmtest.Release())
+		say("Linux %s is up after the live update; luod restored the stores and started the services.", vm.Release())
 		luoctl("status", "cache.service", "vmm.service")
 		say("origin=luo and verified=ok: each service got its memory back from the previous kernel, checksum intact.")
 		luoctl("update", "report")

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/liveupdate/luo/internal/vm"
 	"github.com/liveupdate/luo/internal/vmtest"
 )
 
@@ -127,7 +128,7 @@ func benchLines(t *testing.T, res *vmtest.Result, kind string) []benchData {
 }
 
 func releaseOf(t *testing.T, kernel string) string {
-	r, err := vmtest.KernelRelease(kernel)
+	r, err := vm.KernelRelease(kernel)
 	if err != nil {
 		t.Fatal(err)
 	}

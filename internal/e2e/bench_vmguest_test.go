@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/liveupdate/luo/internal/control"
-	"github.com/liveupdate/luo/internal/vmtest"
+	"github.com/liveupdate/luo/internal/vm"
 )
 
 var (
@@ -72,7 +72,7 @@ func benchUserspace(t *testing.T) {
 		}
 		ns = append(ns, n)
 	}
-	rounds, s := *benchRounds, vmtest.Stage()
+	rounds, s := *benchRounds, vm.Stage()
 	waitLuod(t, control.DefaultSocket)
 	if s > 1 {
 		prev := ns[(s-2)/rounds]
@@ -125,7 +125,7 @@ func benchUserspace(t *testing.T) {
 // then let the harness kexec on its own, which is the floor the host
 // measures. The last stage, odd, only checks.
 func benchBlackout(t *testing.T) {
-	s := vmtest.Stage()
+	s := vm.Stage()
 	waitLuod(t, control.DefaultSocket)
 	var u control.Unit
 	waitUnits(t, 2*time.Minute, map[string]func(control.Unit) error{
@@ -142,7 +142,7 @@ func benchBlackout(t *testing.T) {
 		if st.origin != "fresh" || st.gen != 1 {
 			t.Errorf("after a cold start of luod: %q", st.raw)
 		}
-		if s < vmtest.Stages() {
+		if s < vm.Stages() {
 			runUpdate(t)
 		}
 		return

@@ -20,6 +20,7 @@ import (
 
 	"github.com/liveupdate/luo"
 	"github.com/liveupdate/luo/internal/control"
+	"github.com/liveupdate/luo/internal/vm"
 	"github.com/liveupdate/luo/internal/vmtest"
 	"github.com/liveupdate/luo/memfd"
 )
@@ -142,7 +143,7 @@ func luoctl(t *testing.T, args ...string) (string, int) {
 
 func updateArgs(t *testing.T, extra ...string) []string {
 	t.Helper()
-	kernel, initrd, cmdline, err := vmtest.NextBoot()
+	kernel, initrd, cmdline, err := vm.NextBoot()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -175,7 +176,7 @@ func entryFates(p *control.Plan, unit string) map[string][]string {
 
 func plan(t *testing.T) *control.Plan {
 	t.Helper()
-	kernel, initrd, cmdline, err := vmtest.NextBoot()
+	kernel, initrd, cmdline, err := vm.NextBoot()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -187,7 +188,7 @@ func plan(t *testing.T) *control.Plan {
 // TestLiveUpdate runs in every stage of TestVMLiveUpdate: check the state
 // every counter carried, the plan and the report, then update again.
 func TestLiveUpdate(t *testing.T) {
-	stage := vmtest.Stage()
+	stage := vm.Stage()
 	m := waitLuod(t, control.DefaultSocket)
 	if m.LiveUpdates != stage-1 || !m.PID1 {
 		t.Errorf("manager: %d live updates (want %d), pid1=%v", m.LiveUpdates, stage-1, m.PID1)
@@ -210,7 +211,7 @@ func TestLiveUpdate(t *testing.T) {
 	if stage >= 2 {
 		checkReport(t, stage)
 	}
-	if stage < vmtest.Stages() {
+	if stage < vm.Stages() {
 		checkPlan(t, plan(t), stage)
 	}
 	if stage == 2 {
@@ -241,7 +242,7 @@ func TestLiveUpdate(t *testing.T) {
 			}
 		}
 	}
-	if t.Failed() || stage == vmtest.Stages() {
+	if t.Failed() || stage == vm.Stages() {
 		return
 	}
 	liveUpdate(t)
@@ -294,7 +295,7 @@ func checkReport(t *testing.T, stage int) {
 		}
 		return fmt.Errorf("no finished event yet: %+v", rep.Timeline)
 	})
-	if rep.Count != stage-1 || rep.Kind != "kexec" || rep.To != vmtest.Release() {
+	if rep.Count != stage-1 || rep.Kind != "kexec" || rep.To != vm.Release() {
 		t.Errorf("report: count %d kind %s to %s", rep.Count, rep.Kind, rep.To)
 	}
 	seen := map[string]bool{}
@@ -408,7 +409,7 @@ func checkAborted(t *testing.T, out string, code int, phase string, before map[s
 
 // TestFaults runs in the stages of TestVMFaults.
 func TestFaults(t *testing.T) {
-	switch vmtest.Stage() {
+	switch vm.Stage() {
 	case 1:
 		faultsStage1(t)
 	case 2:
@@ -426,7 +427,7 @@ func faultsStage1(t *testing.T) {
 	before := pids(t)
 
 	t.Run("kernel_fails_to_load", func(t *testing.T) {
-		_, initrd, cmdline, _ := vmtest.NextBoot()
+		_, initrd, cmdline, _ := vm.NextBoot()
 		out, code := luoctl(t, "update", "run", "--kernel", "/vmtest/bin/luoctl", "--initrd", initrd, "--cmdline", cmdline, "--allow-loss")
 		if code != 4 || !strings.Contains(out, "load") {
 			t.Errorf("exit %d", code)
@@ -581,7 +582,7 @@ func holdFakeManifest(t *testing.T, data string) {
 		}
 		f.Close()
 	}
-	vmtest.Hold(s)
+	vm.Hold(s)
 }
 
 func checkHeld(t *testing.T, want string) {
@@ -665,12 +666,12 @@ func killMidPreparation(t *testing.T) {
 	})
 	// This is the last stage: "update" into the current kernel (it never
 	// gets that far).
-	vp, err := vmtest.ReadPlan()
+	vp, err := vm.ReadPlan()
 	if err != nil {
 		t.Fatal(err)
 	}
-	args := []string{"--socket", socket, "update", "run", "--kernel", vp.Stages[vmtest.Stage()-1].Kernel,
-		"--initrd", vp.Initrd, "--cmdline", vp.StageCmdline(vmtest.Stage()), "--allow-loss"}
+	args := []string{"--socket", socket, "update", "run", "--kernel", vp.Stages[vm.Stage()-1].Kernel,
+		"--initrd", vp.Initrd, "--cmdline", vp.StageCmdline(vm.Stage()), "--allow-loss"}
 	ctl := exec.Command("/vmtest/bin/luoctl", args...)
 	var out bytes.Buffer
 	ctl.Stdout, ctl.Stderr = &out, &out

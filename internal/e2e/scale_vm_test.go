@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/liveupdate/luo/internal/vm"
 	"github.com/liveupdate/luo/internal/vmtest"
 )
 
@@ -33,12 +34,12 @@ TimeoutStopSec=2min
 
 // luodConfig is a VM with luod as PID 1 (info logs on the console) and the
 // given units, driven by the guest test binary.
-func luodConfig(kernels []string, units map[string]string, testArgs ...string) vmtest.Config {
+func luodConfig(kernels []string, units map[string]string, testArgs ...string) vm.Config {
 	files := map[string][]byte{}
 	for name, text := range units {
 		files["etc/luod/system/"+name] = []byte(text)
 	}
-	return vmtest.Config{
+	return vm.Config{
 		Kernels: kernels,
 		Binaries: map[string]string{
 			"bin/luod":    "github.com/liveupdate/luo/cmd/luod",

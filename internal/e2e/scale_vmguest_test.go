@@ -17,6 +17,7 @@ import (
 
 	"github.com/liveupdate/luo/activation"
 	"github.com/liveupdate/luo/internal/control"
+	"github.com/liveupdate/luo/internal/vm"
 	"github.com/liveupdate/luo/internal/vmtest"
 	"github.com/liveupdate/luo/memfd"
 	"github.com/liveupdate/luo/sdnotify"
@@ -299,7 +300,7 @@ func runUpdate(t *testing.T) {
 	t.Helper()
 	args := updateArgs(t)
 	vmtest.ExpectKexec(t)
-	benchOut("BENCH update-start stage=%d", vmtest.Stage())
+	benchOut("BENCH update-start stage=%d", vm.Stage())
 	out, code := luoctl(t, args...)
 	t.Fatalf("update run returned (exit %d), no kexec:\n%s", code, out)
 }
@@ -324,7 +325,7 @@ func TestScale(t *testing.T) {
 	}
 	start := time.Now()
 	m := waitLuod(t, control.DefaultSocket)
-	switch vmtest.Stage() {
+	switch vm.Stage() {
 	case 1:
 		want := map[string]func(control.Unit) error{}
 		for _, id := range names {
@@ -364,7 +365,7 @@ func TestScale(t *testing.T) {
 		if len(rep.Problems) > 0 {
 			t.Errorf("report problems: %q", rep.Problems)
 		}
-		if rep.Count != 1 || rep.Kind != "kexec" || rep.To != vmtest.Release() {
+		if rep.Count != 1 || rep.Kind != "kexec" || rep.To != vm.Release() {
 			t.Errorf("report: count %d kind %s %s -> %s", rep.Count, rep.Kind, rep.From, rep.To)
 		}
 		wantNames := make([]string, fds)

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"testing"
 
+	"github.com/liveupdate/luo/internal/vm"
 	"github.com/liveupdate/luo/internal/vmtest"
 )
 
@@ -48,7 +49,7 @@ FileDescriptorStorePreserve=yes
 `,
 }
 
-func config(t *testing.T, kernels []string, run string) vmtest.Config {
+func config(t *testing.T, kernels []string, run string) vm.Config {
 	cfg := luodConfig(kernels, units, "-test.run", run)
 	cfg.Binaries["bin/testsvc"] = "github.com/liveupdate/luo/internal/luodtest/testsvc"
 	return cfg

@@ -1,28 +1,29 @@
 package vmtest
 
 import (
-	"errors"
-	"io"
-	"sync"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/liveupdate/luo/internal/vm"
 )
 
-// errNotInGuest is returned by guest functions called outside a vmtest VM.
-var errNotInGuest = errors.New("vmtest: not in a vmtest VM (no vmtest.stage= on /proc/cmdline)")
+// maySkipMarker follows "vmtest: stage N/M " in the line MaySkip prints.
+const maySkipMarker = "may skip "
 
-// held keeps the values given to Hold reachable. It is package state on
-// purpose: what it holds must outlive every test of the stage, up to the
-// kexec.
-var held struct {
-	sync.Mutex
-	values []io.Closer
-}
-
-// Hold keeps each value (typically a LUO session or a preserved file)
-// referenced, and so open, until the guest test binary kexecs into the next
-// stage or exits: [GuestMain] never closes them, which is what carries a
-// session across the kexec. Hold is safe for concurrent use.
-func Hold(c ...io.Closer) {
-	held.Lock()
-	defer held.Unlock()
-	held.values = append(held.values, c...)
+// MaySkip declares that the guest test t may skip in every stage, and why:
+// a test that only makes sense on a kernel the run does not boot, say. On
+// the host with $CI set, a guest test or subtest skipped in every stage
+// fails its host subtest unless it called MaySkip, in at least one stage;
+// the host's skip message then gives reason. A declaration covers t only,
+// not its subtests. MaySkip prints a marker line ("vmtest: stage N/M may
+// skip NAME: REASON") on the results channel and does nothing else: t still
+// has to skip. An empty reason fails t.
+func MaySkip(t testing.TB, reason string) {
+	t.Helper()
+	reason = strings.Join(strings.Fields(reason), " ")
+	if reason == "" {
+		t.Fatal("vmtest.MaySkip: the reason is empty")
+	}
+	fmt.Printf("vmtest: stage %d/%d %s%s: %s\n", vm.Stage(), vm.Stages(), maySkipMarker, t.Name(), reason)
 }

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/liveupdate/luo/internal/vm"
 	"golang.org/x/sys/unix"
 )
 
@@ -15,62 +16,8 @@ import (
 // thousands of sessions.
 const nofile = 65536
 
-// InGuest reports whether the program runs in a vmtest VM.
-func InGuest() bool { return Stage() > 0 }
-
-// Stage returns the number of the running stage, from 1, or 0 outside a
-// vmtest VM. It reads vmtest.stage= from /proc/cmdline.
-func Stage() int {
-	b, err := os.ReadFile("/proc/cmdline")
-	if err != nil {
-		return 0
-	}
-	return stageFromCmdline(string(b))
-}
-
-// Stages returns the number of stages of the run, or 0 outside a vmtest VM.
-func Stages() int {
-	if !InGuest() {
-		return 0
-	}
-	p, err := ReadPlan()
-	if err != nil {
-		return 0
-	}
-	return len(p.Stages)
-}
-
-// Release returns the release of the running kernel, as uname -r prints it.
-func Release() string {
-	var u unix.Utsname
-	if err := unix.Uname(&u); err != nil {
-		return ""
-	}
-	return unix.ByteSliceToString(u.Release[:])
-}
-
-// NextBoot returns what the next stage boots: the guest paths of its kernel
-// and initrd, and its full kernel command line (which keeps liveupdate=on).
-// Code that performs the kexec itself, such as a supervisor under test, uses
-// it with kexec_file_load(2); see [ExpectKexec]. It fails in the last stage
-// and outside a vmtest VM.
-func NextBoot() (kernel, initrd, cmdline string, err error) {
-	n := Stage()
-	if n == 0 {
-		return "", "", "", errNotInGuest
-	}
-	p, err := ReadPlan()
-	if err != nil {
-		return "", "", "", err
-	}
-	if n >= len(p.Stages) {
-		return "", "", "", fmt.Errorf("vmtest: stage %d/%d is the last: there is no next boot", n, len(p.Stages))
-	}
-	return p.Stages[n].Kernel, p.Initrd, p.StageCmdline(n + 1), nil
-}
-
 // ExpectKexec tells the host that something other than [GuestMain] (a
-// supervisor using [NextBoot], say) is about to kexec into the next stage
+// supervisor using [vm.NextBoot], say) is about to kexec into the next stage
 // while t still runs. The host then counts the tests cut short by that kexec
 // as passed instead of unfinished. It announces nothing if t has already
 // failed, so such a failure still shows. Output is flushed to the host
@@ -81,7 +28,7 @@ func ExpectKexec(t testing.TB) {
 		t.Log("vmtest: not announcing the kexec: the test already failed")
 		return
 	}
-	fmt.Printf("vmtest: stage %d/%d kexec expected by %s\n", Stage(), Stages(), t.Name())
+	fmt.Printf("vmtest: stage %d/%d kexec expected by %s\n", vm.Stage(), vm.Stages(), t.Name())
 	drain()
 	kexecExpected.Store(true)
 }
@@ -100,16 +47,16 @@ const externalKexecWait = 5 * time.Minute
 // (unless given), prints "vmtest: stage N/M start release=R", runs m, and prints
 // "vmtest: stage N/M exit=CODE". Then, in stages before the last, it loads
 // the next stage's kernel with kexec_file_load(2) and reboots into it
-// without closing any file (see [Hold]); in the last stage, or if the kexec
+// without closing any file (see [vm.Hold]); in the last stage, or if the kexec
 // fails ("vmtest: kexec failed: ERR"), it powers the VM off. GuestMain never
 // returns. Outside a vmtest VM it exits with status 1 and touches nothing.
 func GuestMain(m *testing.M) {
-	stage := Stage()
+	stage := vm.Stage()
 	if stage == 0 {
 		fmt.Fprintln(os.Stderr, "vmtest: GuestMain: not in a vmtest VM (no vmtest.stage= on /proc/cmdline); vmguest tests run only under vmtest.Run")
 		os.Exit(1)
 	}
-	p, err := ReadPlan()
+	p, err := vm.ReadPlan()
 	if err != nil {
 		guestFatal(err)
 	}
@@ -130,7 +77,7 @@ func GuestMain(m *testing.M) {
 		guestFatal(err)
 	}
 	setTimeout(p.Deadline)
-	fmt.Printf("vmtest: stage %d/%d start release=%s\n", stage, total, Release())
+	fmt.Printf("vmtest: stage %d/%d start release=%s\n", stage, total, vm.Release())
 	if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &unix.Rlimit{Cur: nofile, Max: nofile}); err != nil {
 		fmt.Printf("vmtest: stage %d/%d setrlimit RLIMIT_NOFILE %d: %v\n", stage, total, nofile, err)
 	}
@@ -191,7 +138,7 @@ func redirect(port string) error {
 }
 
 // kexec loads stage next and reboots into it. It returns only on failure.
-func kexec(p *Plan, next int) error {
+func kexec(p *vm.Plan, next int) error {
 	st := p.Stages[next-1]
 	kernel, err := os.Open(st.Kernel)
 	if err != nil {
@@ -230,9 +177,9 @@ func powerOff() {
 
 // guestFatal reports err on stderr and on the console, and ends the VM.
 func guestFatal(err error) {
-	fmt.Fprintf(os.Stderr, "vmtest: stage %d: %v\n", Stage(), err)
+	fmt.Fprintf(os.Stderr, "vmtest: stage %d: %v\n", vm.Stage(), err)
 	if c, cerr := os.OpenFile("/dev/console", os.O_WRONLY|unix.O_NOCTTY, 0); cerr == nil {
-		fmt.Fprintf(c, "vmtest: stage %d: %v\n", Stage(), err)
+		fmt.Fprintf(c, "vmtest: stage %d: %v\n", vm.Stage(), err)
 		c.Close()
 	}
 	powerOff()

@@ -5,13 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/liveupdate/luo/internal/vm"
 )
 
 // A Result is what the host saw of a run.
@@ -19,7 +20,7 @@ type Result struct {
 	// Start is when QEMU started; End is when its output ended.
 	Start, End time.Time
 	// Lines holds every line of every stream, in arrival order.
-	Lines []Line
+	Lines []vm.Line
 	// Stages holds the stages that started, in order.
 	Stages []StageResult
 	// Tests holds every guest test and subtest of every stage, in the order
@@ -53,59 +54,58 @@ type StageResult struct {
 // reports every guest test as a subtest of t. It skips t with -short, and
 // when QEMU or mkfs.ext4 is missing (it fails instead when $CI is set). It
 // fails t when a build fails, the run times out, a stage does not start or
-// does not finish, or a guest test fails. Run needs no privileges on the
-// host.
+// does not finish, no guest test runs, or a guest test fails (see the
+// package doc for the verdicts, $CI's included). Run needs no privileges on
+// the host.
 //
 // With "go test -v" and VMTEST_VERBOSE=1, every line of the VM is also
 // logged as it arrives.
-func Run(t *testing.T, cfg Config) *Result {
+func Run(t *testing.T, cfg vm.Config) *Result {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("vmtest: boots a VM; skipped with -short")
 	}
-	if _, err := exec.LookPath("qemu-system-x86_64"); err != nil {
-		unavailable(t, "vmtest: qemu-system-x86_64 not found; install it with: apt-get install qemu-system-x86")
-	}
-	if _, err := mkfsPath(); err != nil {
+	if err := vm.CheckHost(); err != nil {
 		unavailable(t, "%v", err)
 	}
 	cfg.Timeout = runTimeout(t, cfg)
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.Timeout)
 	defer cancel()
 
-	img, err := Build(ctx, cfg, t.TempDir())
+	img, err := vm.Build(ctx, cfg, t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
-	var watch func(Line)
+	var watch func(vm.Line)
 	if testing.Verbose() && os.Getenv("VMTEST_VERBOSE") == "1" {
-		watch = func(l Line) {
+		watch = func(l vm.Line) {
 			fmt.Fprintf(t.Output(), "%s %-7s| %s\n", l.Time.Format("15:04:05.000"), l.Stream, l.Text)
 		}
 	}
-	var vm *VM
+	var machine *vm.VM
 	var waitErr error
 	for attempt := 1; ; attempt++ {
-		vm, err = Boot(ctx, img, watch)
+		machine, err = vm.Boot(ctx, img, watch)
 		if err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(vm.Kill)
-		waitErr = vm.Wait()
-		if waitErr != nil || attempt == coldBoots || reachedInit(vm.Lines()) {
+		t.Cleanup(machine.Kill)
+		waitErr = machine.Wait()
+		if waitErr != nil || attempt == coldBoots || reachedInit(machine.Lines()) {
 			break
 		}
 		// Nothing of the test ran yet: the first kernel died while
 		// booting, which only an emulation problem explains.
-		res, p := newResult(vm.Started(), vm.Lines(), cfg.Kernels)
+		res, p := newResult(machine.Started(), machine.Lines(), cfg.Kernels)
 		t.Logf("vmtest: the first kernel died before starting /init (attempt %d of %d); booting again\n%s", attempt, coldBoots, res.tails(p))
 	}
 	if errors.Is(waitErr, context.DeadlineExceeded) {
 		waitErr = fmt.Errorf("vmtest: timed out after %v (Config.Timeout or the test deadline); QEMU killed", cfg.Timeout)
 	}
 
-	res, p := newResult(vm.Started(), vm.Lines(), cfg.Kernels)
-	report(t, testTree(p.Tests), res.describe(len(cfg.Kernels)))
+	res, p := newResult(machine.Started(), machine.Lines(), cfg.Kernels)
+	r := reporter{ci: onCI(), describe: res.describe(len(cfg.Kernels))}
+	r.report(t, testTree(p.Tests))
 	if problems := checkRun(res, p, img.Plan, waitErr); len(problems) > 0 {
 		t.Errorf("vmtest: %s\n%s", strings.Join(problems, "\nvmtest: "), res.tails(p))
 	}
@@ -118,9 +118,9 @@ const coldBoots = 3
 
 // reachedInit reports whether vminit started in the first stage, that is,
 // printed anything.
-func reachedInit(lines []Line) bool {
+func reachedInit(lines []vm.Line) bool {
 	for _, l := range lines {
-		if l.Stream == Console && strings.Contains(l.Text, "vminit: ") {
+		if l.Stream == vm.Console && strings.Contains(l.Text, "vminit: ") {
 			return true
 		}
 	}
@@ -129,7 +129,7 @@ func reachedInit(lines []Line) bool {
 
 // runTimeout returns cfg.Timeout or its default, cut to leave a margin
 // before the test's deadline.
-func runTimeout(t *testing.T, cfg Config) time.Duration {
+func runTimeout(t *testing.T, cfg vm.Config) time.Duration {
 	d := cfg.Timeout
 	if d <= 0 {
 		d = 4 * time.Minute * time.Duration(max(1, len(cfg.Kernels)))
@@ -152,7 +152,7 @@ var (
 )
 
 // newResult assembles the Result of a run from its lines.
-func newResult(start time.Time, lines []Line, kernels []string) (*Result, *parsed) {
+func newResult(start time.Time, lines []vm.Line, kernels []string) (*Result, *parsed) {
 	res := &Result{Start: start, End: start, Lines: lines}
 	var results strings.Builder
 	booted := map[int]time.Time{}
@@ -161,12 +161,12 @@ func newResult(start time.Time, lines []Line, kernels []string) (*Result, *parse
 	for _, l := range lines {
 		res.End = l.Time
 		switch l.Stream {
-		case Console:
+		case vm.Console:
 			if m := bootedRE.FindStringSubmatch(l.Text); m != nil {
 				n, _ := strconv.Atoi(m[1])
 				booted[n] = l.Time
 			}
-		case Results:
+		case vm.Results:
 			results.WriteString(l.Text)
 			results.WriteByte('\n')
 			if m := startRE.FindStringSubmatch(l.Text); m != nil {
@@ -213,20 +213,31 @@ func (r *Result) describe(stages int) func(int) string {
 
 // checkRun lists what went wrong with the run as a whole, apart from the
 // guest tests themselves.
-func checkRun(res *Result, p *parsed, plan Plan, waitErr error) []string {
+func checkRun(res *Result, p *parsed, plan vm.Plan, waitErr error) []string {
 	var problems []string
 	if waitErr != nil {
 		reached := "no stage booted"
 		if n := len(res.Stages); n > 0 {
 			reached = fmt.Sprintf("stage %d/%d reached", n, len(plan.Stages))
 		}
-		problems = append(problems, fmt.Sprintf("%s (%s)", strings.TrimPrefix(waitErr.Error(), "vmtest: "), reached))
+		msg := strings.TrimPrefix(strings.TrimPrefix(waitErr.Error(), "vmtest: "), "vm: ")
+		problems = append(problems, fmt.Sprintf("%s (%s)", msg, reached))
 	}
 	failed := map[int]bool{}
+	ran := map[int]int{} // tests by stage
 	for _, t := range p.Tests {
+		ran[t.Stage]++
 		if t.Status == Fail || t.Status == Unfinished {
 			failed[t.Stage] = true
 		}
+	}
+	if len(p.Tests) == 0 && slices.ContainsFunc(p.Stages, func(s *stageLog) bool { return s.N > 0 }) {
+		var args []string
+		if len(plan.Test) > 1 {
+			args = plan.Test[1:]
+		}
+		problems = append(problems, fmt.Sprintf("no guest test ran in any stage: -test.run matches no test of the vmguest build, "+
+			"or the guest test binary ended before running one (its arguments: %q)", args))
 	}
 	m := len(plan.Stages)
 	for i, want := range plan.Stages {
@@ -255,6 +266,8 @@ func checkRun(res *Result, p *parsed, plan Plan, waitErr error) []string {
 			problems = append(problems, fmt.Sprintf("stage %d/%d: the guest test binary ended without its exit marker", n, m))
 		case st.Exit > 0 && !failed[n]:
 			problems = append(problems, fmt.Sprintf("stage %d/%d: the guest tests exited with code %d", n, m, st.Exit))
+		case st.Exit == 0 && ran[n] == 0 && len(p.Tests) > 0:
+			problems = append(problems, fmt.Sprintf("stage %d/%d: the guest test binary exited 0 without running any test", n, m))
 		}
 		for _, mk := range log.Markers {
 			if !isInfoMarker(mk) {
@@ -271,7 +284,7 @@ func isInfoMarker(s string) bool {
 	if m == nil {
 		return false
 	}
-	for _, prefix := range []string{"start", "exit=", "kexec into", "kexec expected", "poweroff"} {
+	for _, prefix := range []string{"start", "exit=", "kexec into", "kexec expected", maySkipMarker, "poweroff"} {
 		if strings.HasPrefix(m[3], prefix) {
 			return true
 		}
@@ -292,9 +305,9 @@ func (r *Result) tails(p *parsed) string {
 		name  string
 		lines []string
 	}{
-		{"console", r.stream(Console)},
+		{"console", r.stream(vm.Console)},
 		{"results outside tests", outside},
-		{"qemu", r.stream(QEMU)},
+		{"qemu", r.stream(vm.QEMU)},
 	} {
 		if len(tail.lines) == 0 {
 			continue
@@ -317,99 +330,31 @@ func (r *Result) stream(name string) []string {
 }
 
 // Kernel returns the path of a test kernel with Live Update support, for
-// version "7.2" or "7.3". It looks, in order, at:
-//
-//   - $LUO_TEST_KERNEL (7.2 only) or $LUO_TEST_KERNEL_7_3 (7_2, ... by version);
-//   - ../shared/vm/bzImage (7.2) or ../shared/vm/bzImage-<version>, next to
-//     the module root;
-//   - <module root>/.cache/kernel/<version>/bzImage, where
-//     scripts/build-kernel.sh puts it.
-//
-// Without a kernel it skips t, or fails it when $CI is set (but not with
-// -short, which skips VM tests anyway).
+// version "7.2" or "7.3", found by [vm.FindKernel]. Without a kernel it skips
+// t, or fails it when $CI is set (but not with -short, which skips VM tests
+// anyway).
 func Kernel(t testing.TB, version string) string {
 	t.Helper()
-	path, tried, err := findKernel(version)
-	if err != nil {
+	path, err := vm.FindKernel(version)
+	switch {
+	case errors.Is(err, vm.ErrNoKernel):
+		unavailable(t, "%v", err)
+	case err != nil:
 		t.Fatal(err)
 	}
-	if path == "" {
-		env := kernelEnv(version)[0]
-		unavailable(t, "vmtest: no %s test kernel (looked at %s); build it into .cache/kernel with scripts/build-kernel.sh, or set %s to a bzImage with LUO",
-			version, strings.Join(tried, ", "), env)
-	}
 	return path
-}
-
-// FindKernel is Kernel for programs (the demo): the path, or an error that
-// says where it looked and how to get a kernel.
-func FindKernel(version string) (string, error) {
-	path, tried, err := findKernel(version)
-	if err != nil {
-		return "", err
-	}
-	if path == "" {
-		return "", fmt.Errorf("no %s LUO kernel (looked at %s); run scripts/build-kernel.sh %s (or make kernel), or set %s",
-			version, strings.Join(tried, ", "), version, kernelEnv(version)[0])
-	}
-	return path, nil
-}
-
-// kernelEnv returns the environment variables naming a kernel of version.
-func kernelEnv(version string) []string {
-	env := []string{"LUO_TEST_KERNEL_" + strings.ReplaceAll(version, ".", "_")}
-	if version == "7.2" {
-		env = append([]string{"LUO_TEST_KERNEL"}, env...)
-	}
-	return env
-}
-
-// findKernel returns the kernel Kernel would use, or "" and the places it
-// looked at. A variable naming a missing file is an error.
-func findKernel(version string) (path string, tried []string, err error) {
-	for _, env := range kernelEnv(version) {
-		if p := os.Getenv(env); p != "" {
-			if _, err := os.Stat(p); err != nil {
-				return "", nil, fmt.Errorf("vmtest: $%s: %w", env, err)
-			}
-			return p, nil, nil
-		}
-		tried = append(tried, "$"+env)
-	}
-	shared := "bzImage"
-	if version != "7.2" {
-		shared = "bzImage-" + version
-	}
-	cwd, err := os.Getwd()
-	if err != nil {
-		return "", nil, err
-	}
-	// Try every enclosing module, nearest first, so that a suite in a
-	// nested module finds the kernels of the main one.
-	for dir := cwd; ; dir = filepath.Dir(dir) {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			for _, p := range []string{
-				filepath.Join(dir, "..", "shared", "vm", shared),
-				filepath.Join(dir, ".cache", "kernel", version, "bzImage"),
-			} {
-				if _, err := os.Stat(p); err == nil {
-					return filepath.Clean(p), nil, nil
-				}
-				tried = append(tried, filepath.Clean(p))
-			}
-		}
-		if filepath.Dir(dir) == dir {
-			return "", tried, nil
-		}
-	}
 }
 
 // unavailable skips t for a missing prerequisite, or fails it on CI unless
 // VM tests are off anyway (-short).
 func unavailable(t testing.TB, format string, args ...any) {
 	t.Helper()
-	if os.Getenv("CI") != "" && !testing.Short() {
+	if onCI() && !testing.Short() {
 		t.Fatalf(format+" ($CI is set, so this is a failure)", args...)
 	}
 	t.Skipf(format, args...)
 }
+
+// onCI reports whether $CI is set: then a missing prerequisite, or a guest
+// test skipped in every stage without a reason, fails instead of skipping.
+func onCI() bool { return os.Getenv("CI") != "" }

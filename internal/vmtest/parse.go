@@ -37,6 +37,9 @@ type TestResult struct {
 	// Output holds the lines the test printed in that stage, without its
 	// "=== RUN" and "--- PASS" lines.
 	Output []string
+	// MaySkip is the reason the test gave in that stage, with [MaySkip],
+	// for being allowed to skip in every stage; "" if it gave none.
+	MaySkip string
 }
 
 // stageLog is what the results channel says about one stage.
@@ -206,8 +209,34 @@ func (p *parser) marker(n, total int, rest, s string) {
 		p.closeOpen(false)
 	case strings.HasPrefix(rest, "kexec expected"):
 		st.KexecExpected = true
+	case strings.HasPrefix(rest, maySkipMarker):
+		p.maySkip(strings.TrimPrefix(rest, maySkipMarker))
 	case strings.Contains(rest, "exited without"):
 		p.closeOpen(false)
+	}
+}
+
+// maySkip handles the rest of a "vmtest: stage N/M may skip NAME: REASON"
+// marker (see MaySkip): it gives REASON to the last test of the stage named
+// NAME. Test names hold no blanks (package testing turns them into "_"), so
+// NAME ends at the first blank, less the colon; a marker without a reason or
+// a test declares nothing.
+func (p *parser) maySkip(s string) {
+	name, reason, _ := strings.Cut(s, " ")
+	name = strings.TrimSuffix(name, ":")
+	reason = strings.TrimSpace(reason)
+	if name == "" || reason == "" {
+		return
+	}
+	for i := len(p.out.Tests) - 1; i >= 0; i-- {
+		t := p.out.Tests[i]
+		if t.Stage != p.stage.N {
+			break
+		}
+		if t.Name == name {
+			t.MaySkip = reason
+			return
+		}
 	}
 }
 

@@ -27,6 +27,9 @@ func summarize(p *parsed) []string {
 	}
 	for _, t := range p.Tests {
 		line := fmt.Sprintf("%d: %s %s", t.Stage, t.Name, t.Status)
+		if t.MaySkip != "" {
+			line += fmt.Sprintf(" may-skip=%q", t.MaySkip)
+		}
 		if len(t.Output) > 0 {
 			line += ": " + strings.Join(t.Output, "|")
 		}
@@ -109,6 +112,38 @@ func TestParseResults(t *testing.T) {
 				"2: TestUpdate PASS",
 				"2: TestUpdate/luod PASS",
 				"2: TestHang UNFINISHED: PASS",
+			},
+		},
+		{
+			name: "may-skip declarations, by full name, in each stage",
+			file: "mayskip.txt",
+			want: []string{
+				"stage 1/2 release=7.2.13 exit=0 summary=PASS",
+				"stage 2/2 release=7.3.4 exit=0 summary=PASS",
+				`1: TestA SKIP may-skip="needs Linux 7.3, which this run does not boot":     a_test.go:12: needs 7.3`,
+				"1: TestB PASS",
+				`1: TestB/x/y SKIP may-skip="the x/y case: runs in stage 3 only":     b_test.go:20: not in this stage`,
+				"1: TestB/z SKIP:     b_test.go:25: z skips",
+				`1: TestB/a:_b SKIP may-skip="a colon in the name"`,
+				"1: TestP PASS",
+				"1: TestP/a PASS:     p_test.go:7: a runs",
+				`1: TestP/b SKIP may-skip="parallel, and declared while TestP/a prints":     p_test.go:9: b skips`,
+				"2: TestA SKIP:     a_test.go:12: skips again, without declaring",
+				"2: TestB PASS",
+				`2: TestB/x/y SKIP may-skip="the x/y case: runs in stage 3 only"`,
+				"2: TestB/z SKIP",
+				"2: TestB/a:_b SKIP",
+				"2: TestP PASS",
+				"2: TestP/a PASS",
+				"2: TestP/b SKIP",
+			},
+		},
+		{
+			name: "no test ran",
+			file: "notests.txt",
+			want: []string{
+				"stage 1/2 release=7.2.13 exit=0 summary=PASS: testing: warning: no tests to run",
+				"stage 2/2 release=7.3.4 exit=0 summary=PASS: testing: warning: no tests to run",
 			},
 		},
 		{
@@ -195,7 +230,7 @@ func TestParseSmoke(t *testing.T) {
 // FuzzParseResults checks that no input makes the parser panic or lose a
 // test.
 func FuzzParseResults(f *testing.F) {
-	for _, name := range []string{"chatty.txt", "panic.txt", "stages.txt", "kexec.txt", "smoke.txt"} {
+	for _, name := range []string{"chatty.txt", "panic.txt", "stages.txt", "kexec.txt", "smoke.txt", "mayskip.txt", "notests.txt"} {
 		b, err := os.ReadFile(filepath.Join("testdata", name))
 		if err != nil {
 			f.Fatal(err)

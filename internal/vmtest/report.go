@@ -2,6 +2,7 @@ package vmtest
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -44,58 +45,78 @@ func testTree(tests []*TestResult) []*testNode {
 	return roots
 }
 
-// status folds the outcomes of all stages: a failure (or an unfinished run)
-// in any stage fails the test, a skip in every stage skips it, and anything
-// else passes.
-func (n *testNode) status() Status {
+// verdict folds the outcomes of all stages of n into the outcome of its host
+// subtest, and says why when it is not a pass:
+//
+//   - a failure (or an unfinished run) in any stage fails it;
+//   - a skip in every stage skips it, but with ci ($CI set) fails it, unless
+//     the test declared with [MaySkip] why it may skip: then it is a skip
+//     that gives the reason;
+//   - anything else passes.
+//
+// describe names a stage, e.g. "stage 2/3 (7.3.4)".
+func verdict(n *testNode, ci bool, describe func(stage int) string) (Status, string) {
+	var failed, reasons []string
 	skipped := true
 	for _, r := range n.runs {
 		switch r.Status {
 		case Fail, Unfinished:
-			return Fail
+			failed = append(failed, describe(r.Stage))
 		case Skip:
 		default:
 			skipped = false
 		}
+		if r.MaySkip != "" && !slices.Contains(reasons, r.MaySkip) {
+			reasons = append(reasons, r.MaySkip)
+		}
 	}
-	if skipped {
-		return Skip
+	switch {
+	case len(failed) > 0:
+		return Fail, "failed in the guest in " + strings.Join(failed, ", ")
+	case !skipped:
+		return Pass, ""
+	case len(reasons) > 0:
+		return Skip, "skipped in the guest in every stage, as declared: " + strings.Join(reasons, "; ")
+	case ci:
+		return Fail, "skipped in the guest in every stage, and $CI is set: fix the test, " +
+			"or declare why it may skip with vmtest.MaySkip(t, reason)"
+	default:
+		return Skip, "skipped in the guest in every stage (with $CI set, that fails unless the test calls vmtest.MaySkip)"
 	}
-	return Pass
 }
 
-// report reproduces the guest tests as subtests of t. describe names a stage
-// in the log, e.g. "stage 2/3 (7.3.4)".
-func report(t *testing.T, roots []*testNode, describe func(stage int) string) {
+// A reporter reproduces guest tests as host subtests.
+type reporter struct {
+	// ci is set when $CI is: a test skipped in every stage fails unless it
+	// declared why it may skip.
+	ci bool
+	// describe names a stage in the log, e.g. "stage 2/3 (7.3.4)".
+	describe func(stage int) string
+}
+
+// report runs a subtest of t for each of roots, with their subtests.
+func (rp reporter) report(t *testing.T, roots []*testNode) {
 	for _, n := range roots {
-		t.Run(n.short, func(t *testing.T) { reportNode(t, n, describe) })
+		t.Run(n.short, func(t *testing.T) { rp.reportNode(t, n) })
 	}
 }
 
-func reportNode(t *testing.T, n *testNode, describe func(int) string) {
-	var failed []string
+func (rp reporter) reportNode(t *testing.T, n *testNode) {
 	for _, r := range n.runs {
 		var b strings.Builder
-		fmt.Fprintf(&b, "%s: %s (%.2fs)", describe(r.Stage), r.Status, r.Elapsed.Seconds())
+		fmt.Fprintf(&b, "%s: %s (%.2fs)", rp.describe(r.Stage), r.Status, r.Elapsed.Seconds())
 		for _, line := range r.Output {
 			b.WriteString("\n    ")
 			b.WriteString(line)
 		}
 		b.WriteString("\n")
 		t.Output().Write([]byte(b.String()))
-		if r.Status == Fail || r.Status == Unfinished {
-			failed = append(failed, describe(r.Stage))
-		}
 	}
-	report(t, n.children, describe)
-	switch n.status() {
+	rp.report(t, n.children)
+	switch status, why := verdict(n, rp.ci, rp.describe); status {
 	case Fail:
-		if len(failed) > 0 {
-			t.Errorf("failed in the guest in %s", strings.Join(failed, ", "))
-		} else {
-			t.Fail() // only a subtest failed
-		}
+		t.Error(why)
 	case Skip:
-		t.Skip("skipped in the guest in every stage")
+		t.Skip(why)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/liveupdate/luo/internal/vm"
 	"github.com/liveupdate/luo/internal/vmtest"
 	"golang.org/x/sys/unix"
 )
@@ -16,24 +17,24 @@ func TestMain(m *testing.M) { vmtest.GuestMain(m) }
 
 // TestStage checks that each stage runs the kernel the plan gave it.
 func TestStage(t *testing.T) {
-	p, err := vmtest.ReadPlan()
+	p, err := vm.ReadPlan()
 	if err != nil {
 		t.Fatal(err)
 	}
-	n, total := vmtest.Stage(), vmtest.Stages()
+	n, total := vm.Stage(), vm.Stages()
 	if n < 1 || n > total || total != len(p.Stages) || total != 3 {
 		t.Fatalf("Stage() = %d, Stages() = %d, plan has %d stages; want 1..3 of 3", n, total, len(p.Stages))
 	}
-	if got, want := vmtest.Release(), p.Stages[n-1].Release; got != want {
+	if got, want := vm.Release(), p.Stages[n-1].Release; got != want {
 		t.Errorf("stage %d: Release() = %q, want %q", n, got, want)
 	}
-	t.Logf("stage %d/%d on %s", n, total, vmtest.Release())
+	t.Logf("stage %d/%d on %s", n, total, vm.Release())
 }
 
 // TestNextBoot checks what a self-kexecing program would be given.
 func TestNextBoot(t *testing.T) {
-	kernel, initrd, cmdline, err := vmtest.NextBoot()
-	if vmtest.Stage() == vmtest.Stages() {
+	kernel, initrd, cmdline, err := vm.NextBoot()
+	if vm.Stage() == vm.Stages() {
 		if err == nil {
 			t.Errorf("NextBoot() in the last stage succeeded: %q %q %q", kernel, initrd, cmdline)
 		}
@@ -47,7 +48,7 @@ func TestNextBoot(t *testing.T) {
 			t.Error(err)
 		}
 	}
-	next := "vmtest.stage=" + string(rune('0'+vmtest.Stage()+1))
+	next := "vmtest.stage=" + string(rune('0'+vm.Stage()+1))
 	if !strings.Contains(cmdline, "liveupdate=on") || !strings.Contains(cmdline, next) {
 		t.Errorf("next cmdline %q lacks liveupdate=on or %s", cmdline, next)
 	}
@@ -57,7 +58,7 @@ func TestNextBoot(t *testing.T) {
 // at all is the check.
 func TestHold(t *testing.T) {
 	t.Run("memfd", func(t *testing.T) {
-		if vmtest.Stage() != 1 {
+		if vm.Stage() != 1 {
 			t.Skip("the memfd is created in stage 1")
 		}
 		fd, err := unix.MemfdCreate("vmtest-hold", unix.MFD_CLOEXEC)
@@ -68,13 +69,13 @@ func TestHold(t *testing.T) {
 		if _, err := f.WriteString("held"); err != nil {
 			t.Fatal(err)
 		}
-		vmtest.Hold(f)
+		vm.Hold(f)
 	})
 }
 
 // TestEnvironment checks what vminit and GuestMain set up.
 func TestEnvironment(t *testing.T) {
-	b, err := os.ReadFile(vmtest.DiskDir + "/smoke/hello.txt")
+	b, err := os.ReadFile(vm.DiskDir + "/smoke/hello.txt")
 	if err != nil || !bytes.Equal(b, []byte("hello from the host\n")) {
 		t.Errorf("Config.Files: %q, %v", b, err)
 	}
@@ -90,15 +91,19 @@ func TestEnvironment(t *testing.T) {
 			t.Error(err)
 		}
 	}
-	if err := os.WriteFile(vmtest.DiskDir+"/x", nil, 0o644); err == nil {
+	if err := os.WriteFile(vm.DiskDir+"/x", nil, 0o644); err == nil {
 		t.Errorf("the disk is writable")
 	}
 }
 
 func TestNested(t *testing.T) {
 	t.Run("a", func(t *testing.T) {
-		t.Run("b", func(t *testing.T) { t.Logf("nested in stage %d", vmtest.Stage()) })
+		t.Run("b", func(t *testing.T) { t.Logf("nested in stage %d", vm.Stage()) })
 	})
 }
 
-func TestSkipped(t *testing.T) { t.Skip("skipped in the guest on purpose") }
+// TestSkipped skips in every stage, having declared why.
+func TestSkipped(t *testing.T) {
+	vmtest.MaySkip(t, "proves that a declared skip is reported as a skip")
+	t.Skip("skipped in the guest on purpose")
+}

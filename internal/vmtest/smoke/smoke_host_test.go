@@ -7,19 +7,20 @@ import (
 	"testing"
 	"time"
 
+	"github.com/liveupdate/luo/internal/vm"
 	"github.com/liveupdate/luo/internal/vmtest"
 )
 
 func TestVM(t *testing.T) {
 	kernels := []string{vmtest.Kernel(t, "7.2"), vmtest.Kernel(t, "7.3"), vmtest.Kernel(t, "7.2")}
-	res := vmtest.Run(t, vmtest.Config{
+	res := vmtest.Run(t, vm.Config{
 		Kernels: kernels,
 		Files:   map[string][]byte{"smoke/hello.txt": []byte("hello from the host\n")},
 	})
 
 	var want, got []string
 	for _, k := range kernels {
-		r, err := vmtest.KernelRelease(k)
+		r, err := vm.KernelRelease(k)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -35,6 +36,9 @@ func TestVM(t *testing.T) {
 	ran := map[string][]vmtest.Status{}
 	for _, r := range res.Tests {
 		ran[r.Name] = append(ran[r.Name], r.Status)
+		if want := map[string]string{"TestSkipped": "proves that a declared skip is reported as a skip"}[r.Name]; r.MaySkip != want {
+			t.Errorf("%s in stage %d: MaySkip = %q, want %q", r.Name, r.Stage, r.MaySkip, want)
+		}
 	}
 	for name, want := range map[string][]vmtest.Status{
 		"TestStage":       {vmtest.Pass, vmtest.Pass, vmtest.Pass},

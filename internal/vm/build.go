@@ -1,11 +1,9 @@
-package vmtest
+package vm
 
 import (
-	"bytes"
 	"cmp"
 	"compress/gzip"
 	"context"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,6 +13,7 @@ import (
 	"os/exec"
 	"path"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -24,7 +23,7 @@ import (
 )
 
 // vminitPackage is the guest init that Build puts in the initrd.
-const vminitPackage = "github.com/liveupdate/luo/internal/vmtest/vminit"
+const vminitPackage = "github.com/liveupdate/luo/internal/vm/vminit"
 
 // baseCmdline is the start of every stage's kernel command line.
 // liveupdate=on is required by LUO; panic=-1 with QEMU's -no-reboot turns a
@@ -33,43 +32,50 @@ const vminitPackage = "github.com/liveupdate/luo/internal/vmtest/vminit"
 // the emulated CPU is starved on a loaded host.
 const baseCmdline = "console=ttyS0 panic=-1 liveupdate=on quiet no_timer_check"
 
-// Config describes a VM test run. The zero value of each field but Kernels
+// Config describes a VM run: the kernel of each stage, what goes on the
+// disk and what the guest runs. The zero value of each field but Kernels
 // means its default.
 type Config struct {
 	// Kernels lists the kernel image (bzImage) of each stage: stage i boots
-	// Kernels[i-1], so len(Kernels) is the number of stages. Use [Kernel] to
-	// find them.
+	// Kernels[i-1], so len(Kernels) is the number of stages. Use
+	// [FindKernel] (or vmtest.Kernel in a test) to find them.
 	Kernels []string
 	// Package is the package whose tests run in the guest, built with
 	// "go test -c -tags vmguest"; it is a directory or an import path,
 	// resolved from the current directory. Default: "." (the package of
-	// the calling test).
+	// the calling test). Unused with Program.
 	Package string
 	// TestArgs are extra arguments of the guest test binary, such as
-	// "-test.run=TestKexec". -test.v is always on.
+	// "-test.run=TestKexec" (-test.v is always on), or of Program.
 	TestArgs []string
 	// Binaries maps a path on the disk (relative to /vmtest in the guest)
 	// to a main package, built static with CGO_ENABLED=0 "go build".
 	Binaries map[string]string
+	// BuildTags are Go build tags given with -tags to every "go build" of
+	// Binaries, and after vmguest to the "go test -c" of Package: e.g.
+	// "luodfault" for test builds of cmd/luod with fault injection. vminit
+	// is always built without them. A tag is made of letters, digits, "_"
+	// and "."; nil means no tags.
+	BuildTags []string
 	// Files maps a path on the disk (relative to /vmtest) to its content.
 	Files map[string][]byte
 	// Init, if set, is the argv vminit executes as PID 1 after mounting the
 	// file systems, instead of starting the test binary itself; paths are
 	// guest paths such as "/vmtest/bin/luod". That init must then start
-	// /vmtest/test.bin (with any arguments; GuestMain applies TestArgs when
-	// it gets none), and GuestMain does the rest. The test binary's output
-	// goes to the results port whatever its stdout is.
+	// /vmtest/test.bin (with any arguments; vmtest.GuestMain applies
+	// TestArgs when it gets none), and GuestMain does the rest. The test
+	// binary's output goes to the results port whatever its stdout is.
 	Init []string
 	// Program, when set, is the key of Binaries that vminit runs instead
 	// of a test binary (with TestArgs as its arguments); no package is
 	// built with go test -c. It is how programs, not tests, use the VM
 	// (the demo).
 	Program string
-	// Driver, with Init, makes vminit start the test binary itself (as
-	// without Init) and then exec Init as PID 1: the test binary drives
-	// the init from outside (a service manager under test, which must not
-	// stop the tests when it stops its services), and its process becomes
-	// a child of that init.
+	// Driver, with Init, makes vminit start the test binary (or Program)
+	// itself, as without Init, and then exec Init as PID 1: the test binary
+	// drives the init from outside (a service manager under test, which
+	// must not stop the tests when it stops its services), and its process
+	// becomes a child of that init.
 	Driver bool
 	// Cmdline is appended to the kernel command line of every stage, after
 	// "console=ttyS0 panic=-1 liveupdate=on quiet no_timer_check"; e.g.
@@ -79,9 +85,10 @@ type Config struct {
 	Memory int
 	// CPUs is the number of guest CPUs. Default: 2.
 	CPUs int
-	// Timeout bounds the whole run, all stages included; QEMU is killed
-	// when it expires. Default: 4 minutes per stage. [Run] also keeps it
-	// short of the test's deadline.
+	// Timeout bounds a whole vmtest.Run, all stages included; QEMU is
+	// killed when it expires. Default: 4 minutes per stage. Run also keeps
+	// it short of the test's deadline. Build and Boot ignore it: they
+	// follow their context.
 	Timeout time.Duration
 }
 
@@ -101,12 +108,14 @@ type Image struct {
 	Memory, CPUs int
 }
 
-// Build compiles the guest test binary, vminit and cfg.Binaries, and writes
-// the initrd and the disk image into dir, which must exist. It runs the go
-// command and mkfs.ext4; it needs no privileges.
+// Build compiles the guest init (package vm/vminit), the guest test binary
+// (unless cfg.Program is set) and cfg.Binaries, and writes the initrd and the
+// disk image into dir, which must exist. It runs the go command and
+// mkfs.ext4; it needs no privileges. The guest tests time out shortly before
+// ctx's deadline, if it has one.
 func Build(ctx context.Context, cfg Config, dir string) (*Image, error) {
 	if len(cfg.Kernels) == 0 {
-		return nil, errors.New("vmtest: Config.Kernels is empty")
+		return nil, errors.New("vm: Config.Kernels is empty")
 	}
 	root := filepath.Join(dir, "vmtest")
 	if err := os.MkdirAll(filepath.Join(root, "boot"), 0o755); err != nil {
@@ -121,10 +130,14 @@ func Build(ctx context.Context, cfg Config, dir string) (*Image, error) {
 		CPUs:   cmp.Or(cfg.CPUs, 2),
 	}
 
+	test := append([]string{DiskDir + "/test.bin", "-test.v=true"}, cfg.TestArgs...)
+	if cfg.Program != "" {
+		test = append([]string{DiskDir + "/" + cfg.Program}, cfg.TestArgs...)
+	}
 	img.Plan = Plan{
 		Cmdline: strings.TrimSpace(baseCmdline + " " + cfg.Cmdline),
 		Initrd:  DiskDir + "/boot/initrd.img",
-		Test:    append([]string{DiskDir + "/test.bin", "-test.v=true"}, cfg.TestArgs...),
+		Test:    test,
 		Init:    cfg.Init,
 		Driver:  cfg.Driver,
 		Results: ResultsPort,
@@ -133,34 +146,20 @@ func Build(ctx context.Context, cfg Config, dir string) (*Image, error) {
 		img.Plan.Deadline = d
 	}
 
-	// Compile everything in parallel; the go command serializes what must be.
-	pkg := cmp.Or(cfg.Package, ".")
-	builds := []goBuild{
-		{args: []string{"build", "-ldflags=-s -w", "-o", filepath.Join(dir, "init"), vminitPackage}},
+	builds, err := goBuilds(cfg, dir)
+	if err != nil {
+		return nil, err
 	}
-	if cfg.Program == "" {
-		builds = append(builds, goBuild{args: []string{"test", "-c", "-tags", "vmguest", "-o", filepath.Join(root, "test.bin"), pkg}})
-	} else {
-		if _, ok := cfg.Binaries[cfg.Program]; !ok {
-			return nil, fmt.Errorf("vmtest: Config.Program %q is not a key of Config.Binaries", cfg.Program)
-		}
-		img.Plan.Test = append([]string{DiskDir + "/" + cfg.Program}, cfg.TestArgs...)
-	}
-	for _, name := range sortedKeys(cfg.Binaries) {
-		dst, err := diskPath(root, name)
-		if err != nil {
+	for _, b := range builds {
+		if err := os.MkdirAll(filepath.Dir(b.out), 0o755); err != nil {
 			return nil, err
 		}
-		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
-			return nil, err
-		}
-		builds = append(builds, goBuild{args: []string{"build", "-o", dst, cfg.Binaries[name]}})
 	}
 	if err := runBuilds(ctx, builds); err != nil {
 		return nil, err
 	}
 	if _, err := os.Stat(filepath.Join(root, "test.bin")); err != nil && cfg.Program == "" {
-		return nil, fmt.Errorf("vmtest: go test -c %s wrote no test binary (no test files with the vmguest tag?)", pkg)
+		return nil, fmt.Errorf("vm: go test -c %s wrote no test binary (no test files with the vmguest tag?)", cmp.Or(cfg.Package, "."))
 	}
 
 	for i, k := range cfg.Kernels {
@@ -205,7 +204,50 @@ func Build(ctx context.Context, cfg Config, dir string) (*Image, error) {
 	return img, nil
 }
 
-type goBuild struct{ args []string }
+// A goBuild is one run of the go command.
+type goBuild struct {
+	args []string // the go command's arguments
+	out  string   // the file it writes
+}
+
+// tagRE matches a Go build tag.
+var tagRE = regexp.MustCompile(`^[A-Za-z0-9_.]+$`)
+
+// goBuilds returns the go commands that compile the programs of cfg into
+// dir: vminit, the guest test binary (unless cfg.Program is set) and
+// cfg.Binaries.
+func goBuilds(cfg Config, dir string) ([]goBuild, error) {
+	for _, tag := range cfg.BuildTags {
+		if !tagRE.MatchString(tag) {
+			return nil, fmt.Errorf("vm: Config.BuildTags: %q is not a build tag", tag)
+		}
+	}
+	root := filepath.Join(dir, "vmtest")
+	initBin := filepath.Join(dir, "init")
+	builds := []goBuild{
+		{args: []string{"build", "-ldflags=-s -w", "-o", initBin, vminitPackage}, out: initBin},
+	}
+	if cfg.Program == "" {
+		tags := strings.Join(append([]string{"vmguest"}, cfg.BuildTags...), ",")
+		bin := filepath.Join(root, "test.bin")
+		builds = append(builds, goBuild{args: []string{"test", "-c", "-tags", tags, "-o", bin, cmp.Or(cfg.Package, ".")}, out: bin})
+	} else if _, ok := cfg.Binaries[cfg.Program]; !ok {
+		return nil, fmt.Errorf("vm: Config.Program %q is not a key of Config.Binaries", cfg.Program)
+	}
+	var tags []string
+	if len(cfg.BuildTags) > 0 {
+		tags = []string{"-tags", strings.Join(cfg.BuildTags, ",")}
+	}
+	for _, name := range sortedKeys(cfg.Binaries) {
+		dst, err := diskPath(root, name)
+		if err != nil {
+			return nil, err
+		}
+		args := append([]string{"build"}, tags...)
+		builds = append(builds, goBuild{args: append(args, "-o", dst, cfg.Binaries[name]), out: dst})
+	}
+	return builds, nil
+}
 
 // runBuilds runs the go command for each build, in parallel, and returns
 // the errors of all that failed.
@@ -218,7 +260,7 @@ func runBuilds(ctx context.Context, builds []goBuild) error {
 			cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64")
 			out, err := cmd.CombinedOutput()
 			if err != nil {
-				errs[i] = fmt.Errorf("vmtest: go %s: %v\n%s", strings.Join(b.args, " "), err, out)
+				errs[i] = fmt.Errorf("vm: go %s: %v\n%s", strings.Join(b.args, " "), err, out)
 			}
 		})
 	}
@@ -230,46 +272,16 @@ func runBuilds(ctx context.Context, builds []goBuild) error {
 func diskPath(root, name string) (string, error) {
 	clean := path.Clean(name)
 	if name == "" || path.IsAbs(name) || clean == "." || clean == ".." || strings.HasPrefix(clean, "../") {
-		return "", fmt.Errorf("vmtest: disk path %q must be relative and stay under %s", name, DiskDir)
+		return "", fmt.Errorf("vm: disk path %q must be relative and stay under %s", name, DiskDir)
 	}
 	switch clean {
 	case "test.bin", "plan.json", "boot":
-		return "", fmt.Errorf("vmtest: disk path %q is reserved", name)
+		return "", fmt.Errorf("vm: disk path %q is reserved", name)
 	}
 	if strings.HasPrefix(clean, "boot/") {
-		return "", fmt.Errorf("vmtest: disk path %q is reserved", name)
+		return "", fmt.Errorf("vm: disk path %q is reserved", name)
 	}
 	return filepath.Join(root, filepath.FromSlash(clean)), nil
-}
-
-// KernelRelease returns the release string (as uname -r prints it) of an x86
-// kernel image, read from the kernel_version field of its boot protocol
-// header (Documentation/arch/x86/boot.rst).
-func KernelRelease(bzImage string) (string, error) {
-	f, err := os.Open(bzImage)
-	if err != nil {
-		return "", fmt.Errorf("vmtest: kernel image: %w", err)
-	}
-	defer f.Close()
-	var hdr [0x210]byte
-	if _, err := io.ReadFull(f, hdr[:]); err != nil {
-		return "", fmt.Errorf("vmtest: kernel image %s: %w", bzImage, err)
-	}
-	if string(hdr[0x202:0x206]) != "HdrS" {
-		return "", fmt.Errorf("vmtest: %s is not an x86 bzImage (no HdrS boot header)", bzImage)
-	}
-	off := int64(binary.LittleEndian.Uint16(hdr[0x20e:])) + 0x200
-	var buf [256]byte
-	n, err := f.ReadAt(buf[:], off)
-	if n == 0 {
-		return "", fmt.Errorf("vmtest: kernel image %s: version string: %w", bzImage, err)
-	}
-	version, _, _ := bytes.Cut(buf[:n], []byte{0})
-	release, _, _ := strings.Cut(string(version), " ")
-	if release == "" {
-		return "", fmt.Errorf("vmtest: kernel image %s has an empty version string", bzImage)
-	}
-	return release, nil
 }
 
 // initrdDirs are the directories of the initrd, mount points all. The
@@ -293,20 +305,20 @@ func writeInitrd(dst, init string) error {
 	w := cpio.NewWriter(zw)
 	for _, d := range initrdDirs {
 		if err := w.WriteHeader(&cpio.Header{Name: d, Mode: cpio.TypeDir | 0o755, Links: 2}); err != nil {
-			return fmt.Errorf("vmtest: initrd: %w", err)
+			return fmt.Errorf("vm: initrd: %w", err)
 		}
 	}
 	if err := w.WriteHeader(&cpio.Header{Name: "init", Mode: cpio.TypeReg | 0o755, Size: int64(len(data))}); err != nil {
-		return fmt.Errorf("vmtest: initrd: %w", err)
+		return fmt.Errorf("vm: initrd: %w", err)
 	}
 	if _, err := w.Write(data); err != nil {
-		return fmt.Errorf("vmtest: initrd: %w", err)
+		return fmt.Errorf("vm: initrd: %w", err)
 	}
 	if err := w.Close(); err != nil {
-		return fmt.Errorf("vmtest: initrd: %w", err)
+		return fmt.Errorf("vm: initrd: %w", err)
 	}
 	if err := zw.Close(); err != nil {
-		return fmt.Errorf("vmtest: initrd: %w", err)
+		return fmt.Errorf("vm: initrd: %w", err)
 	}
 	return f.Close()
 }
@@ -336,7 +348,7 @@ func makeDisk(ctx context.Context, dst, root string) error {
 	mib := max(64, (size*5/4)>>20+16)
 	cmd := exec.CommandContext(ctx, mkfs, "-q", "-d", root, dst, fmt.Sprintf("%dM", mib))
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("vmtest: %s: %v\n%s", strings.Join(cmd.Args, " "), err, out)
+		return fmt.Errorf("vm: %s: %v\n%s", strings.Join(cmd.Args, " "), err, out)
 	}
 	return nil
 }
@@ -351,7 +363,7 @@ func mkfsPath() (string, error) {
 			return p, nil
 		}
 	}
-	return "", errors.New("vmtest: mkfs.ext4 not found (apt-get install e2fsprogs)")
+	return "", errors.New("vm: mkfs.ext4 not found (apt-get install e2fsprogs)")
 }
 
 // copyFile copies src to dst, hard-linking when it can.

@@ -1,4 +1,4 @@
-package vmtest
+package vm
 
 import (
 	"bytes"
@@ -56,9 +56,9 @@ type VM struct {
 // line as it arrives, one call at a time; it must not block for long. QEMU
 // is killed when ctx is done. The caller must call Wait or Kill.
 func Boot(ctx context.Context, img *Image, watch func(Line)) (*VM, error) {
-	qemu, err := exec.LookPath("qemu-system-x86_64")
+	qemu, err := qemuPath()
 	if err != nil {
-		return nil, errors.New("vmtest: qemu-system-x86_64 not found (apt-get install qemu-system-x86)")
+		return nil, err
 	}
 	consoleR, consoleW, err := os.Pipe()
 	if err != nil {
@@ -108,7 +108,7 @@ func Boot(ctx context.Context, img *Image, watch func(Line)) (*VM, error) {
 	if err != nil {
 		cancel()
 		closeAll(consoleR, resultsR, qemuR)
-		return nil, fmt.Errorf("vmtest: start qemu: %w", err)
+		return nil, fmt.Errorf("vm: start qemu: %w", err)
 	}
 	for stream, r := range map[string]*os.File{Console: consoleR, Results: resultsR, QEMU: qemuR} {
 		vm.readers.Go(func() {
@@ -121,16 +121,36 @@ func Boot(ctx context.Context, img *Image, watch func(Line)) (*VM, error) {
 		vm.readers.Wait()
 		switch {
 		case ctx.Err() != nil:
-			vm.err = fmt.Errorf("vmtest: qemu killed: %w", context.Cause(ctx))
+			vm.err = fmt.Errorf("vm: qemu killed: %w", context.Cause(ctx))
 		case err != nil && vmCtx.Err() != nil:
-			vm.err = errors.New("vmtest: qemu killed")
+			vm.err = errors.New("vm: qemu killed")
 		case err != nil:
-			vm.err = fmt.Errorf("vmtest: qemu: %w", err)
+			vm.err = fmt.Errorf("vm: qemu: %w", err)
 		}
 		cancel()
 		close(vm.done)
 	}()
 	return vm, nil
+}
+
+// qemuPath finds qemu-system-x86_64.
+func qemuPath() (string, error) {
+	p, err := exec.LookPath("qemu-system-x86_64")
+	if err != nil {
+		return "", errors.New("vm: qemu-system-x86_64 not found (apt-get install qemu-system-x86)")
+	}
+	return p, nil
+}
+
+// CheckHost returns an error naming the first program that [Build] or [Boot]
+// needs and that the host lacks (mkfs.ext4, qemu-system-x86_64), with the
+// Debian package that provides it; nil if none is missing.
+func CheckHost() error {
+	if _, err := mkfsPath(); err != nil {
+		return err
+	}
+	_, err := qemuPath()
+	return err
 }
 
 // read splits r into lines and records them.

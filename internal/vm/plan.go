@@ -1,4 +1,4 @@
-package vmtest
+package vm
 
 import (
 	"encoding/json"
@@ -41,8 +41,9 @@ type Plan struct {
 	Driver bool `json:"driver,omitempty"`
 	// Results is the guest path of the results serial port.
 	Results string `json:"results"`
-	// Deadline, if set, is when the host kills the VM. GuestMain makes the
-	// guest tests time out (and dump their goroutines) shortly before.
+	// Deadline, if set, is when the host kills the VM. vmtest.GuestMain
+	// makes the guest tests time out (and dump their goroutines) shortly
+	// before.
 	Deadline time.Time `json:"deadline,omitzero"`
 }
 
@@ -65,14 +66,14 @@ func (p *Plan) StageCmdline(n int) string {
 func ReadPlan() (*Plan, error) {
 	b, err := os.ReadFile(PlanPath)
 	if err != nil {
-		return nil, fmt.Errorf("vmtest: read plan: %w", err)
+		return nil, fmt.Errorf("vm: read plan: %w", err)
 	}
 	var p Plan
 	if err := json.Unmarshal(b, &p); err != nil {
-		return nil, fmt.Errorf("vmtest: parse %s: %w", PlanPath, err)
+		return nil, fmt.Errorf("vm: parse %s: %w", PlanPath, err)
 	}
 	if len(p.Stages) == 0 {
-		return nil, fmt.Errorf("vmtest: %s has no stages", PlanPath)
+		return nil, fmt.Errorf("vm: %s has no stages", PlanPath)
 	}
 	return &p, nil
 }

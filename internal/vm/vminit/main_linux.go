@@ -6,7 +6,7 @@ import (
 	"os"
 	"time"
 
-	"github.com/liveupdate/luo/internal/vmtest"
+	"github.com/liveupdate/luo/internal/vm"
 	"golang.org/x/sys/unix"
 )
 
@@ -16,7 +16,7 @@ var console = os.Stdout
 
 func main() {
 	if os.Getpid() != 1 {
-		fmt.Fprintln(os.Stderr, "vminit: not PID 1; this is the init of a vmtest VM, not a command")
+		fmt.Fprintln(os.Stderr, "vminit: not PID 1; this is the init of a VM built by package vm, not a command")
 		os.Exit(2)
 	}
 	err := run()
@@ -39,21 +39,21 @@ func run() error {
 	if err := mountDisk(); err != nil {
 		return err
 	}
-	plan, err := vmtest.ReadPlan()
+	plan, err := vm.ReadPlan()
 	if err != nil {
 		return err
 	}
-	stage, total := vmtest.Stage(), len(plan.Stages)
+	stage, total := vm.Stage(), len(plan.Stages)
 	if stage == 0 {
 		return errors.New("no vmtest.stage= on the kernel command line")
 	}
 	// The firmware leaves the console mid-line: start a fresh one.
-	logf("\nvminit: stage %d release %s", stage, vmtest.Release())
+	logf("\nvminit: stage %d release %s", stage, vm.Release())
 	if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &unix.Rlimit{Cur: 65536, Max: 65536}); err != nil {
 		logf("vminit: setrlimit RLIMIT_NOFILE: %v", err)
 	}
 	env := []string{
-		"PATH=" + vmtest.DiskDir + "/bin:" + vmtest.DiskDir + ":/usr/sbin:/usr/bin:/sbin:/bin",
+		"PATH=" + vm.DiskDir + "/bin:" + vm.DiskDir + ":/usr/sbin:/usr/bin:/sbin:/bin",
 		"HOME=/tmp",
 		"TMPDIR=/tmp",
 	}
@@ -126,12 +126,12 @@ func mountAll() error {
 func mountDisk() error {
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		err := unix.Mount("/dev/vda", vmtest.DiskDir, "ext4", unix.MS_RDONLY, "")
+		err := unix.Mount("/dev/vda", vm.DiskDir, "ext4", unix.MS_RDONLY, "")
 		if err == nil {
 			return nil
 		}
 		if (!errors.Is(err, unix.ENOENT) && !errors.Is(err, unix.ENXIO)) || time.Now().After(deadline) {
-			return fmt.Errorf("mount /dev/vda (ext4) on %s: %w", vmtest.DiskDir, err)
+			return fmt.Errorf("mount /dev/vda (ext4) on %s: %w", vm.DiskDir, err)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
