@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/liveupdate/luo/internal/vm"
+	"github.com/liveupdate/luo/internal/kimage"
 	"github.com/liveupdate/luo/internal/vmtest"
 )
 
@@ -128,11 +128,11 @@ func benchLines(t *testing.T, res *vmtest.Result, kind string) []benchData {
 }
 
 func releaseOf(t *testing.T, kernel string) string {
-	r, err := vm.KernelRelease(kernel)
+	ki, err := kimage.Open(kernel)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return r
+	return ki.Release
 }
 
 // stats are the min, median and max of xs (seconds or milliseconds).

@@ -15,13 +15,14 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/liveupdate/luo/activation"
 	"github.com/liveupdate/luo/internal/control"
 	"github.com/liveupdate/luo/internal/vm"
 	"github.com/liveupdate/luo/internal/vmtest"
 	"github.com/liveupdate/luo/memfd"
 	"github.com/liveupdate/luo/sdnotify"
-	"golang.org/x/sys/unix"
 )
 
 // memsvc is a service built into the guest test binary: a unit whose

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/liveupdate/luo/internal/kimage"
+	"github.com/liveupdate/luo/internal/vm"
 	"github.com/liveupdate/luo/internal/vmtest"
 )
 
@@ -15,11 +16,11 @@ func TestMain(m *testing.M) { vmtest.GuestMain(m) }
 // TestGuestRunning checks, in each stage, that Running reads the formats
 // the stage's kernel image holds. vm_test.go boots the VM.
 func TestGuestRunning(t *testing.T) {
-	plan, err := vmtest.ReadPlan()
+	plan, err := vm.ReadPlan()
 	if err != nil {
 		t.Fatal(err)
 	}
-	n := vmtest.Stage()
+	n := vm.Stage()
 	if n < 1 || n > len(plan.Stages) {
 		t.Fatalf("stage %d of a %d-stage plan", n, len(plan.Stages))
 	}
@@ -28,7 +29,7 @@ func TestGuestRunning(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := vmtest.Release(); img.Release != got {
+	if got := vm.Release(); img.Release != got {
 		t.Errorf("Open(%s).Release = %q, but the running kernel is %q", path, img.Release, got)
 	}
 	start := time.Now()

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/liveupdate/luo/internal/vm"
 	"github.com/liveupdate/luo/internal/vmtest"
 )
 
@@ -14,7 +15,7 @@ import (
 // TestGuestRunning (running_vmguest_test.go) compares Running with the
 // formats of the stage's kernel image.
 func TestVMRunning(t *testing.T) {
-	res := vmtest.Run(t, vmtest.Config{
+	res := vmtest.Run(t, vm.Config{
 		Kernels:  []string{vmtest.Kernel(t, "7.2"), vmtest.Kernel(t, "7.3")},
 		TestArgs: []string{"-test.run", "^TestGuestRunning$"},
 	})

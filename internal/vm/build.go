@@ -20,6 +20,8 @@ import (
 	"time"
 
 	"github.com/cavaliergopher/cpio"
+
+	"github.com/liveupdate/luo/internal/kimage"
 )
 
 // vminitPackage is the guest init that Build puts in the initrd.
@@ -163,15 +165,15 @@ func Build(ctx context.Context, cfg Config, dir string) (*Image, error) {
 	}
 
 	for i, k := range cfg.Kernels {
-		release, err := KernelRelease(k)
+		ki, err := kimage.Open(k)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("vm: kernel of stage %d: %w", i+1, err)
 		}
 		name := fmt.Sprintf("stage-%d.bzImage", i+1)
 		if err := copyFile(filepath.Join(root, "boot", name), k, 0o644); err != nil {
 			return nil, err
 		}
-		img.Plan.Stages = append(img.Plan.Stages, PlanStage{Kernel: DiskDir + "/boot/" + name, Release: release})
+		img.Plan.Stages = append(img.Plan.Stages, PlanStage{Kernel: DiskDir + "/boot/" + name, Release: ki.Release})
 	}
 	for _, name := range sortedKeys(cfg.Files) {
 		dst, err := diskPath(root, name)

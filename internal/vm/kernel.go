@@ -1,11 +1,8 @@
 package vm
 
 import (
-	"bytes"
-	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -86,34 +83,4 @@ func findKernel(version string) (path string, tried []string, err error) {
 			return "", tried, nil
 		}
 	}
-}
-
-// KernelRelease returns the release string (as uname -r prints it) of an x86
-// kernel image, read from the kernel_version field of its boot protocol
-// header (Documentation/arch/x86/boot.rst).
-func KernelRelease(bzImage string) (string, error) {
-	f, err := os.Open(bzImage)
-	if err != nil {
-		return "", fmt.Errorf("vm: kernel image: %w", err)
-	}
-	defer f.Close()
-	var hdr [0x210]byte
-	if _, err := io.ReadFull(f, hdr[:]); err != nil {
-		return "", fmt.Errorf("vm: kernel image %s: %w", bzImage, err)
-	}
-	if string(hdr[0x202:0x206]) != "HdrS" {
-		return "", fmt.Errorf("vm: %s is not an x86 bzImage (no HdrS boot header)", bzImage)
-	}
-	off := int64(binary.LittleEndian.Uint16(hdr[0x20e:])) + 0x200
-	var buf [256]byte
-	n, err := f.ReadAt(buf[:], off)
-	if n == 0 {
-		return "", fmt.Errorf("vm: kernel image %s: version string: %w", bzImage, err)
-	}
-	version, _, _ := bytes.Cut(buf[:n], []byte{0})
-	release, _, _ := strings.Cut(string(version), " ")
-	if release == "" {
-		return "", fmt.Errorf("vm: kernel image %s has an empty version string", bzImage)
-	}
-	return release, nil
 }

@@ -8,9 +8,10 @@ import (
 	"strings"
 	"testing"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/liveupdate/luo/internal/vm"
 	"github.com/liveupdate/luo/internal/vmtest"
-	"golang.org/x/sys/unix"
 )
 
 func TestMain(m *testing.M) { vmtest.GuestMain(m) }

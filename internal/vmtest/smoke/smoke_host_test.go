@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/liveupdate/luo/internal/kimage"
 	"github.com/liveupdate/luo/internal/vm"
 	"github.com/liveupdate/luo/internal/vmtest"
 )
@@ -20,11 +21,11 @@ func TestVM(t *testing.T) {
 
 	var want, got []string
 	for _, k := range kernels {
-		r, err := vm.KernelRelease(k)
+		ki, err := kimage.Open(k)
 		if err != nil {
 			t.Fatal(err)
 		}
-		want = append(want, r)
+		want = append(want, ki.Release)
 	}
 	for _, s := range res.Stages {
 		got = append(got, s.Release)
