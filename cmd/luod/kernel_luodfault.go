@@ -23,8 +23,8 @@ import (
 //	load=ERRNO      loading the next kernel fails
 //	preserve=ERRNO  preserving the first memfd in luod's session fails
 //	reboot=ERRNO    the reboot fails
-//	hang=preserved  the update stops right before the reboot, with
-//	                everything preserved, so luod can be killed there
+//	hang=preserved  the update stops once every memfd is preserved, right
+//	                before the manifest, so luod can be killed there
 
 // kernel is the running kernel, failing as the faults say.
 func kernel(device, runtime string, log *slog.Logger) update.Kernel {
@@ -63,9 +63,9 @@ func (f *faults) fail(op updatetest.Op) error {
 		err = errno(what)
 	case phase == "reboot" && op.Name == "exec":
 		err = errno(what)
-	case phase == "hang" && what == "preserved" && op.Name == "exec":
+	case phase == "hang" && what == "preserved" && op.Name == "preserve" && op.Session == update.SessionName && op.Token == 0:
 		f.mu.Unlock()
-		f.log.Warn("fault injection: hanging after preserve")
+		f.log.Warn("fault injection: hanging after preserve of the memfds, before the manifest")
 		select {}
 	}
 	f.mu.Unlock()

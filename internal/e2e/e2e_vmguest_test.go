@@ -20,6 +20,7 @@ import (
 
 	"github.com/liveupdate/luo"
 	"github.com/liveupdate/luo/internal/control"
+	"github.com/liveupdate/luo/internal/kexec"
 	"github.com/liveupdate/luo/internal/vm"
 	"github.com/liveupdate/luo/internal/vmtest"
 	"github.com/liveupdate/luo/memfd"
@@ -407,6 +408,46 @@ func checkAborted(t *testing.T, out string, code int, phase string, before map[s
 	}
 }
 
+// checkUntouched checks an update refused or aborted before any unit
+// stopped: the phase in the error, every unit still running as it was,
+// nothing loaded, no session of luod's left.
+func checkUntouched(t *testing.T, out string, code int, phase string, before map[string]int) {
+	t.Helper()
+	if code != 4 || !strings.Contains(out, fmt.Sprintf("in phase %q", phase)) {
+		t.Errorf("want exit 4 and a failure in phase %q:\n%s", phase, out)
+	}
+	if got := pids(t); !maps(got, before) {
+		t.Errorf("units changed: %v -> %v", before, got)
+	}
+	if kexecLoaded(t) {
+		t.Error("a kexec image is loaded after the refusal")
+	}
+	sessionFree(t)
+}
+
+// otherKernel returns the update arguments for the next stage, with
+// another kernel image.
+func otherKernel(t *testing.T, kernel string) []string {
+	t.Helper()
+	_, initrd, cmdline, err := vm.NextBoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return []string{"--kernel", kernel, "--initrd", initrd, "--cmdline", cmdline}
+}
+
+// planInto asks luod for a plan into kernel.
+func planInto(t *testing.T, kernel string, allowLoss bool) *control.Plan {
+	t.Helper()
+	_, initrd, cmdline, err := vm.NextBoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var p control.Plan
+	mustCall(t, control.MethodPlanUpdate, control.UpdateParams{Kernel: kernel, Initrd: initrd, Cmdline: cmdline, AllowLoss: allowLoss}, &p)
+	return &p
+}
+
 // TestFaults runs in the stages of TestVMFaults.
 func TestFaults(t *testing.T) {
 	switch vm.Stage() {
@@ -495,6 +536,46 @@ func faultsStage1(t *testing.T) {
 		out, code := luoctl(t, updateArgs(t, "--allow-loss")...)
 		checkAborted(t, out, code, "reboot", before)
 	})
+	t.Run("load_fails", func(t *testing.T) {
+		before := pids(t)
+		os.WriteFile("/run/luod/test-fault", []byte("load=ENOEXEC"), 0o644)
+		out, code := luoctl(t, updateArgs(t, "--allow-loss")...)
+		checkUntouched(t, out, code, "load", before)
+	})
+	t.Run("other_memfd_format", func(t *testing.T) {
+		before := pids(t)
+		args := otherKernel(t, "/vmtest/images/memfd-v9.bzImage")
+		out, code := luoctl(t, append([]string{"update", "plan"}, args...)...)
+		if code != 4 || !strings.Contains(out, "memfd-v9") || !strings.Contains(out, "EIO") {
+			t.Errorf("plan into a memfd-v9 kernel: exit %d, want 4 naming memfd-v9 and EIO", code)
+		}
+		// Allowed, the loss is every fd of every unit.
+		p := planInto(t, args[1], true)
+		if !p.OK {
+			t.Errorf("plan with --allow-loss is not OK: %+v", p.Checks)
+		}
+		for _, u := range p.Units {
+			for _, e := range u.Entries {
+				if e.Fate != "lost" || !strings.Contains(e.Reason, "memfd-v9") {
+					t.Errorf("%s %q: %s (%s), want lost to the formats", u.Name, e.Name, e.Fate, e.Reason)
+				}
+			}
+		}
+		out, code = luoctl(t, append([]string{"update", "run"}, args...)...)
+		checkUntouched(t, out, code, "plan", before)
+	})
+	t.Run("other_luo_format", func(t *testing.T) {
+		before := pids(t)
+		args := otherKernel(t, "/vmtest/images/luo-v9.bzImage")
+		if p := planInto(t, args[1], true); p.OK {
+			t.Errorf("a plan into a luo-v9 kernel is OK with --allow-loss: %+v", p.Checks)
+		}
+		out, code := luoctl(t, append(append([]string{"update", "run"}, args...), "--allow-loss")...)
+		checkUntouched(t, out, code, "plan", before)
+		if !strings.Contains(out, "panics at boot") {
+			t.Errorf("the refusal does not say the next kernel would panic")
+		}
+	})
 	t.Run("unit_file_vanishes", func(t *testing.T) {
 		writeUnit(t, "ephemeral.service", ephemeral)
 		mustCall(t, control.MethodStartUnit, control.UnitName{Name: "ephemeral.service"}, nil)
@@ -555,10 +636,39 @@ func faultsStage2(t *testing.T) {
 	})
 	t.Run("corrupt_manifest", func(t *testing.T) {
 		// Leave a "luod" session whose manifest is garbage, and kexec
-		// without luod (the test harness does it, holding the session).
+		// without luod (this test does it, holding the session).
 		holdFakeManifest(t, "this is not a manifest")
 	})
+	if t.Failed() {
+		return
+	}
+	t.Run("plan_keeps_operator_image", func(t *testing.T) {
+		// An operator loaded the next kernel (with a marker of its own);
+		// luod's plan must neither replace nor unload it: the next stage
+		// boots from this image and finds the marker.
+		kernel, initrd, cmdline, err := vm.NextBoot()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := kexec.Load(kexec.Image{Kernel: kernel, Initrd: initrd, Cmdline: cmdline + " " + operatorMarker}); err != nil {
+			t.Fatal(err)
+		}
+		out, _ := luoctl(t, "update", "plan", "--kernel", kernel, "--initrd", initrd, "--cmdline", cmdline)
+		if !strings.Contains(out, "another kexec image is loaded") {
+			t.Errorf("the plan does not say it left the loaded image alone")
+		}
+		if !kexecLoaded(t) {
+			t.Fatal("the plan unloaded the operator's image")
+		}
+		vmtest.ExpectKexec(t)
+		err = kexec.Exec()
+		t.Fatalf("kexec into the operator's image: %v", err)
+	})
 }
+
+// operatorMarker is on the command line of the image an operator loaded
+// in stage 2 (see plan_keeps_operator_image).
+const operatorMarker = "luo.e2e.operator=1"
 
 // holdFakeManifest creates luod's session itself with data at token 0 and
 // a memfd at token 1, and keeps it open for the harness's kexec.
@@ -616,6 +726,9 @@ func checkHeld(t *testing.T, want string) {
 }
 
 func faultsStage3(t *testing.T) {
+	if b, err := os.ReadFile("/proc/cmdline"); err != nil || !strings.Contains(string(b), operatorMarker) {
+		t.Errorf("stage 3 did not boot the image the operator loaded in stage 2 (command line %q): luod's plan replaced it", b)
+	}
 	waitLuod(t, control.DefaultSocket)
 	checkHeld(t, "not valid JSON")
 	// The units started anyway, fresh.

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"testing"
 
+	"github.com/liveupdate/luo/internal/kimage/kimagetest"
 	"github.com/liveupdate/luo/internal/vm"
 	"github.com/liveupdate/luo/internal/vmtest"
 )
@@ -70,9 +71,27 @@ func TestVMLiveUpdate(t *testing.T) {
 	vmtest.Run(t, config(t, kernels, "^TestLiveUpdate$"))
 }
 
-// TestVMFaults: the abort paths of an update, and what luod does with a
-// corrupt or future manifest and a unit file that vanished.
+// TestVMFaults: the abort paths of an update, a next kernel that speaks
+// other LUO formats, an operator's kexec image across a plan, and what
+// luod does with a corrupt or future manifest and a unit file that
+// vanished. luod is the test build with fault injection (-tags luodfault);
+// every other suite runs the production build.
 func TestVMFaults(t *testing.T) {
 	k72, k73 := vmtest.Kernel(t, "7.2"), vmtest.Kernel(t, "7.3")
-	vmtest.Run(t, config(t, []string{k72, k73, k72, k73}, "^TestFaults$"))
+	cfg := config(t, []string{k72, k73, k72, k73}, "^TestFaults$")
+	cfg.BuildTags = []string{"luodfault"}
+	// The 7.3 kernel with its memfd and LUO formats changed: it would
+	// lose every memfd (EIO on /dev/liveupdate) and panic at boot.
+	cfg.Files["images/memfd-v9.bzImage"] = readFile(t, kimagetest.Image(t, k73, map[string]string{"memfd-v2": "memfd-v9"}))
+	cfg.Files["images/luo-v9.bzImage"] = readFile(t, kimagetest.Image(t, k73, map[string]string{"luo-v5": "luo-v9"}))
+	vmtest.Run(t, cfg)
+}
+
+func readFile(t *testing.T, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
