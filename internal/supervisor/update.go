@@ -198,7 +198,10 @@ func (m *Manager) restoreUnit(mu update.Unit, rep *update.Report) *Unit {
 	}
 	ru := rep.Unit(mu.Name)
 	for _, e := range back {
-		m.adopt(u, e.Name, e.File, e.Poll, fdstore.OriginLUO)
+		se := m.adopt(u, e.Name, e.File, e.Poll, fdstore.OriginLUO)
+		if !e.Added.IsZero() {
+			se.Added = e.Added
+		}
 		ru.Delivered = append(ru.Delivered, e.Name)
 	}
 	if u.store.Max() < u.store.Len() {

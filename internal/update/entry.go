@@ -60,9 +60,10 @@ type Entry struct {
 	Name string `json:"name"`
 	// Poll is its FDPOLL= setting: watched for POLLHUP/POLLERR.
 	Poll bool `json:"poll"`
-	// Origin tells how it got into the store.
+	// Origin tells how it got into the store. Across a re-exec it is
+	// kept; after a kexec the next luod stores it as fdstore.OriginLUO.
 	Origin fdstore.Origin `json:"origin,omitempty"`
-	// Added is when it was stored.
+	// Added is when it was first stored; it is kept across both.
 	Added time.Time `json:"added,omitzero"`
 
 	// Type is the file's type as `luoctl fdstore` shows it: memfd,
