@@ -169,7 +169,10 @@ func (m *Manager) resume(sf *os.File) error {
 	}
 	mg := mf.Manager
 	m.started, m.reexecs, m.liveUpdates, m.report = mg.Started, mg.Reexecs, mf.Count, mg.Report
-	if m.notify, err = notify.FromFile(adopt(mg.NotifyFD, "notify")); err != nil {
+	nf := adopt(mg.NotifyFD, "notify")
+	m.notify, err = notify.FromFile(nf) // a duplicate: nf is ours to close
+	nf.Close()
+	if err != nil {
 		return err
 	}
 	cf := adopt(mg.ControlFD, "control")

@@ -77,6 +77,7 @@ func (u *Unit) setDef(d *unit.Unit) {
 		u.m.log.Warn(fmt.Sprintf("dropping stored fd %q to honor FileDescriptorStoreMax=%d", e.Name, d.EffectiveFileDescriptorStoreMax()), "unit", u.name)
 		u.closeEntry(e)
 	}
+	u.unpinIfEmpty()
 }
 
 func (u *Unit) preserve() unit.Preserve {

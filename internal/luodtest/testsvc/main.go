@@ -6,12 +6,14 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -54,6 +56,8 @@ func run() error {
 	asChild := flag.Bool("as-child", false, "internal: act as the notifying child")
 	socket := flag.String("socket", "", "notify this socket instead of $NOTIFY_SOCKET")
 	noBarrier := flag.Bool("no-barrier", false, "do not wait for luod to process the notifications")
+	ctl := flag.String("ctl", "", "serve commands on this unix socket, one per connection, from READY=1 on: "+
+		"store SPEC (as -store), remove NAME, exit CODE; each is answered ok once luod processed it, or with the error")
 	flag.Var(&stores, "store", "store NAME=memfd:DATA | NAME=memfd-twice:DATA | NAME=memfd-busy:DATA | NAME=socket | NAME=socket-closed | NAME=pipe (repeatable)")
 	flag.Var(&removes, "remove", "send FDSTOREREMOVE=1 for NAME (repeatable)")
 	flag.Parse()
@@ -90,6 +94,16 @@ func run() error {
 		n.Barrier(context.Background())
 		os.Exit(0)
 	}
+	if *ctl != "" {
+		// Listening before READY=1: once the unit is active, the socket
+		// answers. A previous instance that was killed left its socket file.
+		os.Remove(*ctl)
+		l, err := net.Listen("unix", *ctl)
+		if err != nil {
+			return err
+		}
+		go serveCtl(l, n, *nopoll)
+	}
 	switch *from {
 	case "main":
 		if err := notify(n, stores, removes, *nopoll, *status, *ready, *spam); err != nil {
@@ -124,6 +138,38 @@ func run() error {
 	}
 	<-sig
 	return nil
+}
+
+// serveCtl answers -ctl commands.
+func serveCtl(l net.Listener, n *sdnotify.Notifier, nopoll bool) {
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			return
+		}
+		line, _ := bufio.NewReader(c).ReadString('\n')
+		cmd, arg, _ := strings.Cut(strings.TrimSpace(line), " ")
+		switch cmd {
+		case "store":
+			err = notify(n, multi{arg}, nil, nopoll, "", false, 0)
+		case "remove":
+			err = notify(n, nil, multi{arg}, nopoll, "", false, 0)
+		case "exit":
+			var code int
+			if code, err = strconv.Atoi(arg); err == nil {
+				fmt.Fprintln(c, "ok")
+				os.Exit(code)
+			}
+		default:
+			err = fmt.Errorf("unknown command %q", cmd)
+		}
+		if err != nil {
+			fmt.Fprintln(c, err)
+		} else {
+			fmt.Fprintln(c, "ok")
+		}
+		c.Close()
+	}
 }
 
 func startSelf(args ...string) (*exec.Cmd, error) {
