@@ -288,6 +288,78 @@ func (s *Socket) Pending() bool {
 	return n > 0
 }
 
+// WaitReadable waits until a datagram is queued, without reading it, or
+// until ctx is done or the socket is closed (it then returns an error). A
+// service manager that reads the socket in its own loop (TryReceive) waits
+// with it in another goroutine: what a service sent before it exited is
+// then read in order with everything else the loop learns, its exit
+// included.
+func (s *Socket) WaitReadable(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("notify: wait: %w", err)
+	}
+	if ctx.Done() != nil {
+		fired := make(chan struct{})
+		stop := context.AfterFunc(ctx, func() {
+			_ = s.f.SetReadDeadline(time.Unix(1, 0))
+			close(fired)
+		})
+		defer func() {
+			if !stop() {
+				<-fired
+				_ = s.f.SetReadDeadline(time.Time{})
+			}
+		}()
+	}
+	err := s.rc.Read(func(fd uintptr) bool { return s.queued(int(fd)) })
+	switch {
+	case s.closed.Load():
+		return fmt.Errorf("notify: wait: %w", net.ErrClosed)
+	case err != nil && errors.Is(err, os.ErrDeadlineExceeded) && ctx.Err() != nil:
+		return fmt.Errorf("notify: wait: %w", ctx.Err())
+	case err != nil:
+		return fmt.Errorf("notify: wait: %w", err)
+	}
+	return nil
+}
+
+// queued reports whether a datagram is queued (an empty one included,
+// which SIOCINQ would not tell from an empty queue), by peeking at it
+// without taking it or its fds.
+func (s *Socket) queued(fd int) bool {
+	var b [1]byte
+	_, _, err := unix.Recvfrom(fd, b[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
+	return err != unix.EAGAIN
+}
+
+// TryReceive returns the next queued datagram as a Message, like Receive,
+// or nil and a nil error when none is queued. It never blocks.
+func (s *Socket) TryReceive() (*Message, error) {
+	s.turn <- struct{}{}
+	defer func() { <-s.turn }()
+	if s.closed.Load() {
+		return nil, fmt.Errorf("notify: receive: %w", net.ErrClosed)
+	}
+	var n, oobn, flags int
+	var rerr error
+	if err := s.rc.Control(func(fd uintptr) {
+		for {
+			if n, oobn, flags, rerr = s.recvmsg(int(fd)); rerr != unix.EINTR {
+				return
+			}
+		}
+	}); err != nil {
+		return nil, fmt.Errorf("notify: receive: %w", err)
+	}
+	switch {
+	case rerr == unix.EAGAIN:
+		return nil, nil
+	case rerr != nil:
+		return nil, fmt.Errorf("notify: receive: %w", os.NewSyscallError("recvmsg", rerr))
+	}
+	return s.decode(n, oobn, flags)
+}
+
 // Receive waits for the next datagram and returns it as a Message, which the
 // caller must Close (or take the files of). It returns
 //

@@ -1081,3 +1081,64 @@ func BenchmarkReceiveOneFD(b *testing.B) {
 	b.StopTimer()
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
 }
+
+// TestWaitReadableTryReceive: WaitReadable tells a datagram is queued
+// without taking it (nor its fds), an empty datagram included; TryReceive
+// takes it, or returns nothing at once when the queue is empty.
+func TestWaitReadableTryReceive(t *testing.T) {
+	t.Parallel()
+	s := listen(t)
+	if m, err := s.TryReceive(); m != nil || err != nil {
+		t.Fatalf("TryReceive on an empty socket = %v, %v", m, err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	err := s.WaitReadable(ctx)
+	cancel()
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("WaitReadable on an empty socket = %v, want the deadline", err)
+	}
+	before := mustCountFDs(t)
+	mfd := memfd(t, "w")
+	for _, tc := range []struct {
+		name    string
+		payload string
+		fds     []int
+	}{
+		{"empty datagram", "", nil},
+		{"with an fd", "FDSTORE=1\nFDNAME=w", []int{mfd}},
+		{"plain", "READY=1", nil},
+	} {
+		if err := sendTo(s.Path(), []byte(tc.payload), tc.fds); err != nil {
+			t.Fatal(err)
+		}
+		for range 2 { // waiting does not consume it
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			err := s.WaitReadable(ctx)
+			cancel()
+			if err != nil {
+				t.Fatalf("%s: WaitReadable = %v", tc.name, err)
+			}
+		}
+		if n := mustCountFDs(t); n != before+1 {
+			t.Errorf("%s: %d fds open while waiting, want %d: WaitReadable took the fds", tc.name, n, before+1)
+		}
+		m, err := s.TryReceive()
+		if err != nil || m == nil {
+			t.Fatalf("%s: TryReceive = %v, %v", tc.name, m, err)
+		}
+		if len(m.Files) != len(tc.fds) {
+			t.Errorf("%s: %d files, want %d", tc.name, len(m.Files), len(tc.fds))
+		}
+		m.Close()
+		if m, err := s.TryReceive(); m != nil || err != nil {
+			t.Fatalf("%s: a second TryReceive = %v, %v", tc.name, m, err)
+		}
+	}
+	s.Close()
+	if err := s.WaitReadable(context.Background()); !errors.Is(err, net.ErrClosed) {
+		t.Errorf("WaitReadable after Close = %v", err)
+	}
+	if _, err := s.TryReceive(); !errors.Is(err, net.ErrClosed) {
+		t.Errorf("TryReceive after Close = %v", err)
+	}
+}

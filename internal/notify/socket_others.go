@@ -38,5 +38,11 @@ func (s *Socket) Close() error { return nil }
 // Receive fails outside Linux.
 func (s *Socket) Receive(ctx context.Context) (*Message, error) { return nil, errUnsupported }
 
+// WaitReadable fails outside Linux.
+func (s *Socket) WaitReadable(ctx context.Context) error { return errUnsupported }
+
+// TryReceive fails outside Linux.
+func (s *Socket) TryReceive() (*Message, error) { return nil, errUnsupported }
+
 // Pending always reports false on this operating system.
 func (s *Socket) Pending() bool { return false }

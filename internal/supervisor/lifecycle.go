@@ -127,6 +127,24 @@ func (u *Unit) enterDead(allowRestart bool) {
 	}
 }
 
+// storeReleased reports whether the last end of the unit's main process
+// released its store (the rules of enterDead), so that what that process
+// stored too late to be handled before its exit is not kept either.
+func (u *Unit) storeReleased() bool {
+	if u.holdStore || u.pendingStart {
+		return false
+	}
+	switch u.preserve() {
+	case unit.PreserveNo:
+		return u.dead() || u.state == StateAutoRestart
+	case unit.PreserveRestart:
+		return u.dead()
+	case unit.PreserveOnSuccess:
+		return u.state == StateFailed
+	}
+	return false
+}
+
 func (u *Unit) shouldRestart() bool {
 	if u.def == nil || u.stopReason != "" {
 		return false

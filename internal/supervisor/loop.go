@@ -72,8 +72,9 @@ func (m *Manager) checkWaiters() {
 	})
 }
 
-// startReceivers starts the goroutines that feed the loop: notify messages
-// and fd-store poll events.
+// startReceivers starts the goroutines that feed the loop: one tells it
+// when the notify socket has datagrams (the loop reads them itself, see
+// drainNotify), the other passes on fd-store poll events.
 func (m *Manager) startReceivers() {
 	ctx, cancel := context.WithCancel(context.Background())
 	m.stopReceivers = cancel
@@ -81,17 +82,21 @@ func (m *Manager) startReceivers() {
 	go func() {
 		defer func() { m.receivers <- struct{}{} }()
 		for {
-			msg, err := m.notify.Receive(ctx)
-			var drop *notify.DropError
-			switch {
-			case err == nil:
-				m.events <- msg
-			case errors.As(err, &drop):
-				m.log.Warn("notify: "+drop.Error(), "pid", drop.PID)
-			case ctx.Err() != nil, errors.Is(err, net.ErrClosed):
+			if err := m.notify.WaitReadable(ctx); err != nil {
+				if ctx.Err() == nil && !errors.Is(err, net.ErrClosed) {
+					m.log.Error("notify socket failed", "err", err)
+				}
 				return
-			default:
-				m.log.Error("notify socket failed", "err", err)
+			}
+			drained := make(chan struct{})
+			select {
+			case m.events <- notifyReadable{drained}:
+			case <-ctx.Done():
+				return
+			}
+			select {
+			case <-drained:
+			case <-ctx.Done():
 				return
 			}
 		}
@@ -114,9 +119,43 @@ func (m *Manager) startReceivers() {
 	}()
 }
 
+// notifyReadable tells the loop that the notify socket has datagrams; the
+// loop closes drained once it read them.
+type notifyReadable struct{ drained chan struct{} }
+
+// maxDrain bounds how many datagrams one drainNotify reads, so that a
+// flood cannot hold the loop; it is more than the socket queues at once
+// (net.unix.max_dgram_qlen is 512 by default), so every datagram queued
+// when drainNotify starts is read.
+const maxDrain = 4096
+
+// drainNotify reads and handles the datagrams queued on the notify socket.
+// The loop is the only reader of the socket, so what a service sent before
+// it exited is handled before its exit is (see reap's callers): the
+// datagram is queued before the process can exit. Called in the loop.
+func (m *Manager) drainNotify() {
+	for range maxDrain {
+		msg, err := m.notify.TryReceive()
+		var drop *notify.DropError
+		switch {
+		case errors.As(err, &drop):
+			m.log.Warn("notify: "+drop.Error(), "pid", drop.PID)
+			continue
+		case err != nil:
+			if !errors.Is(err, net.ErrClosed) {
+				m.log.Error("notify socket failed", "err", err)
+			}
+			return
+		case msg == nil:
+			return
+		}
+		m.handleNotify(msg)
+	}
+}
+
 // pauseReceivers stops the receiver goroutines and handles what they had
-// already queued, so that nothing read from the notify socket is lost
-// (re-exec). Called from the loop.
+// already queued (re-exec); what is left on the notify socket stays there
+// for the next luod. Called from the loop.
 func (m *Manager) pauseReceivers() {
 	m.stopReceivers()
 	for n := 0; n < 2; {

@@ -189,14 +189,12 @@ func (m *Manager) lateNotify(u *Unit, msg *notify.Message) {
 	if msg.Status != nil {
 		u.status = *msg.Status
 	}
-	released := u.dead() &&
-		(u.preserve() == unit.PreserveNo || u.preserve() == unit.PreserveRestart && !u.holdStore)
 	switch {
 	case msg.FDStoreRemove && msg.HasFDName && msg.FDNameValid:
 		for _, e := range u.store.RemoveName(msg.FDName) {
 			u.closeEntry(e)
 		}
-	case msg.FDStore && released:
+	case msg.FDStore && u.storeReleased():
 		m.log.Info("closing fds stored after the unit stopped: its store was released", "unit", u.name, "fds", len(msg.Files))
 	case msg.FDStore:
 		m.storeFiles(u, msg.StoreName(), msg.TakeFiles(), msg.FDPoll, fdstore.OriginNotify)

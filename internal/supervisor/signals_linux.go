@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
-	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -28,7 +27,8 @@ func (m *Manager) watchSignals() *signals {
 func (m *Manager) signal(sig os.Signal) {
 	switch sig {
 	case syscall.SIGCHLD:
-		m.reapAfterNotify(0)
+		m.drainNotify()
+		m.reap()
 	case syscall.SIGHUP:
 		m.reload()
 	case syscall.SIGTERM, syscall.SIGINT:
@@ -43,20 +43,6 @@ func (m *Manager) signal(sig os.Signal) {
 		}
 		m.shutdown(shutdownExit)
 	}
-}
-
-// reapAfterNotify reaps children once the notifications already queued on
-// the notify socket are handled (systemd gives them priority over SIGCHLD):
-// a service's last FDSTORE=1 before it exits must reach its store before
-// its exit is processed. It waits up to 50 ms for the receiver.
-func (m *Manager) reapAfterNotify(tries int) {
-	if tries < 50 && m.notify.Pending() {
-		time.AfterFunc(time.Millisecond, func() {
-			m.events <- funcEvent{fn: func() { m.reapAfterNotify(tries + 1) }, done: make(chan struct{})}
-		})
-		return
-	}
-	m.reap()
 }
 
 type shutdownKind int

@@ -203,7 +203,10 @@ func (m *Manager) Run(ctx context.Context) error {
 			m.log.Error("control socket", "err", err)
 		}
 	}()
-	m.reap() // children that exited while we were not looking (re-exec)
+	// Children that exited while we were not looking (re-exec), once what
+	// they sent is handled.
+	m.drainNotify()
+	m.reap()
 	if m.cfg.StateFile == nil {
 		m.startAll()
 	}
@@ -239,8 +242,9 @@ func (m *Manager) dispatch(ev event) {
 	case funcEvent:
 		ev.fn()
 		close(ev.done)
-	case *notify.Message:
-		m.handleNotify(ev)
+	case notifyReadable:
+		m.drainNotify()
+		close(ev.drained)
 	case []fdstore.Event:
 		m.handlePoll(ev)
 	case timerEvent:
