@@ -210,6 +210,47 @@ func (a *app) printUnit(u control.Unit) {
 	for _, w := range u.Warnings {
 		f.line("Warning", "%s", w)
 	}
+	if u.CGroup != "" {
+		f.line("CGroup", "%s", u.CGroup)
+		for _, line := range processTree(u.Processes) {
+			fmt.Fprintf(a.out, "%*s%s\n", labelWidth+2, "", line)
+		}
+	}
+}
+
+// processTree draws processes as systemctl status does: each under its
+// parent, with branch lines.
+func processTree(ps []control.Process) []string {
+	in := map[int]bool{}
+	children := map[int][]control.Process{}
+	for _, p := range ps {
+		in[p.PID] = true
+	}
+	var roots []control.Process
+	for _, p := range ps {
+		if in[p.PPID] && p.PPID != p.PID {
+			children[p.PPID] = append(children[p.PPID], p)
+		} else {
+			roots = append(roots, p)
+		}
+	}
+	var lines []string
+	var draw func(p control.Process, prefix string, last bool)
+	draw = func(p control.Process, prefix string, last bool) {
+		branch, next := "├─", "│ "
+		if last {
+			branch, next = "└─", "  "
+		}
+		lines = append(lines, fmt.Sprintf("%s%s%d %s", prefix, branch, p.PID, p.Command))
+		kids := children[p.PID]
+		for i, c := range kids {
+			draw(c, prefix+next, i == len(kids)-1)
+		}
+	}
+	for i, r := range roots {
+		draw(r, "", i == len(roots)-1)
+	}
+	return lines
 }
 
 func (a *app) listCommand() *cobra.Command {

@@ -92,6 +92,18 @@ type Unit struct {
 	FDStorePreserve string    `json:"fdstore_preserve,omitempty"`
 	LUOSessions     []string  `json:"luo_sessions,omitempty"`
 	Warnings        []string  `json:"warnings,omitempty"`
+	// CGroup is the unit's cgroup ("" when luod has no cgroups), and
+	// Processes the processes in it (GetUnit only), as in systemctl
+	// status.
+	CGroup    string    `json:"cgroup,omitempty"`
+	Processes []Process `json:"processes,omitempty"`
+}
+
+// Process is one process of a unit.
+type Process struct {
+	PID     int    `json:"pid"`
+	PPID    int    `json:"ppid"`
+	Command string `json:"command"`
 }
 
 // UnitName is the parameter of the per-unit methods.

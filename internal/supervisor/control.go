@@ -131,7 +131,12 @@ func (m *Manager) unitCall(ctx context.Context, call *control.Call, job func(*Un
 			return
 		}
 	}
-	info := m.unitInfo(u)
+	var info control.Unit
+	m.do(func() {
+		if info = u.info(); job == nil {
+			info.Processes = processes(u)
+		}
+	})
 	if want != "" && !p.NoBlock && info.ActiveState != string(want) {
 		call.ReplyError(control.ErrJobFailed, control.UnitReply{Unit: info})
 		return
@@ -152,6 +157,9 @@ func (u *Unit) info() control.Unit {
 		ExitSignal: sigName(u.exitSig), Restarts: u.restarts, FDStoreCount: u.store.Len(), FDStoreMax: u.store.Max(),
 		FDStorePreserve: u.preserve().String(),
 	}
+	if u.group != nil {
+		i.CGroup = u.group.Name()
+	}
 	if u.def == nil {
 		i.LoadState = "not-found"
 		return i
@@ -167,6 +175,18 @@ func (u *Unit) info() control.Unit {
 		i.Warnings = append(i.Warnings, w.String())
 	}
 	return i
+}
+
+// processes lists the processes of a unit's cgroup.
+func processes(u *Unit) []control.Process {
+	var ps []control.Process
+	if g := u.group; g != nil {
+		list, _ := g.Processes()
+		for _, p := range list {
+			ps = append(ps, control.Process{PID: p.PID, PPID: p.PPID, Command: p.Cmdline})
+		}
+	}
+	return ps
 }
 
 func (m *Manager) managerInfo() control.Manager {

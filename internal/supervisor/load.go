@@ -121,6 +121,9 @@ func (m *Manager) reload() reloaded {
 func (m *Manager) forget(u *Unit) {
 	if m.units[u.name] == u {
 		delete(m.units, u.name)
+		if u.group != nil && !u.group.Populated() {
+			u.group.Remove()
+		}
 		m.log.Info("unit removed", "unit", u.name)
 	}
 }

@@ -16,24 +16,25 @@ import (
 
 // attribute finds the unit a notification comes from: the unit whose main
 // process sent it (a main process cannot be replaced by another with the
-// same pid before luod reaps it), else the unit whose session the sender
-// is in, when the sender's pidfd (SCM_PIDFD) shows it is still alive after
-// its session was read, so that a reused pid is not taken for it.
+// same pid before luod reaps it), else the unit whose cgroup (or, without
+// cgroups, session) the sender is in, when the sender's pidfd (SCM_PIDFD)
+// shows it still runs after that was read, so that a reused pid is not
+// taken for it.
 func (m *Manager) attribute(msg *notify.Message) *Unit {
 	for _, u := range m.units {
 		if u.mainPID == msg.PID {
 			return u
 		}
 	}
-	sid, _, ok := procSession(msg.PID)
-	if !ok || m.bySID[sid] == nil {
+	u := m.owner(msg.PID)
+	if u == nil {
 		return nil
 	}
 	if msg.PIDFD != nil && !alive(msg.PIDFD) {
 		m.log.Debug("notify sender exited before it could be attributed", "pid", msg.PID)
 		return nil
 	}
-	return m.bySID[sid]
+	return u
 }
 
 // alive reports whether the process of a pidfd still runs.
@@ -125,7 +126,9 @@ func (m *Manager) handleNotify(msg *notify.Message) {
 	}
 
 	if a := u.state.Active(); msg.MainPID > 0 && msg.MainPID != u.mainPID && (a == Activating || a == Active || a == Deactivating) {
-		if sid, _, ok := procSession(msg.MainPID); ok && (sid == u.sid || msg.UID == 0) {
+		// Only a process of the unit, whoever asks: a service (root or
+		// not) must not make another unit's process its own.
+		if m.owner(msg.MainPID) == u {
 			m.log.Info("main PID changed", "unit", u.name, "old", u.mainPID, "new", msg.MainPID)
 			u.mainPID = msg.MainPID
 		} else {

@@ -12,13 +12,22 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/liveupdate/luo/internal/cgroup"
 )
 
-// killUnit sends sig to the unit's processes: its main process, its
-// process group and every other process in its session.
+// killUnit sends sig to the unit's processes: its main process and every
+// process of its cgroup, or, without cgroups, of its process group and
+// session.
 func (m *Manager) killUnit(u *Unit, sig syscall.Signal) {
 	if u.mainPID != 0 {
 		syscall.Kill(u.mainPID, sig)
+	}
+	if g := m.group(u); g != nil {
+		if err := g.Signal(sig); err != nil {
+			m.log.Warn("cannot signal the unit's processes", "unit", u.name, "err", err)
+		}
+		return
 	}
 	if u.sid != 0 {
 		syscall.Kill(-u.sid, sig)
@@ -28,9 +37,19 @@ func (m *Manager) killUnit(u *Unit, sig syscall.Signal) {
 	}
 }
 
-// killStragglers SIGKILLs what is left of the unit's session once its main
-// process is gone (systemd's KillMode=control-group).
+// killStragglers SIGKILLs what is left of the unit's processes once its
+// main process is gone (systemd's KillMode=control-group): its whole
+// cgroup, or, without cgroups, its session.
 func (m *Manager) killStragglers(u *Unit) {
+	if g := m.group(u); g != nil {
+		if pids, _ := g.Procs(); len(pids) > 0 {
+			m.log.Info("killing remaining processes", "unit", u.name, "pids", fmt.Sprint(pids))
+			if err := g.Kill(); err != nil {
+				m.log.Warn("cannot kill the unit's processes", "unit", u.name, "err", err)
+			}
+		}
+		return
+	}
 	if u.sid == 0 {
 		return
 	}
@@ -41,6 +60,36 @@ func (m *Manager) killStragglers(u *Unit) {
 			syscall.Kill(pid, syscall.SIGKILL)
 		}
 	}
+}
+
+// group returns the unit's cgroup, creating it if needed; nil when luod
+// has no cgroups (or the group cannot be made: that is logged).
+func (m *Manager) group(u *Unit) *cgroup.Group {
+	if m.cgroups == nil {
+		return nil
+	}
+	if u.group == nil {
+		g, err := m.cgroups.Group(u.name)
+		if err != nil {
+			m.log.Error("cannot create the unit's cgroup", "unit", u.name, "err", err)
+			return nil
+		}
+		u.group = g
+	}
+	return u.group
+}
+
+// owner returns the unit a process belongs to: the unit whose cgroup it
+// is in, or, without cgroups, the unit whose session it is in; nil when
+// none.
+func (m *Manager) owner(pid int) *Unit {
+	if m.cgroups != nil {
+		return m.units[m.cgroups.UnitOf(pid)]
+	}
+	if sid, _, ok := procSession(pid); ok {
+		return m.bySID[sid]
+	}
+	return nil
 }
 
 // sessionMembers lists the live processes of session sid. One scan of

@@ -5,6 +5,7 @@ package supervisor
 import (
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"strconv"
 	"strings"
@@ -38,15 +39,43 @@ func RunShim(args []string) int {
 		return 216 // systemd's EXIT_GROUP/EXIT_USER range
 	}
 	env := os.Environ()
-	if os.Getenv("LISTEN_FDS") != "" {
+	keep := 3 // stdin, stdout, stderr
+	if v := os.Getenv("LISTEN_FDS"); v != "" {
 		env = setenv(env, "LISTEN_PID", strconv.Itoa(os.Getpid()))
 		if id, err := selfPidfdID(); err == nil {
 			env = setenv(env, "LISTEN_PIDFDID", strconv.FormatUint(id, 10))
 		}
+		n, _ := strconv.Atoi(v)
+		keep += max(n, 0)
+	}
+	if err := closeOthers(keep); err != nil {
+		fmt.Fprintf(os.Stderr, "luod: %v\n", err)
+		return 203
 	}
 	err := unix.Exec(args[0], args[1:], env)
 	fmt.Fprintf(os.Stderr, "luod: exec %s: %v\n", args[0], err)
 	return 203
+}
+
+// closeOthers makes every fd from keep on close at the exec: a service
+// gets stdin, stdout, stderr and its LISTEN_FDS, as under systemd, and
+// nothing else that luod had open (or inherited) without O_CLOEXEC.
+func closeOthers(keep int) error {
+	err := unix.CloseRange(uint(keep), math.MaxUint32, unix.CLOSE_RANGE_CLOEXEC)
+	if err == nil {
+		return nil
+	}
+	// Before Linux 5.11: mark each open fd.
+	ents, rerr := os.ReadDir("/proc/self/fd")
+	if rerr != nil {
+		return fmt.Errorf("close inherited fds: %w (close_range: %v)", rerr, err)
+	}
+	for _, e := range ents {
+		if fd, err := strconv.Atoi(e.Name()); err == nil && fd >= keep {
+			unix.FcntlInt(uintptr(fd), unix.F_SETFD, unix.FD_CLOEXEC)
+		}
+	}
+	return nil
 }
 
 // credEnv carries User=/Group= from luod to the shim, which switches to

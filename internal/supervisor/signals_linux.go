@@ -80,6 +80,11 @@ func (m *Manager) shutdown(how shutdownKind) {
 				m.log.Info("all units stopped")
 				m.control.Close()
 				m.notify.Close()
+				if m.cgroups != nil {
+					if err := m.cgroups.Close(); err != nil {
+						m.log.Warn("cgroups left behind", "err", err)
+					}
+				}
 				switch how {
 				case shutdownPowerOff:
 					unix.Sync()

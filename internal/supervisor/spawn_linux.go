@@ -99,6 +99,20 @@ func (m *Manager) spawn(u *Unit, cmd unit.Command) (int, error) {
 		Files: files,
 		Sys:   &syscall.SysProcAttr{Setsid: true},
 	}
+	// Born in the unit's cgroup (clone3 with CLONE_INTO_CGROUP): nothing
+	// of the unit ever runs outside it.
+	if g := m.group(u); g != nil {
+		dir, err := g.OpenDir()
+		if err != nil {
+			return 0, err
+		}
+		defer dir.Close()
+		fd, err := rawFd(dir)
+		if err != nil {
+			return 0, fmt.Errorf("cgroup of %s: %w", u.name, err)
+		}
+		attr.Sys.UseCgroupFD, attr.Sys.CgroupFD = true, int(fd)
+	}
 	pid, err := syscall.ForkExec(m.cfg.Exe, shimArgs, attr)
 	for _, f := range stored {
 		runtime.KeepAlive(f)

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/liveupdate/luo/internal/cgroup"
 	"github.com/liveupdate/luo/internal/control"
 	"github.com/liveupdate/luo/internal/fdstore"
 	"github.com/liveupdate/luo/internal/notify"
@@ -110,6 +111,9 @@ type Manager struct {
 	control *control.Server
 	poller  *fdstore.Poller
 	kernel  update.Kernel
+	// cgroups is luod's part of the cgroup v2 hierarchy, nil when there is
+	// none: processes are then tracked by session.
+	cgroups *cgroup.Tree
 
 	events  chan event
 	waiters []*waiter
@@ -155,6 +159,14 @@ func New(cfg Config) (*Manager, error) {
 		}
 	} else if err := becomeSubreaper(); err != nil {
 		m.log.Warn("cannot become a child subreaper; orphans of services will not be reaped by luod", "err", err)
+	}
+	if t, err := cgroup.Open(cfg.PID1); err != nil {
+		m.log.Warn("no cgroups: units' processes are tracked by session, so one that leaves its session escapes its unit", "err", err)
+	} else {
+		m.cgroups = t
+		if !t.Memory() {
+			m.log.Warn("the memory controller is not available for the units' cgroups: their memory is not accounted apart", "cgroups", t.Base())
+		}
 	}
 	if n, err := raiseFDLimit(); err != nil {
 		m.log.Warn("cannot raise the fd limit; large fd stores may not fit", "err", err)

@@ -7,6 +7,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/liveupdate/luo/internal/cgroup"
 	"github.com/liveupdate/luo/internal/fdstore"
 	"github.com/liveupdate/luo/internal/unit"
 )
@@ -63,6 +64,8 @@ type Unit struct {
 	timerDeadline time.Time
 
 	store *fdstore.Store
+	// group is the unit's cgroup (see Manager.group), nil without cgroups.
+	group *cgroup.Group
 }
 
 func newUnit(m *Manager, name string) *Unit {

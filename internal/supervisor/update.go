@@ -143,7 +143,7 @@ type heldSession struct {
 // session, the stores are rebuilt from it and a Completion waits for the
 // units to be up. Called before the loop runs.
 func (m *Manager) restore() {
-	r, err := update.Restore(m.kernel)
+	r, err := update.Restore(m.kernel, m.charge)
 	switch {
 	case errors.Is(err, update.ErrNoUpdate):
 		m.log.Info("no live update to restore", "why", err.Error())
@@ -173,6 +173,31 @@ func (m *Manager) restore() {
 	m.report = rep
 	m.completion = update.NewCompletion(r.Session, rep, pending, restoredAt.Add(m.cfg.LiveUpdate.FinishTimeout))
 	m.log.Info("live update restored", "count", r.Manifest.Count, "from", r.Manifest.From.Release, "units", len(r.Units), "problems", len(r.Problems))
+}
+
+// charge makes luod run in unit's cgroup while the unit's memfds are
+// retrieved, so that their pages are charged to the unit, not to luod
+// (see update.Restore); the function it returns moves luod back. No unit
+// runs yet, so none can be killed with luod in its group.
+func (m *Manager) charge(unit string) func() {
+	if m.cgroups == nil || !m.cgroups.Memory() {
+		return func() {}
+	}
+	g, err := m.cgroups.Group(unit)
+	if err != nil {
+		m.log.Warn("cannot charge the unit's memory to it", "unit", unit, "err", err)
+		return func() {}
+	}
+	leave, err := m.cgroups.Enter(g)
+	if err != nil {
+		m.log.Warn("cannot charge the unit's memory to it", "unit", unit, "err", err)
+		return func() {}
+	}
+	return func() {
+		if err := leave(); err != nil {
+			m.log.Error("cannot leave the unit's cgroup", "unit", unit, "err", err)
+		}
+	}
 }
 
 // restoreUnit puts the entries that came back for one unit into its store;

@@ -34,7 +34,13 @@ type Restored struct {
 // memfd and session it lists. It returns an error wrapping ErrNoUpdate on a
 // cold boot. The device is closed before it returns; the session stays
 // open and unfinished.
-func Restore(k Kernel) (*Restored, error) {
+//
+// The kernel charges the pages of a retrieved memfd to the memory cgroup
+// of the process that retrieves it. charge, when not nil, is called before
+// the entries of each unit are retrieved, and the function it returns
+// after: luod runs in the unit's cgroup meanwhile, so the unit's memory is
+// the unit's.
+func Restore(k Kernel, charge func(unit string) (done func())) (*Restored, error) {
 	dev, err := k.Open()
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
@@ -64,24 +70,37 @@ func Restore(k Kernel) (*Restored, error) {
 	r.Units = m.Units
 	for i := range r.Units {
 		u := &r.Units[i]
-		for j := range u.Entries {
-			e := &u.Entries[j]
-			var err error
-			switch {
-			case e.Fate == FatePreserve:
-				e.File, err = s.RetrieveFD(e.Token)
-			case e.Fate == FateSession && e.Session != "":
-				var is Session
-				if is, err = dev.RetrieveSession(e.Session); err == nil {
-					e.File = is.File()
-				}
-			}
-			if err != nil {
-				r.Problems = append(r.Problems, fmt.Sprintf("%s %q: %v", u.Name, e.Name, err))
-			}
+		done := func() {}
+		if charge != nil {
+			done = charge(u.Name)
 		}
+		r.Problems = append(r.Problems, retrieveUnit(dev, s, u)...)
+		done()
 	}
 	return r, nil
+}
+
+// retrieveUnit retrieves the carried entries of u, setting their File, and
+// returns the problems.
+func retrieveUnit(dev Device, s Session, u *Unit) []string {
+	var problems []string
+	for j := range u.Entries {
+		e := &u.Entries[j]
+		var err error
+		switch {
+		case e.Fate == FatePreserve:
+			e.File, err = s.RetrieveFD(e.Token)
+		case e.Fate == FateSession && e.Session != "":
+			var is Session
+			if is, err = dev.RetrieveSession(e.Session); err == nil {
+				e.File = is.File()
+			}
+		}
+		if err != nil {
+			problems = append(problems, fmt.Sprintf("%s %q: %v", u.Name, e.Name, err))
+		}
+	}
+	return problems
 }
 
 // readManifest retrieves and decodes the manifest at token 0 of s.

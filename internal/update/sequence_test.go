@@ -256,7 +256,7 @@ func (w *world) hasMemfdsToPreserve() bool {
 // next kernel, checks the manifest against the model, starts the units
 // and finishes.
 func (w *world) reboot(i int, next *updatetest.Kernel) {
-	r, err := update.Restore(next)
+	r, err := update.Restore(next, nil)
 	if err != nil || r.Err != nil || len(r.Problems) > 0 {
 		w.t.Fatalf("%d: Restore: %v %v %v", i, err, r.Err, r.Problems)
 	}
