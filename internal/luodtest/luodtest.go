@@ -7,10 +7,12 @@
 package luodtest
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -77,6 +79,22 @@ func Start(t testing.TB, units map[string]string, args ...string) *Daemon {
 // StartBinary is Start with another luod binary ("" for the one built).
 func StartBinary(t testing.TB, luod string, units map[string]string, args ...string) *Daemon {
 	t.Helper()
+	return StartWith(t, Options{Binary: luod}, units, args...)
+}
+
+// Options are the less common ways to start luod.
+type Options struct {
+	// Binary is the luod to run ("" for the one built).
+	Binary string
+	// Inherit are files luod inherits (fd 3, 4, ... without
+	// close-on-exec), as from a careless parent.
+	Inherit []*os.File
+}
+
+// StartWith is Start with options.
+func StartWith(t testing.TB, o Options, units map[string]string, args ...string) *Daemon {
+	t.Helper()
+	luod := o.Binary
 	if os.Geteuid() != 0 {
 		t.Skip("luod tests need root")
 	}
@@ -95,6 +113,7 @@ func StartBinary(t testing.TB, luod string, units map[string]string, args ...str
 	d.cmd = exec.Command(luod, append([]string{"-units", d.Units, "-runtime", d.Runtime,
 		"-device", filepath.Join(d.Dir, "no-liveupdate"), "-log-level", "debug"}, args...)...)
 	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
+	d.cmd.ExtraFiles = o.Inherit
 	d.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := d.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -243,6 +262,8 @@ type Report struct {
 	GID       int               `json:"gid"`
 	Dir       string            `json:"dir"`
 	Err       string            `json:"err,omitempty"`
+	// FDs are the fds open when the service started, and what each was.
+	FDs map[int]string `json:"fds"`
 }
 
 // ReadReport reads a report written by testsvc, waiting for it to appear
@@ -277,4 +298,38 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// Ctl sends one command to the control socket of a testsvc started with
+// -ctl path, and returns its answer ("ok" or an error text).
+func Ctl(path, cmd string) (string, error) {
+	c, err := net.DialTimeout("unix", path, 10*time.Second)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(30 * time.Second))
+	if _, err := fmt.Fprintln(c, cmd); err != nil {
+		return "", err
+	}
+	ans, err := bufio.NewReader(c).ReadString('\n')
+	return strings.TrimSpace(ans), err
+}
+
+// FDs counts the open fds of process pid, once the count is stable.
+func FDs(t testing.TB, pid int) int {
+	t.Helper()
+	prev := -1
+	for range 100 {
+		ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(ents) == prev {
+			return prev
+		}
+		prev = len(ents)
+		time.Sleep(50 * time.Millisecond)
+	}
+	return prev
 }

@@ -41,6 +41,34 @@ func main() {
 	}
 }
 
+// initialFDs are the fds open when the service started, with what each
+// is (read before the service opens anything).
+var initialFDs = listFDs()
+
+// listFDs maps each open fd to its /proc/self/fd link, leaving out the
+// directory read to list them and the cgroup files the Go runtime opened
+// to follow the CPU limit (Go 1.25).
+func listFDs() map[int]string {
+	ents, _ := os.ReadDir("/proc/self/fd")
+	fds := map[int]string{}
+	for _, e := range ents {
+		fd, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if link, err := os.Readlink("/proc/self/fd/" + e.Name()); err == nil {
+			fds[fd] = link
+		}
+	}
+	dir := fmt.Sprintf("/proc/%d/fd", os.Getpid())
+	for fd, link := range fds {
+		if link == dir || strings.HasPrefix(link, "/sys/fs/cgroup/") {
+			delete(fds, fd)
+		}
+	}
+	return fds
+}
+
 func run() error {
 	var stores, removes multi
 	report := flag.String("report", "", "write what luod passed to this file")
@@ -154,6 +182,15 @@ func serveCtl(l net.Listener, n *sdnotify.Notifier, nopoll bool) {
 			err = notify(n, multi{arg}, nil, nopoll, "", false, 0)
 		case "remove":
 			err = notify(n, nil, multi{arg}, nopoll, "", false, 0)
+		case "mainpid":
+			err = n.Notify("MAINPID=" + arg)
+			if err == nil {
+				err = n.Barrier(context.Background())
+			}
+		case "await-eof":
+			// Waits (5 s at most) until the peer of the pipe stored as
+			// arg sees end-of-file: luod closed its end.
+			err = awaitEOF(peerOf[arg])
 		case "exit":
 			var code int
 			if code, err = strconv.Atoi(arg); err == nil {
@@ -172,6 +209,21 @@ func serveCtl(l net.Listener, n *sdnotify.Notifier, nopoll bool) {
 	}
 }
 
+func awaitEOF(r *os.File) error {
+	if r == nil {
+		return errors.New("no such pipe")
+	}
+	r.SetReadDeadline(time.Now().Add(5 * time.Second))
+	n, err := r.Read(make([]byte, 1))
+	switch {
+	case err == io.EOF:
+		return nil
+	case err != nil:
+		return fmt.Errorf("no end-of-file: %w", err)
+	}
+	return fmt.Errorf("read %d bytes instead of end-of-file", n)
+}
+
 func startSelf(args ...string) (*exec.Cmd, error) {
 	c := exec.Command("/proc/self/exe", args...)
 	c.Stdout, c.Stderr = os.Stdout, os.Stderr
@@ -181,6 +233,7 @@ func startSelf(args ...string) (*exec.Cmd, error) {
 // peers keeps the other ends of stored sockets and pipes open; busy keeps
 // the sessions of memfd-busy.
 var (
+	peerOf  = map[string]*os.File{} // read end of each pipe stored, by name
 	peers   []*os.File
 	busy    []*luo.Session
 	barrier = true
@@ -251,6 +304,7 @@ func notify(n *sdnotify.Notifier, stores, removes multi, nopoll bool, status str
 			}
 			f = w
 			peers = append(peers, r)
+			peerOf[name] = r
 		default:
 			return fmt.Errorf("-store %q: unknown kind", s)
 		}
@@ -296,6 +350,7 @@ func writeReport(path string) error {
 	r := luodtest.Report{PID: os.Getpid(), ListenPID: os.Getenv("LISTEN_PID"), Contents: map[string]string{}, Env: map[string]string{},
 		UID: os.Getuid(), GID: os.Getgid()}
 	r.Dir, _ = os.Getwd()
+	r.FDs = initialFDs
 	for _, k := range []string{"LISTEN_FDS", "LISTEN_FDNAMES", "LISTEN_PIDFDID", "NOTIFY_SOCKET", "FDSTORE", "LUOD_UNIT", "INVOCATION_ID",
 		"FOO", "BAR", "QUOTED", "HOME", "PATH"} {
 		r.Env[k] = os.Getenv(k)
