@@ -2,6 +2,7 @@ package notify
 
 import (
 	"fmt"
+	"log/slog"
 	"os"
 	"strconv"
 	"strings"
@@ -214,6 +215,11 @@ const (
 // unusual ones quoted, for example
 //
 //	pid=42 uid=0 gid=0 pidfd fds=1 FDSTORE=1 FDNAME=db STATUS="serving 3 clients"
+//
+// LogValue makes a log line show m as String does, computed only when the
+// line is written (slog.LogValuer).
+func (m *Message) LogValue() slog.Value { return slog.StringValue(m.String()) }
+
 func (m *Message) String() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "pid=%d uid=%d gid=%d", m.PID, m.UID, m.GID)

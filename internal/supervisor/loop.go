@@ -5,6 +5,7 @@ package supervisor
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"net"
 	"slices"
 	"sort"
@@ -139,7 +140,7 @@ func (m *Manager) drainNotify() {
 		var drop *notify.DropError
 		switch {
 		case errors.As(err, &drop):
-			m.log.Warn("notify: "+drop.Error(), "pid", drop.PID)
+			m.stranger(slog.LevelWarn, "notify: "+drop.Error(), "pid", drop.PID)
 			continue
 		case err != nil:
 			if !errors.Is(err, net.ErrClosed) {

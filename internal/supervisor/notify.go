@@ -4,6 +4,7 @@ package supervisor
 
 import (
 	"fmt"
+	"log/slog"
 	"os"
 	"time"
 
@@ -31,7 +32,7 @@ func (m *Manager) attribute(msg *notify.Message) *Unit {
 		return nil
 	}
 	if msg.PIDFD != nil && !alive(msg.PIDFD) {
-		m.log.Debug("notify sender exited before it could be attributed", "pid", msg.PID)
+		m.stranger(slog.LevelDebug, "notify sender exited before it could be attributed", "pid", msg.PID)
 		return nil
 	}
 	return u
@@ -81,15 +82,15 @@ func (m *Manager) authorized(u *Unit, pid int) (bool, string) {
 func (m *Manager) handleNotify(msg *notify.Message) {
 	defer func() {
 		if len(msg.Files) > 0 {
-			m.log.Warn("got extra auxiliary fds with notification message, closing them", "pid", msg.PID, "fds", len(msg.Files))
+			m.stranger(slog.LevelWarn, "got extra auxiliary fds with notification message, closing them", "pid", msg.PID, "fds", len(msg.Files))
 		}
 		msg.Close()
 	}()
 	if msg.Barrier {
 		if ok, reason := msg.BarrierValid(); !ok {
-			m.log.Warn("notify: "+reason, "pid", msg.PID)
+			m.stranger(slog.LevelWarn, "notify: "+reason, "pid", msg.PID)
 		} else {
-			m.log.Debug("received barrier notification message", "pid", msg.PID)
+			m.stranger(slog.LevelDebug, "received barrier notification message", "pid", msg.PID)
 		}
 		// Close everything else first: once the barrier fd is closed the
 		// sender may look at what we hold.
@@ -107,7 +108,7 @@ func (m *Manager) handleNotify(msg *notify.Message) {
 		// The sender may be a main process whose exit was reaped before its
 		// last message was read (systemd reads notifications first).
 		if u = m.recentlyExited(msg.PID); u == nil {
-			m.log.Warn("cannot find unit for notify message, ignoring", "pid", msg.PID, "msg", msg.String())
+			m.stranger(slog.LevelWarn, "cannot find unit for notify message, ignoring", "pid", msg.PID, "msg", msg)
 			return
 		}
 		gone = true
@@ -117,38 +118,38 @@ func (m *Manager) handleNotify(msg *notify.Message) {
 		return
 	}
 	if ok, why := m.authorized(u, msg.PID); !ok {
-		m.log.Warn("got notification message, but "+why, "unit", u.name, "pid", msg.PID)
+		u.say(slog.LevelWarn, "got notification message, but "+why, "pid", msg.PID)
 		return
 	}
-	m.log.Debug("notification", "unit", u.name, "msg", msg.String())
+	u.say(slog.LevelDebug, "notification", "msg", msg)
 	for _, p := range msg.Problems {
-		m.log.Warn("notify: "+p, "unit", u.name, "pid", msg.PID)
+		u.say(slog.LevelWarn, "notify: "+p, "pid", msg.PID)
 	}
 
 	if a := u.state.Active(); msg.MainPID > 0 && msg.MainPID != u.mainPID && (a == Activating || a == Active || a == Deactivating) {
 		// Only a process of the unit, whoever asks: a service (root or
 		// not) must not make another unit's process its own.
 		if m.owner(msg.MainPID) == u {
-			m.log.Info("main PID changed", "unit", u.name, "old", u.mainPID, "new", msg.MainPID)
+			u.say(slog.LevelInfo, "main PID changed", "old", u.mainPID, "new", msg.MainPID)
 			u.mainPID = msg.MainPID
 		} else {
-			m.log.Warn("MAINPID= refused: process is not part of the unit", "unit", u.name, "pid", msg.MainPID)
+			u.say(slog.LevelWarn, "MAINPID= refused: process is not part of the unit", "pid", msg.MainPID)
 		}
 	}
 	switch {
 	case msg.Stopping:
 		u.stopping = true
 		if u.state == StateRunning || u.state == StateStart {
-			m.log.Info("service is stopping on its own", "unit", u.name)
+			u.say(slog.LevelInfo, "service is stopping on its own")
 		}
 	case msg.Ready && !u.stopping:
 		u.ready()
 	case msg.Reloading && !u.stopping:
-		m.log.Info("service is reloading", "unit", u.name)
+		u.say(slog.LevelInfo, "service is reloading")
 	}
 	if msg.Status != nil && *msg.Status != u.status {
 		u.status = *msg.Status
-		m.log.Info("status", "unit", u.name, "status", u.status)
+		u.say(slog.LevelDebug, "status", "status", u.status)
 	}
 	if msg.NotifyAccess != "" {
 		u.notifyAccessOverride = msg.NotifyAccess
@@ -165,7 +166,7 @@ func (m *Manager) handleNotify(msg *notify.Message) {
 	switch {
 	case msg.FDStoreRemove:
 		if !msg.HasFDName || !msg.FDNameValid {
-			m.log.Warn("FDSTOREREMOVE=1 requested, but no valid file descriptor name passed, ignoring", "unit", u.name)
+			u.say(slog.LevelWarn, "FDSTOREREMOVE=1 requested, but no valid file descriptor name passed, ignoring")
 			break
 		}
 		for _, e := range u.store.RemoveName(msg.FDName) {
@@ -175,7 +176,7 @@ func (m *Manager) handleNotify(msg *notify.Message) {
 		u.unpinIfEmpty()
 	case msg.FDStore:
 		if msg.HasFDName && !msg.FDNameValid {
-			m.log.Warn("passed FDNAME= name is invalid, ignoring", "unit", u.name)
+			u.say(slog.LevelWarn, "passed FDNAME= name is invalid, ignoring")
 		}
 		m.storeFiles(u, msg.StoreName(), msg.TakeFiles(), msg.FDPoll, fdstore.OriginNotify)
 	}
@@ -185,7 +186,7 @@ func (m *Manager) handleNotify(msg *notify.Message) {
 // status and fd-store changes count (a store the unit's stop released
 // stays released), its state changes do not.
 func (m *Manager) lateNotify(u *Unit, msg *notify.Message) {
-	m.log.Debug("notification from an exited main process", "unit", u.name, "msg", msg.String())
+	u.say(slog.LevelDebug, "notification from an exited main process", "msg", msg)
 	if u.def != nil && u.def.EffectiveNotifyAccess() == unit.NotifyAccessNone && u.notifyAccessOverride == "" {
 		return
 	}
@@ -198,7 +199,7 @@ func (m *Manager) lateNotify(u *Unit, msg *notify.Message) {
 			u.closeEntry(e)
 		}
 	case msg.FDStore && u.storeReleased():
-		m.log.Info("closing fds stored after the unit stopped: its store was released", "unit", u.name, "fds", len(msg.Files))
+		u.say(slog.LevelInfo, "closing fds stored after the unit stopped: its store was released", "fds", len(msg.Files))
 	case msg.FDStore:
 		m.storeFiles(u, msg.StoreName(), msg.TakeFiles(), msg.FDPoll, fdstore.OriginNotify)
 	}

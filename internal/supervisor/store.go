@@ -5,6 +5,7 @@ package supervisor
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 
 	"github.com/liveupdate/luo/internal/fdstore"
@@ -18,19 +19,19 @@ func (m *Manager) storeFiles(u *Unit, name string, files []*os.File, poll bool, 
 		e, err := u.store.Add(name, f, poll, origin)
 		if err != nil {
 			if errors.Is(err, fdstore.ErrFull) {
-				m.log.Warn(fmt.Sprintf("cannot store more fds than FileDescriptorStoreMax=%d, closing remaining", u.store.Max()),
-					"unit", u.name, "fdname", name, "closed", len(files)-i)
+				u.say(slog.LevelWarn, fmt.Sprintf("cannot store more fds than FileDescriptorStoreMax=%d, closing remaining", u.store.Max()),
+					"fdname", name, "closed", len(files)-i)
 				for _, g := range files[i:] {
 					g.Close()
 				}
 				return
 			}
-			m.log.Debug("suppressing duplicate fd in fd store", "unit", u.name, "fdname", name, "err", err)
+			u.say(slog.LevelDebug, "suppressing duplicate fd in fd store", "fdname", name, "err", err)
 			f.Close()
 			continue
 		}
 		m.watch(u, e)
-		m.log.Debug("added fd to fd store", "unit", u.name, "fdname", name, "origin", string(origin))
+		u.say(slog.LevelDebug, "added fd to fd store", "fdname", name, "origin", string(origin))
 	}
 }
 
@@ -64,7 +65,7 @@ func (m *Manager) handlePoll(evs []fdstore.Event) {
 			if ev.Err {
 				what = "EPOLLERR"
 			}
-			m.log.Info(fmt.Sprintf("received %s on stored fd, closing", what), "unit", u.name, "fdname", e.Name)
+			u.say(slog.LevelInfo, fmt.Sprintf("received %s on stored fd, closing", what), "fdname", e.Name)
 			u.closeEntry(e)
 			u.unpinIfEmpty()
 			if u.def == nil && u.store.Len() == 0 && u.dead() {

@@ -111,6 +111,8 @@ type Manager struct {
 	control *control.Server
 	poller  *fdstore.Poller
 	kernel  update.Kernel
+	// strangers bounds the log lines of datagrams from no unit.
+	strangers logLimit
 	// cgroups is luod's part of the cgroup v2 hierarchy, nil when there is
 	// none: processes are then tracked by session.
 	cgroups *cgroup.Tree

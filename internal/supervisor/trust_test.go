@@ -187,3 +187,21 @@ func gone(pid int) bool {
 	i := strings.LastIndexByte(string(b), ')')
 	return i > 0 && i+2 < len(b) && b[i+2] == 'Z'
 }
+
+// TestStatusFloodDoesNotFloodTheLog: a STATUS= flood of 10,000 messages/s
+// became one INFO line each. Status changes are logged at debug level,
+// and every line a service's input causes is rate-limited per unit.
+func TestStatusFloodDoesNotFloodTheLog(t *testing.T) {
+	d := luodtest.Start(t, map[string]string{"chatty.service": svc("-ctl @DIR@/ctl")}, "-log-level", "info")
+	d.WaitUnit("chatty.service", "active", active)
+	before := strings.Count(d.Log(), "\n")
+	if ans, err := luodtest.Ctl(filepath.Join(d.Dir, "ctl"), "status-flood 20000"); ans != "ok" {
+		t.Fatalf("flood: %q %v", ans, err)
+	}
+	if u := d.Unit("chatty.service"); u.Status != "flood 19999" {
+		t.Errorf("status %q, want the last one", u.Status)
+	}
+	if lines := strings.Count(d.Log(), "\n") - before; lines > 10 {
+		t.Errorf("20,000 STATUS= messages made %d log lines at info level", lines)
+	}
+}

@@ -66,6 +66,8 @@ type Unit struct {
 	store *fdstore.Store
 	// group is the unit's cgroup (see Manager.group), nil without cgroups.
 	group *cgroup.Group
+	// logLimit bounds the log lines its service's input makes (see say).
+	logLimit logLimit
 }
 
 func newUnit(m *Manager, name string) *Unit {

@@ -187,6 +187,18 @@ func serveCtl(l net.Listener, n *sdnotify.Notifier, nopoll bool) {
 			if err == nil {
 				err = n.Barrier(context.Background())
 			}
+		case "status-flood":
+			// Sends arg STATUS= messages, each different, as fast as it
+			// can, then a barrier.
+			var count int
+			if count, err = strconv.Atoi(arg); err == nil {
+				for i := 0; i < count && err == nil; i++ {
+					err = n.Status(fmt.Sprintf("flood %d", i))
+				}
+				if err == nil {
+					err = n.Barrier(context.Background())
+				}
+			}
 		case "await-eof":
 			// Waits (5 s at most) until the peer of the pipe stored as
 			// arg sees end-of-file: luod closed its end.
