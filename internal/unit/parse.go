@@ -5,9 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
-	"os"
-	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
@@ -17,10 +14,6 @@ import (
 
 // MaxFileSize is the largest unit file Parse and Load accept.
 const MaxFileSize = 1 << 20
-
-// ErrMasked is returned by Load for a masked unit: an empty file, or a
-// symbolic link to /dev/null (systemd.unit(5)).
-var ErrMasked = errors.New("unit is masked")
 
 // Parse reads a unit file from r and returns the unit named name
 // ("counter.service"). The name must be a valid service unit name; it is
@@ -35,68 +28,6 @@ func Parse(name string, r io.Reader) (*Unit, error) {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
 	return parse(name, "", data)
-}
-
-// Load reads the unit file at path. The unit's name is the file's base
-// name; a symbolic link is followed, and keeps its own name, so that
-// "worker@1.service" linked to "worker@.service" loads the instance.
-// Errors name the file. A masked unit gives an error wrapping ErrMasked.
-func Load(path string) (*Unit, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	switch {
-	case fi.Mode().IsRegular() && fi.Size() == 0:
-		return nil, fmt.Errorf("%s: %w (empty file)", path, ErrMasked)
-	case fi.Mode()&fs.ModeCharDevice != 0 && isDevNull(fi):
-		return nil, fmt.Errorf("%s: %w (linked to /dev/null)", path, ErrMasked)
-	case !fi.Mode().IsRegular():
-		return nil, fmt.Errorf("%s: not a regular file", path)
-	case fi.Size() > MaxFileSize:
-		return nil, fmt.Errorf("%s: larger than %d bytes", path, MaxFileSize)
-	}
-	data, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	return parse(filepath.Base(path), path, data)
-}
-
-func isDevNull(fi fs.FileInfo) bool {
-	null, err := os.Stat(os.DevNull)
-	return err == nil && os.SameFile(fi, null)
-}
-
-// LoadDir loads every "*.service" file of dir (not its subdirectories), in
-// name order. A file that cannot be loaded yields an error that names it and
-// does not affect the others. Templates ("name@.service"), which are only
-// used through their instances, and masked units are skipped.
-func LoadDir(dir string) (units []*Unit, errs []error) {
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		errs = append(errs, err)
-	}
-	for _, e := range entries {
-		name := e.Name()
-		if !strings.HasSuffix(name, serviceSuffix) || strings.HasSuffix(name, "@"+serviceSuffix) {
-			continue
-		}
-		u, err := Load(filepath.Join(dir, name))
-		switch {
-		case errors.Is(err, ErrMasked):
-		case err != nil:
-			errs = append(errs, err)
-		default:
-			units = append(units, u)
-		}
-	}
-	return units, errs
 }
 
 // option is one assignment, with its line (0 if unknown).
