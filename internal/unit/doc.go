@@ -29,8 +29,16 @@
 // that does not itself end in a backslash also ends the value (systemd goes
 // on with the next line), and a line ending in an escaped backslash ("\\")
 // is continued.
-// Drop-in directories (name.service.d/*.conf) are not read. Files are at
-// most [MaxFileSize] bytes and may not contain NUL bytes.
+// Drop-in directories (name.service.d/*.conf) are not read.
+//
+// As in systemd (LONG_LINE_MAX), a line has at most [MaxLineLength] bytes
+// with its newline, and the lines of a continued value add up to at most
+// [MaxLineLength]; a longer line is an error wrapping [ErrLineTooLong].
+// go-systemd refuses lines of 2048 bytes and more; for a file it stops on
+// for that reason alone, the options found by the walk that numbers the
+// lines, which reads the same syntax, are used instead. systemd puts no
+// limit on the size of a file; here it is at most [MaxFileSize] bytes
+// ([ErrFileTooLarge]). Files may not contain NUL bytes.
 //
 // As in systemd, a key given twice takes its last value, list settings
 // accumulate, and an empty assignment ("Environment=") resets a setting to

@@ -92,7 +92,7 @@ func checkUnitFile(path string, fi fs.FileInfo) error {
 	case m.IsRegular() && fi.Size() == 0:
 		return fmt.Errorf("%s: %w (empty file)", path, ErrMasked)
 	case m.IsRegular() && fi.Size() > MaxFileSize:
-		return fmt.Errorf("%s: larger than %d bytes", path, MaxFileSize)
+		return errFileTooLarge(path)
 	case m.IsRegular():
 		return nil
 	case m.Type() == fs.ModeDevice|fs.ModeCharDevice && isDevNull(fi):

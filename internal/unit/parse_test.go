@@ -338,7 +338,7 @@ func TestParseUnitLevelErrors(t *testing.T) {
 		}
 	}
 	big := strings.NewReader(service() + "# " + strings.Repeat("x\n", MaxFileSize))
-	if _, err := Parse("x.service", big); err == nil || !strings.Contains(err.Error(), "larger than") {
+	if _, err := Parse("x.service", big); !errors.Is(err, ErrFileTooLarge) || err.Error() != "x.service: file too large (more than 2097152 bytes)" {
 		t.Errorf("Parse(big file) = %v", err)
 	}
 }
@@ -548,5 +548,39 @@ func TestWarningString(t *testing.T) {
 		if got := tt.w.String(); got != tt.want {
 			t.Errorf("String() = %q, want %q", got, tt.want)
 		}
+	}
+}
+
+// TestParseLongLines checks lines at systemd's limit of 1 MiB, with the
+// newline, and past it, and lines longer than go-systemd's 2048 bytes.
+func TestParseLongLines(t *testing.T) {
+	t.Parallel()
+	x := func(n int) string { return strings.Repeat("x", n) }
+	// A line of MaxLineLength bytes with its newline.
+	env := "Environment=A=" + x(MaxLineLength-len("Environment=A=")-1)
+	u := mustParse(t, "x.service", service(env, "Frobnicate=1", "Type=notify"))
+	if len(u.Environment) != 1 || len(u.Environment[0]) != MaxLineLength-len("Environment=")-1 || u.Type != TypeNotify {
+		t.Errorf("Environment of %d bytes, Type=%v", len(u.Environment[0]), u.Type)
+	}
+	if len(u.Warnings) != 1 || u.Warnings[0].String() != "x.service:4: [Service] Frobnicate: unknown key, ignored" {
+		t.Errorf("warnings after the long line: %v", u.Warnings)
+	}
+
+	// Lines longer than go-systemd's limit, continued, with their lines.
+	arg := x(100_000)
+	u = mustParse(t, "x.service", "[Service]\nExecStart=\nExecStart=/bin/echo "+arg+" \\\n  "+arg+"\n\nFrobnicate=1\n")
+	if d := diff([]string{"/bin/echo", arg, arg}, u.ExecStart[0].Argv); d != "" {
+		t.Errorf("ExecStart: %.200s", d)
+	}
+	if len(u.Warnings) != 1 || u.Warnings[0].Line != 6 {
+		t.Errorf("warnings after the long lines: %v", u.Warnings)
+	}
+
+	// A line of MaxLineLength+1 bytes with its newline.
+	_, err := Parse("x.service", strings.NewReader(service(env+"x", "Type=notify")))
+	var pe *ParseError
+	want := "x.service:3: line too long (1048576 bytes, at most 1048575 before the newline)"
+	if !errors.Is(err, ErrLineTooLong) || !errors.As(err, &pe) || pe.Line != 3 || err.Error() != want {
+		t.Errorf("Parse(line too long) = %.200v, want %s", err, want)
 	}
 }
