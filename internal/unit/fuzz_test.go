@@ -123,7 +123,17 @@ func checkInvariants(t *testing.T, u *Unit) {
 		!u.NotifyAccessExplicit && u.NotifyAccess != NotifyAccessNone {
 		t.Fatalf("NotifyAccess %v, explicit %v, effective %v", u.NotifyAccess, u.NotifyAccessExplicit, u.EffectiveNotifyAccess())
 	}
+	if len(u.Warnings) > MaxDiagnostics+1 {
+		t.Fatalf("%d warnings", len(u.Warnings))
+	}
 	for i, w := range u.Warnings {
+		if i == MaxDiagnostics {
+			// The count of the warnings left out.
+			if w.File != u.Name || w.Line != 0 || !strings.HasSuffix(w.Message, " more warnings not shown") {
+				t.Fatalf("last warning: %#v", w)
+			}
+			break
+		}
 		if w.File != u.Name || w.Line < 0 || w.Message == "" || i > 0 && w.Line < u.Warnings[i-1].Line {
 			t.Fatalf("warning %d: %#v", i, w)
 		}

@@ -30,6 +30,12 @@ const (
 	MaxFileSize = 2 * MaxLineLength
 )
 
+// MaxDiagnostics is the most warnings a Unit keeps, and the most errors
+// Parse and Load return for a file, not counting a last one that says how
+// many more there were: a file with more problems than that is wrong
+// throughout, and listing every one would flood the log.
+const MaxDiagnostics = 100
+
 var (
 	// ErrFileTooLarge is wrapped by the error for a file larger than
 	// MaxFileSize.
@@ -79,6 +85,9 @@ type parser struct {
 	luoLines    []int          // line of each LUOSession name
 	envIndex    map[string]int // position of each name in Environment
 	luoSeen     map[string]bool
+
+	// moreWarnings and moreErrors count the problems beyond MaxDiagnostics.
+	moreWarnings, moreErrors int
 }
 
 func parse(name, path string, data []byte) (*Unit, error) {
@@ -125,9 +134,15 @@ func parse(name, path string, data []byte) (*Unit, error) {
 	}
 	p.finish()
 	if len(p.errs) > 0 {
+		if p.moreErrors > 0 {
+			p.errs = append(p.errs, &ParseError{File: file, Err: fmt.Errorf("%d more errors not shown", p.moreErrors)})
+		}
 		return nil, errors.Join(p.errs...)
 	}
 	sort.SliceStable(u.Warnings, func(i, j int) bool { return u.Warnings[i].Line < u.Warnings[j].Line })
+	if p.moreWarnings > 0 {
+		u.Warnings = append(u.Warnings, Warning{File: file, Message: fmt.Sprintf("%d more warnings not shown", p.moreWarnings)})
+	}
 	return u, nil
 }
 
@@ -186,6 +201,10 @@ func readOptions(file string, data []byte) ([]option, scanResult, error) {
 }
 
 func (p *parser) warn(o option, format string, args ...any) {
+	if len(p.u.Warnings) >= MaxDiagnostics {
+		p.moreWarnings++
+		return
+	}
 	p.u.Warnings = append(p.u.Warnings, Warning{
 		File: p.file, Line: o.line, Section: o.section, Key: o.key,
 		Message: fmt.Sprintf(format, args...),
@@ -193,6 +212,10 @@ func (p *parser) warn(o option, format string, args ...any) {
 }
 
 func (p *parser) fail(o option, err error) {
+	if len(p.errs) >= MaxDiagnostics {
+		p.moreErrors++
+		return
+	}
 	p.errs = append(p.errs, &ParseError{
 		File: p.file, Line: o.line, Section: o.section, Key: o.key, Value: o.value, Err: err,
 	})

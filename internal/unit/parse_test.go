@@ -584,3 +584,46 @@ func TestParseLongLines(t *testing.T) {
 		t.Errorf("Parse(line too long) = %.200v, want %s", err, want)
 	}
 }
+
+// TestParseDiagnosticsLimit checks that a file with many problems gives
+// MaxDiagnostics of them and a count of the others.
+func TestParseDiagnosticsLimit(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		line       string
+		n          int
+		warn, errs int    // how many of each, with the count of the rest
+		last       string // the last warning or error
+	}{
+		{"Frobnicate=1", MaxDiagnostics, MaxDiagnostics, 0, ""},
+		{"Frobnicate=1", 250, MaxDiagnostics + 1, 0, "x.service: 150 more warnings not shown"},
+		{"Restart=sometimes", MaxDiagnostics, 0, MaxDiagnostics, "x.service:102: [Service] Restart=sometimes: invalid value (want no, on-failure or always)"},
+		{"Restart=sometimes", 250, 0, MaxDiagnostics + 1, "x.service: 150 more errors not shown"},
+	}
+	for _, tt := range tests {
+		lines := make([]string, tt.n)
+		for i := range lines {
+			lines[i] = tt.line
+		}
+		u, err := Parse("x.service", strings.NewReader(service(lines...)))
+		var got []string
+		if err != nil {
+			got = strings.Split(err.Error(), "\n")
+		} else {
+			for _, w := range u.Warnings {
+				got = append(got, w.String())
+			}
+		}
+		if len(got) != tt.warn+tt.errs || (err != nil) != (tt.errs > 0) {
+			t.Errorf("%d × %s: %d warnings or errors (error %v), want %d warnings and %d errors", tt.n, tt.line, len(got), err != nil, tt.warn, tt.errs)
+			continue
+		}
+		if tt.last != "" && got[len(got)-1] != tt.last {
+			t.Errorf("%d × %s: last is %q, want %q", tt.n, tt.line, got[len(got)-1], tt.last)
+		}
+		key, _, _ := strings.Cut(tt.line, "=")
+		if w := "x.service:3: [Service] " + key; !strings.HasPrefix(got[0], w) {
+			t.Errorf("%d × %s: first is %q, want it to start with %q", tt.n, tt.line, got[0], w)
+		}
+	}
+}

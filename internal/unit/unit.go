@@ -81,6 +81,8 @@ type Unit struct {
 	// Warnings are the non-fatal diagnostics: unknown or unsupported
 	// keys and sections, duplicate session names, ignored escape
 	// sequences, settings that have no effect. They are sorted by line.
+	// There are at most MaxDiagnostics of them, the first found, and then
+	// a last one, without a line, saying how many more were left out.
 	Warnings []Warning
 }
 
@@ -259,7 +261,8 @@ func location(file string, line int, section, key string) string {
 
 // A ParseError reports why a unit file cannot be loaded. Parse and Load
 // return the errors of a file joined (errors.Join), one per problem, each
-// a *ParseError; use errors.As to get the first.
+// a *ParseError; use errors.As to get the first. After MaxDiagnostics of
+// them, a last one says how many more there were.
 type ParseError struct {
 	// File is the unit's path, or its name when it was parsed from a
 	// reader.
