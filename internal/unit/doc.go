@@ -64,6 +64,8 @@
 //	[Unit]
 //	Description=                  text, specifiers expanded
 //	Documentation=                accepted and ignored
+//	StartLimitIntervalSec=        time span, default 10s; 0: no start limit; infinity: never resets
+//	StartLimitBurst=              number, default 5; 0: no start limit
 //	[Service]
 //	Type=                         simple (default), notify, oneshot
 //	ExecStart=                    a command line; exactly one, or one or more with Type=oneshot
@@ -81,6 +83,16 @@
 //	FileDescriptorStoreMax=       number, default 0 (no store)
 //	FileDescriptorStorePreserve=  no, restart (default), yes, on-success, or a boolean
 //	LUOSession=                   session names, whitespace-separated
+//	LogRateLimitIntervalSec=      time span, default 30s; 0: the default; infinity: never resets
+//	LogRateLimitBurst=            number, default 10000; 0: the default
+//
+// The deprecated spellings of the start limit, StartLimitInterval= in
+// [Unit] and StartLimitInterval= and StartLimitBurst= in [Service], are
+// accepted with a warning. Unlike StartLimitIntervalSec=0,
+// LogRateLimitIntervalSec=0 does not turn the limit off: systemd does not
+// pass a unit's 0 on to journald, so journald's default applies, as it does
+// here, with a warning; see [Unit.LogRateLimitIntervalSec]. Numbers are
+// decimal and fit in 32 bits.
 //
 // Booleans are 1, yes, y, true, t, on and 0, no, n, false, f, off, in any
 // case. Time spans are as in systemd.time(7): a bare number is seconds,

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"time"
 
 	sdunit "github.com/coreos/go-systemd/v22/unit"
 )
@@ -113,12 +114,16 @@ func parse(name, path string, data []byte) (*Unit, error) {
 	}
 
 	u := &Unit{
-		Name:            name,
-		Path:            path,
-		RestartSec:      DefaultRestartSec,
-		TimeoutStartSec: DefaultTimeout,
-		TimeoutStopSec:  DefaultTimeout,
-		KillSignal:      DefaultKillSignal,
+		Name:                    name,
+		Path:                    path,
+		RestartSec:              DefaultRestartSec,
+		TimeoutStartSec:         DefaultTimeout,
+		TimeoutStopSec:          DefaultTimeout,
+		KillSignal:              DefaultKillSignal,
+		StartLimitIntervalSec:   DefaultStartLimitIntervalSec,
+		StartLimitBurst:         DefaultStartLimitBurst,
+		LogRateLimitIntervalSec: DefaultLogRateLimitIntervalSec,
+		LogRateLimitBurst:       DefaultLogRateLimitBurst,
 	}
 	p := &parser{u: u, file: file, spec: newSpecifiers(name)}
 	if scanned.strayLine > 0 {
@@ -241,6 +246,11 @@ func (p *parser) expand(o option, s string) (string, bool) {
 var handlers = map[string]func(*parser, option){
 	"Unit.Description":                    (*parser).description,
 	"Unit.Documentation":                  func(*parser, option) {}, // informational only
+	"Unit.StartLimitIntervalSec":          (*parser).startLimitInterval,
+	"Unit.StartLimitInterval":             (*parser).startLimitInterval,
+	"Unit.StartLimitBurst":                (*parser).startLimitBurst,
+	"Service.StartLimitInterval":          (*parser).startLimitInterval,
+	"Service.StartLimitBurst":             (*parser).startLimitBurst,
 	"Service.Type":                        (*parser).serviceType,
 	"Service.ExecStart":                   (*parser).execStart,
 	"Service.RemainAfterExit":             (*parser).remainAfterExit,
@@ -259,13 +269,34 @@ var handlers = map[string]func(*parser, option){
 	"Service.FileDescriptorStoreMax":      (*parser).fdStoreMax,
 	"Service.FileDescriptorStorePreserve": (*parser).fdStorePreserve,
 	"Service.LUOSession":                  (*parser).luoSession,
+	"Service.LogRateLimitIntervalSec":     (*parser).logRateLimitInterval,
+	"Service.LogRateLimitBurst":           (*parser).logRateLimitBurst,
+}
+
+// deprecated maps the old spellings of keys, which systemd still accepts,
+// to the current ones; using one draws a warning.
+var deprecated = map[string]string{
+	"Unit.StartLimitInterval":    "StartLimitIntervalSec=",
+	"Service.StartLimitInterval": "[Unit] StartLimitIntervalSec=",
+	"Service.StartLimitBurst":    "[Unit] StartLimitBurst=",
+}
+
+// unsupportedHints say what luod does instead of what a key systemd knows
+// asks for.
+var unsupportedHints = map[string]string{
+	"Unit.StartLimitAction":    " (a unit that hits the start limit fails, as with StartLimitAction=none)",
+	"Service.StartLimitAction": " (a unit that hits the start limit fails, as with StartLimitAction=none)",
 }
 
 func (p *parser) option(o option) {
 	if !knownSection(o.section) {
 		return // warned about once, at the section header
 	}
-	if h, ok := handlers[o.section+"."+o.key]; ok {
+	id := o.section + "." + o.key
+	if now, ok := deprecated[id]; ok {
+		p.warn(o, "deprecated, use %s instead", now)
+	}
+	if h, ok := handlers[id]; ok {
 		h(p, o)
 		return
 	}
@@ -273,7 +304,7 @@ func (p *parser) option(o option) {
 	case strings.HasPrefix(o.key, "X-"):
 		// Extension keys are for other programs, as in systemd.
 	case isSystemdKey(o.section, o.key):
-		p.warn(o, "not supported by luod, ignored")
+		p.warn(o, "not supported by luod, ignored%s", unsupportedHints[id])
 	case sectionOf(o.key, o.section) != "":
 		p.warn(o, "unknown key in this section, ignored (%s= belongs in the [%s] section)", o.key, sectionOf(o.key, o.section))
 	default:
@@ -537,6 +568,72 @@ func (p *parser) fdStoreMax(o option) {
 		return
 	}
 	p.u.FileDescriptorStoreMax = n
+}
+
+// interval parses the interval of a rate limit: a time span, 0 or
+// infinity, def when empty.
+func (p *parser) interval(o option, def time.Duration) (time.Duration, bool) {
+	if o.value == "" {
+		return def, true
+	}
+	d, err := parseInterval(o.value)
+	if err != nil {
+		p.failf(o, "%v (want a time span like 10s or 1min 30s, 0 or infinity)", err)
+		return 0, false
+	}
+	return d, true
+}
+
+// burst parses the burst of a rate limit: a number, def when empty.
+func (p *parser) burst(o option, def uint) (uint, bool) {
+	if o.value == "" {
+		return def, true
+	}
+	n, err := parseUnsigned(o.value)
+	if err != nil {
+		p.fail(o, err)
+		return 0, false
+	}
+	return n, true
+}
+
+func (p *parser) startLimitInterval(o option) {
+	if d, ok := p.interval(o, DefaultStartLimitIntervalSec); ok {
+		p.u.StartLimitIntervalSec = d
+	}
+}
+
+func (p *parser) startLimitBurst(o option) {
+	if n, ok := p.burst(o, DefaultStartLimitBurst); ok {
+		p.u.StartLimitBurst = n
+	}
+}
+
+// logRateLimitInterval parses LogRateLimitIntervalSec=, where 0 means the
+// default: systemd does not pass it on to journald (see Unit).
+func (p *parser) logRateLimitInterval(o option) {
+	d, ok := p.interval(o, DefaultLogRateLimitIntervalSec)
+	if !ok {
+		return
+	}
+	if d == 0 {
+		p.warn(o, "0 does not turn rate limiting off: as in systemd, it means the default, %v", DefaultLogRateLimitIntervalSec)
+		d = DefaultLogRateLimitIntervalSec
+	}
+	p.u.LogRateLimitIntervalSec = d
+}
+
+// logRateLimitBurst parses LogRateLimitBurst=, where 0 means the default.
+func (p *parser) logRateLimitBurst(o option) {
+	n, ok := p.burst(o, DefaultLogRateLimitBurst)
+	if !ok {
+		return
+	}
+	if n == 0 {
+		p.warn(o, "0 does not turn rate limiting off: as in systemd, it means the default, %d", DefaultLogRateLimitBurst)
+		n = DefaultLogRateLimitBurst
+	}
+	p.u.LogRateLimitBurst = n
 }
 
 func (p *parser) luoSession(o option) {

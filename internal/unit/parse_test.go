@@ -11,12 +11,16 @@ import (
 // defaultUnit is what service() parses to.
 func defaultUnit(name string) *Unit {
 	return &Unit{
-		Name:            name,
-		ExecStart:       []Command{{Path: "/bin/true", Argv: []string{"/bin/true"}}},
-		RestartSec:      DefaultRestartSec,
-		TimeoutStartSec: DefaultTimeout,
-		TimeoutStopSec:  DefaultTimeout,
-		KillSignal:      DefaultKillSignal,
+		Name:                    name,
+		ExecStart:               []Command{{Path: "/bin/true", Argv: []string{"/bin/true"}}},
+		RestartSec:              DefaultRestartSec,
+		TimeoutStartSec:         DefaultTimeout,
+		TimeoutStopSec:          DefaultTimeout,
+		KillSignal:              DefaultKillSignal,
+		StartLimitIntervalSec:   10 * time.Second,
+		StartLimitBurst:         5,
+		LogRateLimitIntervalSec: 30 * time.Second,
+		LogRateLimitBurst:       10000,
 	}
 }
 
@@ -26,8 +30,8 @@ func TestParseDefaults(t *testing.T) {
 	if d := diff(defaultUnit("x.service"), u); d != "" {
 		t.Error(d)
 	}
-	if u.EffectiveNotifyAccess() != NotifyAccessNone || u.EffectiveFileDescriptorStoreMax() != 0 {
-		t.Errorf("effective values of a default unit: %v, %d", u.EffectiveNotifyAccess(), u.EffectiveFileDescriptorStoreMax())
+	if u.EffectiveNotifyAccess() != NotifyAccessNone || u.EffectiveFileDescriptorStoreMax() != 0 || !u.StartLimitEnabled() {
+		t.Errorf("effective values of a default unit: %v, %d, %v", u.EffectiveNotifyAccess(), u.EffectiveFileDescriptorStoreMax(), u.StartLimitEnabled())
 	}
 }
 
@@ -175,6 +179,34 @@ func TestParseKeys(t *testing.T) {
 			u.FileDescriptorStorePreserve = PreserveYes
 			u.LUOSessions = []string{"a", "b"}
 		}},
+
+		// The lines after "[Unit]" go into [Unit].
+		{"StartLimitIntervalSec", []string{"[Unit]", "StartLimitIntervalSec=30s"}, "", func(u *Unit) { u.StartLimitIntervalSec = 30 * time.Second }},
+		{"StartLimitIntervalSec composite", []string{"[Unit]", "StartLimitIntervalSec=1min 30s"}, "", func(u *Unit) { u.StartLimitIntervalSec = 90 * time.Second }},
+		{"StartLimitIntervalSec bare", []string{"[Unit]", "StartLimitIntervalSec=2"}, "", func(u *Unit) { u.StartLimitIntervalSec = 2 * time.Second }},
+		{"StartLimitIntervalSec zero", []string{"[Unit]", "StartLimitIntervalSec=0"}, "", func(u *Unit) { u.StartLimitIntervalSec = 0 }},
+		{"StartLimitIntervalSec infinity", []string{"[Unit]", "StartLimitIntervalSec=infinity"}, "", func(u *Unit) { u.StartLimitIntervalSec = Infinity }},
+		{"StartLimitIntervalSec reset", []string{"[Unit]", "StartLimitIntervalSec=0", "StartLimitIntervalSec="}, "", func(u *Unit) {}},
+		{"StartLimitBurst", []string{"[Unit]", "StartLimitBurst=20"}, "", func(u *Unit) { u.StartLimitBurst = 20 }},
+		{"StartLimitBurst zero", []string{"[Unit]", "StartLimitBurst=0"}, "", func(u *Unit) { u.StartLimitBurst = 0 }},
+		{"StartLimitBurst max", []string{"[Unit]", "StartLimitBurst=4294967295"}, "", func(u *Unit) { u.StartLimitBurst = 4294967295 }},
+		{"StartLimitBurst reset", []string{"[Unit]", "StartLimitBurst=1", "StartLimitBurst="}, "", func(u *Unit) {}},
+		{"StartLimitInterval in Unit", []string{"[Unit]", "StartLimitInterval=5"}, "", func(u *Unit) { u.StartLimitIntervalSec = 5 * time.Second }},
+		{"StartLimitInterval in Service", []string{"StartLimitInterval=20", "StartLimitBurst=3"}, "", func(u *Unit) {
+			u.StartLimitIntervalSec, u.StartLimitBurst = 20*time.Second, 3
+		}},
+		{"StartLimit last wins", []string{"StartLimitInterval=20", "StartLimitBurst=3", "[Unit]", "StartLimitIntervalSec=30", "StartLimitBurst=4", "[Service]", "StartLimitBurst=2"}, "", func(u *Unit) {
+			u.StartLimitIntervalSec, u.StartLimitBurst = 30*time.Second, 2
+		}},
+
+		{"LogRateLimitIntervalSec", []string{"LogRateLimitIntervalSec=5s"}, "", func(u *Unit) { u.LogRateLimitIntervalSec = 5 * time.Second }},
+		{"LogRateLimitIntervalSec ms", []string{"LogRateLimitIntervalSec=250ms"}, "", func(u *Unit) { u.LogRateLimitIntervalSec = 250 * time.Millisecond }},
+		{"LogRateLimitIntervalSec infinity", []string{"LogRateLimitIntervalSec=infinity"}, "", func(u *Unit) { u.LogRateLimitIntervalSec = Infinity }},
+		{"LogRateLimitIntervalSec zero is the default", []string{"LogRateLimitIntervalSec=5s", "LogRateLimitIntervalSec=0"}, "", func(u *Unit) {}},
+		{"LogRateLimitIntervalSec reset", []string{"LogRateLimitIntervalSec=5s", "LogRateLimitIntervalSec="}, "", func(u *Unit) {}},
+		{"LogRateLimitBurst", []string{"LogRateLimitBurst=100"}, "", func(u *Unit) { u.LogRateLimitBurst = 100 }},
+		{"LogRateLimitBurst zero is the default", []string{"LogRateLimitBurst=100", "LogRateLimitBurst=0"}, "", func(u *Unit) {}},
+		{"LogRateLimitBurst reset", []string{"LogRateLimitBurst=100", "LogRateLimitBurst="}, "", func(u *Unit) {}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -253,6 +285,16 @@ func TestParseInvalid(t *testing.T) {
 		{"LUOSession=a:b", `LUOSession=a:b: invalid session name "a:b"`},
 		{`LUOSession=ok "quoted"`, `invalid session name "\"quoted\""`},
 		{"LUOSession=" + strings.Repeat("x", 256), "256 bytes long, at most 255 are allowed"},
+		{"StartLimitInterval=5x", "StartLimitInterval=5x: invalid time span (want a time span like 10s or 1min 30s, 0 or infinity)"},
+		{"StartLimitInterval=-1", "StartLimitInterval=-1: time span out of range"},
+		{"StartLimitBurst=-1", "StartLimitBurst=-1: invalid number (want a non-negative decimal integer)"},
+		{"StartLimitBurst=4294967296", "StartLimitBurst=4294967296: number out of range (at most 4294967295)"},
+		{"LogRateLimitIntervalSec=soon", "LogRateLimitIntervalSec=soon: invalid time span"},
+		{"LogRateLimitIntervalSec=18446744073709551616us", "LogRateLimitIntervalSec=18446744073709551616us: time span out of range"},
+		{"LogRateLimitIntervalSec=300y", "LogRateLimitIntervalSec=300y: time span out of range"},
+		{"LogRateLimitIntervalSec=infinity 5s", "invalid time span"},
+		{"LogRateLimitBurst=99999999999999999999", "LogRateLimitBurst=99999999999999999999: number out of range"},
+		{"LogRateLimitBurst=1e3", "LogRateLimitBurst=1e3: invalid number"},
 	}
 	for _, tt := range tests {
 		_, err := Parse("x.service", strings.NewReader(service(tt.line)))
@@ -448,6 +490,16 @@ func TestParseSettingWarnings(t *testing.T) {
 		{[]string{"Type=notify", "NotifyAccess=none"}, "x.service:4: [Service] NotifyAccess: with Type=notify the service can never report READY=1, so it cannot start"},
 		{[]string{"Type=notify", "NotifyAccess=none", "NotifyAccess=main"}, ""},
 		{[]string{"Type=simple", "NotifyAccess=none"}, ""},
+		{[]string{"StartLimitInterval=20"}, "x.service:3: [Service] StartLimitInterval: deprecated, use [Unit] StartLimitIntervalSec= instead"},
+		{[]string{"StartLimitBurst=3"}, "x.service:3: [Service] StartLimitBurst: deprecated, use [Unit] StartLimitBurst= instead"},
+		{[]string{"[Unit]", "StartLimitInterval=20"}, "x.service:4: [Unit] StartLimitInterval: deprecated, use StartLimitIntervalSec= instead"},
+		{[]string{"[Unit]", "StartLimitIntervalSec=20", "StartLimitBurst=3"}, ""},
+		{[]string{"[Unit]", "StartLimitAction=reboot"}, "x.service:4: [Unit] StartLimitAction: not supported by luod, ignored (a unit that hits the start limit fails, as with StartLimitAction=none)"},
+		{[]string{"StartLimitAction=reboot"}, "x.service:3: [Service] StartLimitAction: not supported by luod, ignored (a unit that hits the start limit fails"},
+		{[]string{"[Unit]", "FailureAction=reboot"}, "x.service:4: [Unit] FailureAction: not supported by luod, ignored"},
+		{[]string{"LogRateLimitIntervalSec=0"}, "x.service:3: [Service] LogRateLimitIntervalSec: 0 does not turn rate limiting off: as in systemd, it means the default, 30s"},
+		{[]string{"LogRateLimitBurst=0"}, "x.service:3: [Service] LogRateLimitBurst: 0 does not turn rate limiting off: as in systemd, it means the default, 10000"},
+		{[]string{"LogRateLimitIntervalSec=1s", "LogRateLimitBurst=1"}, ""},
 	}
 	for _, tt := range tests {
 		u := mustParse(t, "x.service", service(tt.lines...))
@@ -624,6 +676,28 @@ func TestParseDiagnosticsLimit(t *testing.T) {
 		key, _, _ := strings.Cut(tt.line, "=")
 		if w := "x.service:3: [Service] " + key; !strings.HasPrefix(got[0], w) {
 			t.Errorf("%d × %s: first is %q, want it to start with %q", tt.n, tt.line, got[0], w)
+		}
+	}
+}
+
+func TestStartLimitEnabled(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		interval time.Duration
+		burst    uint
+		want     bool
+	}{
+		{DefaultStartLimitIntervalSec, DefaultStartLimitBurst, true},
+		{0, DefaultStartLimitBurst, false},
+		{DefaultStartLimitIntervalSec, 0, false},
+		{0, 0, false},
+		{Infinity, 1, true},
+		{time.Microsecond, 4294967295, true},
+	}
+	for _, tt := range tests {
+		u := &Unit{StartLimitIntervalSec: tt.interval, StartLimitBurst: tt.burst}
+		if got := u.StartLimitEnabled(); got != tt.want {
+			t.Errorf("interval %v, burst %d: StartLimitEnabled = %v, want %v", tt.interval, tt.burst, got, tt.want)
 		}
 	}
 }

@@ -2,6 +2,7 @@ package unit
 
 import (
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"syscall"
@@ -61,6 +62,37 @@ type Unit struct {
 	// KillSignal is KillSignal=, DefaultKillSignal (SIGTERM) by default.
 	KillSignal syscall.Signal
 
+	// StartLimitIntervalSec and StartLimitBurst are StartLimitIntervalSec=
+	// and StartLimitBurst= of [Unit] (systemd.unit(5)): a unit started
+	// more than StartLimitBurst times within StartLimitIntervalSec may not
+	// be started again, by Restart= or otherwise, until that long has
+	// passed since the first of those starts. The defaults are
+	// DefaultStartLimitIntervalSec and DefaultStartLimitBurst. As in
+	// systemd (ratelimit_configured()), 0 in either turns the limit off
+	// (see StartLimitEnabled), and "infinity" gives Infinity, an interval
+	// that never ends: the unit starts at most StartLimitBurst times until
+	// the manager resets its count. The deprecated spellings
+	// StartLimitInterval= (in [Unit] or [Service]) and StartLimitBurst= in
+	// [Service] set them too, with a warning.
+	StartLimitIntervalSec time.Duration
+	StartLimitBurst       uint
+
+	// LogRateLimitIntervalSec and LogRateLimitBurst are
+	// LogRateLimitIntervalSec= and LogRateLimitBurst= (systemd.exec(5)):
+	// when the service logs more than LogRateLimitBurst messages within
+	// LogRateLimitIntervalSec, the other messages of that interval are
+	// dropped, and a message says how many were. The defaults are
+	// journald's, DefaultLogRateLimitIntervalSec and
+	// DefaultLogRateLimitBurst. Unlike the start limit, a unit cannot turn
+	// this one off with 0: systemd does not pass a unit's 0 on to
+	// journald, which then applies its own RateLimitIntervalSec= and
+	// RateLimitBurst= (journald.conf(5)). So 0 gives the default here, with
+	// a warning, and neither field is ever 0 in a Unit from Parse or Load.
+	// "infinity" gives Infinity, an interval that never ends: after
+	// LogRateLimitBurst messages, all are dropped.
+	LogRateLimitIntervalSec time.Duration
+	LogRateLimitBurst       uint
+
 	// NotifyAccess is NotifyAccess= as written; see EffectiveNotifyAccess.
 	NotifyAccess NotifyAccess
 	// NotifyAccessExplicit reports whether the file set NotifyAccess=.
@@ -91,7 +123,27 @@ const (
 	DefaultRestartSec = 100 * time.Millisecond
 	DefaultTimeout    = 90 * time.Second
 	DefaultKillSignal = syscall.SIGTERM
+
+	// DefaultStartLimitIntervalSec and DefaultStartLimitBurst are the
+	// defaults of systemd's DefaultStartLimitIntervalSec= and
+	// DefaultStartLimitBurst= (systemd-system.conf(5)).
+	DefaultStartLimitIntervalSec = 10 * time.Second
+	DefaultStartLimitBurst       = 5
+
+	// DefaultLogRateLimitIntervalSec and DefaultLogRateLimitBurst are the
+	// defaults of journald's RateLimitIntervalSec= and RateLimitBurst=
+	// (journald.conf(5)), which systemd applies to a unit that does not
+	// set LogRateLimitIntervalSec= and LogRateLimitBurst=.
+	DefaultLogRateLimitIntervalSec = 30 * time.Second
+	DefaultLogRateLimitBurst       = 10000
 )
+
+// Infinity is the time span "infinity" in the settings where it is not the
+// same as 0, StartLimitIntervalSec= and LogRateLimitIntervalSec=: the
+// largest time.Duration, about 292 years, longer than any finite time span
+// a unit file can give. (In timeouts, "infinity" gives 0, no timeout, as in
+// systemd.)
+const Infinity time.Duration = math.MaxInt64
 
 // EffectiveNotifyAccess returns who may send notifications: NotifyAccess=
 // when it is set; otherwise NotifyAccessMain when the service uses the
@@ -106,6 +158,13 @@ func (u *Unit) EffectiveNotifyAccess() NotifyAccess {
 		return NotifyAccessMain
 	}
 	return NotifyAccessNone
+}
+
+// StartLimitEnabled reports whether the start rate limit applies: both
+// StartLimitIntervalSec and StartLimitBurst are above zero (systemd's
+// ratelimit_configured()).
+func (u *Unit) StartLimitEnabled() bool {
+	return u.StartLimitIntervalSec > 0 && u.StartLimitBurst > 0
 }
 
 // EffectiveFileDescriptorStoreMax returns the size of the service's fd
