@@ -38,7 +38,11 @@
 // for that reason alone, the options found by the walk that numbers the
 // lines, which reads the same syntax, are used instead. systemd puts no
 // limit on the size of a file; here it is at most [MaxFileSize] bytes
-// ([ErrFileTooLarge]). Files may not contain NUL bytes.
+// ([ErrFileTooLarge]). Files may not contain NUL bytes, and, as systemd
+// requires, every line but comments must be valid UTF-8 and section names
+// may not contain control characters, quotes or backslashes. A byte order
+// mark at the start of a file is skipped. A section given twice is one
+// section, its keys applying in file order.
 //
 // As in systemd, a key given twice takes its last value, list settings
 // accumulate, and an empty assignment ("Environment=") resets a setting to
@@ -58,6 +62,11 @@
 // Values systemd accepts but luod does not implement (Type=forking,
 // Restart=on-abnormal, the "+" command prefix, …) are errors too, wrapping
 // [errors.ErrUnsupported].
+//
+// Messages quote keys, values and words that contain control characters or
+// invalid UTF-8, and cut them after 200 bytes, so that what a unit file
+// holds cannot flood or garble a log. A file gives at most
+// [MaxDiagnostics] warnings and errors, and then the number of the others.
 //
 // # Settings
 //

@@ -132,7 +132,7 @@ func statError(path string, err error) error {
 	var pe *fs.PathError
 	if errors.Is(err, fs.ErrNotExist) && errors.As(err, &pe) {
 		if target, lerr := os.Readlink(path); lerr == nil {
-			return fmt.Errorf("%s: dangling symbolic link to %q: %w", path, target, pe.Err)
+			return fmt.Errorf("%s: dangling symbolic link to %s: %w", path, quote(target), pe.Err)
 		}
 	}
 	return err

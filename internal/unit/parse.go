@@ -105,6 +105,8 @@ func parse(name, path string, data []byte) (*Unit, error) {
 	if i := bytes.IndexByte(data, 0); i >= 0 {
 		return nil, &ParseError{File: file, Line: 1 + bytes.Count(data[:i], []byte{'\n'}), Err: errors.New("file contains a NUL byte")}
 	}
+	// systemd skips a byte order mark at the start of the file.
+	data = bytes.TrimPrefix(data, []byte("\uFEFF"))
 	if err := checkLines(file, data); err != nil {
 		return nil, err
 	}
@@ -130,7 +132,11 @@ func parse(name, path string, data []byte) (*Unit, error) {
 		p.warn(option{line: scanned.strayLine}, "text before the first section, ignored")
 	}
 	for _, s := range scanned.sections {
-		if !knownSection(s.name) && !strings.HasPrefix(s.name, "X-") {
+		switch {
+		case !stringIsSafe(s.name):
+			// systemd's config_parse() refuses these too.
+			p.fail(option{section: s.name, line: s.line}, errors.New("invalid section name (want no control characters, quotes or backslash)"))
+		case !knownSection(s.name) && !strings.HasPrefix(s.name, "X-"):
 			p.warn(option{section: s.name, line: s.line}, "unknown section, ignored")
 		}
 	}
@@ -440,7 +446,7 @@ func (p *parser) environment(o option) {
 			return
 		}
 		if !envAssignmentIsValid(a) {
-			p.failf(o, "invalid assignment %q (want NAME=VALUE, NAME made of letters, digits and _, not starting with a digit)", a)
+			p.failf(o, "invalid assignment %s (want NAME=VALUE, NAME made of letters, digits and _, not starting with a digit)", quote(a))
 			return
 		}
 		name, _, _ := strings.Cut(a, "=")
@@ -643,11 +649,11 @@ func (p *parser) luoSession(o option) {
 	}
 	for _, name := range strings.Fields(o.value) {
 		if err := checkLUOSessionName(name); err != nil {
-			p.failf(o, "invalid session name %q: %v", name, err)
+			p.failf(o, "invalid session name %s: %v", quote(name), err)
 			continue
 		}
 		if p.luoSeen[name] {
-			p.warn(o, "duplicate session name %q, ignored", name)
+			p.warn(o, "duplicate session name %s, ignored", quote(name))
 			continue
 		}
 		if p.luoSeen == nil {

@@ -701,3 +701,85 @@ func TestStartLimitEnabled(t *testing.T) {
 		}
 	}
 }
+
+// TestParseHostile checks that malformed input gives a clear error naming
+// file and line (or a warning, where systemd only warns) and never a
+// panic.
+func TestParseHostile(t *testing.T) {
+	t.Parallel()
+	x := func(n int) string { return strings.Repeat("x", n) }
+	tests := []struct {
+		name string
+		in   string
+		err  string // the whole first error; "" if the unit loads
+		warn string // the whole first warning, if it loads
+	}{
+		{"invalid UTF-8 in a value", "[Unit]\nDescription=caf\xe9\n", `x.service:2: line is not valid UTF-8: "Description=caf\xe9"`, ""},
+		{"invalid UTF-8 in a command", "[Service]\nExecStart=/bin/echo \xff\n", `x.service:2: line is not valid UTF-8: "ExecStart=/bin/echo \xff"`, ""},
+		{"invalid UTF-8 in a key", service("Fr\xffob=1"), `x.service:3: line is not valid UTF-8: "Fr\xffob=1"`, ""},
+		{"invalid UTF-8 in an X- key", service("X-Fr\xffob=1"), `x.service:3: line is not valid UTF-8: "X-Fr\xffob=1"`, ""},
+		{"invalid UTF-8 in a continuation", service("Description=a \\", " \xfe"), `x.service:4: line is not valid UTF-8: " \xfe"`, ""},
+		{"invalid UTF-8 in a section", service("[S\xff]"), `x.service:3: line is not valid UTF-8: "[S\xff]"`, ""},
+		{"invalid UTF-8 before any section", "\xff\n" + service(), `x.service:1: line is not valid UTF-8: "\xff"`, ""},
+		{"invalid UTF-8 in a long line", service("Description=" + x(1000) + "\xff"), `x.service:3: line is not valid UTF-8: "Description=` + x(188) + `"… (1013 bytes)`, ""},
+		{"invalid UTF-8 in a comment", "[Unit]\n# caf\xe9\n; \xff\nDescription=a \\\n  # \xff \\\n  b\n" + service(), "", ""},
+		{"control character in a section", "[Multi\nLine]\n" + service(), `x.service:1: ["Multi\nLine"]: invalid section name (want no control characters, quotes or backslash)`, ""},
+		{"backslash in a section", service(`[A\B]`), `x.service:3: [A\B]: invalid section name (want no control characters, quotes or backslash)`, ""},
+		{"control character in a key", service("Fr\x1b[2Job=1"), "", `x.service:3: [Service] "Fr\x1b[2Job": unknown key, ignored`},
+		{"control character in a value", "[Unit]\nDescription=\x1b[2J\n" + service(), "", ""},
+		{"byte order mark", "\uFEFF[Unit]\nDescription=bom\n" + service(), "", ""},
+		{"NUL byte", service("Description=a\x00b"), "x.service:3: file contains a NUL byte", ""},
+		{"number out of range", service("FileDescriptorStoreMax=99999999999999999999"), "x.service:3: [Service] FileDescriptorStoreMax=99999999999999999999: number out of range (at most 4294967295)", ""},
+		{"negative number", "[Unit]\nStartLimitBurst=-1\n" + service(), "x.service:2: [Unit] StartLimitBurst=-1: invalid number (want a non-negative decimal integer)", ""},
+		{"time span out of range", service("TimeoutStopSec=18446744073709551616us"), "x.service:3: [Service] TimeoutStopSec=18446744073709551616us: time span out of range (want a time span like 90s or 1min 30s, or infinity)", ""},
+		{"time span past Duration", service("RestartSec=300y"), "x.service:3: [Service] RestartSec=300y: time span out of range (want a time span like 100ms, 5s or 1min 30s)", ""},
+		{"long number", service("RestartSec=" + strings.Repeat("9", 5000)), "x.service:3: [Service] RestartSec=" + strings.Repeat("9", 200) + "… (5000 bytes): time span out of range (want a time span like 100ms, 5s or 1min 30s)", ""},
+		{"signal out of range", service("KillSignal=99999999999999999999"), "x.service:3: [Service] KillSignal=99999999999999999999: signal number out of range (want 1 to 64)", ""},
+		{"long invalid value", service("Environment=" + x(500_000)), "x.service:3: [Service] Environment=" + x(200) + `… (500000 bytes): invalid assignment "` + x(200) + `"… (500000 bytes) (want NAME=VALUE, NAME made of letters, digits and _, not starting with a digit)`, ""},
+		{"long executable", "[Service]\nExecStart=bin/" + x(100_000) + "\n", "x.service:2: [Service] ExecStart=bin/" + x(196) + `… (100004 bytes): executable "bin/` + x(196) + `"… (100004 bytes) is neither an absolute path nor a file name`, ""},
+		{"long unknown key", service(x(300_000) + "=1"), "", "x.service:3: [Service] " + x(200) + "… (300000 bytes): unknown key, ignored"},
+		{"long valid values", "[Unit]\nDescription=" + x(300_000) + "\n" + service("Environment=A="+x(300_000), "User="+x(300_000)), "", ""},
+		{"duplicate sections", "[Service]\nExecStart=/bin/true\n[Unit]\nDescription=a\n[Service]\nType=notify\n[Unit]\nDescription=b\n", "", ""},
+		{"section header without end", service("[Service"), `x.service:3: syntax error: section header without "]"`, ""},
+		{"many sections", strings.Repeat("[Service]\n", 10_000) + service(), "", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			u, err := Parse("x.service", strings.NewReader(tt.in))
+			if tt.err != "" {
+				if err == nil {
+					t.Fatalf("no error, want %.400s", tt.err)
+				}
+				first, _, _ := strings.Cut(err.Error(), "\n")
+				if u != nil || first != tt.err {
+					t.Errorf("error\n%.400s\nwant\n%.400s", first, tt.err)
+				}
+				var pe *ParseError
+				if !errors.As(err, &pe) || pe.File != "x.service" || pe.Line < 1 {
+					t.Errorf("error %#v is not a ParseError with a line", pe)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("error %.400v", err)
+			}
+			var first string
+			if len(u.Warnings) > 0 {
+				first = u.Warnings[0].String()
+			}
+			if first != tt.warn {
+				t.Errorf("first warning %q, want %q", first, tt.warn)
+			}
+		})
+	}
+
+	u := mustParse(t, "x.service", "[Service]\nExecStart=/bin/true\n[Unit]\nDescription=a\n[Service]\nType=notify\n[Unit]\nDescription=b\n")
+	if u.Type != TypeNotify || u.Description != "b" {
+		t.Errorf("duplicate sections: Type=%v, Description=%q; want them merged, the last value winning", u.Type, u.Description)
+	}
+	u = mustParse(t, "x.service", "\uFEFF[Unit]\nDescription=bom\n"+service())
+	if u.Description != "bom" || len(u.Warnings) != 0 {
+		t.Errorf("byte order mark: Description %q, warnings %v", u.Description, u.Warnings)
+	}
+}

@@ -226,13 +226,20 @@ func joinContinuations(v string) string {
 	return strings.TrimSpace(strings.Join(kept, " "))
 }
 
-// checkLines applies systemd's limits on the length of lines to data, a
-// unit file, and returns a *ParseError wrapping ErrLineTooLong for the
-// first line over them. systemd's config_parse() reads each line with
-// read_line(f, LONG_LINE_MAX, …), which fails once it has read
-// LONG_LINE_MAX bytes of a line without reaching its end: a line may have
-// at most MaxLineLength-1 bytes before its newline. Then it joins the lines
-// of a continued value (each ending in an unescaped backslash, which
+// checkLines applies to data, a unit file, the checks systemd makes of
+// each line before its syntax, and returns a *ParseError for the first
+// line that fails them.
+//
+// systemd's config_parse() fails on a line, comments excepted, that is not
+// valid UTF-8 (log_syntax_invalid_utf8(), "String is not UTF-8 clean").
+// go-systemd reads an invalid byte in a key as U+FFFD, so the check must be
+// made here, on the raw bytes.
+//
+// Lines too long give errors wrapping ErrLineTooLong. config_parse() reads
+// each line with read_line(f, LONG_LINE_MAX, …), which fails once it has
+// read LONG_LINE_MAX bytes of a line without reaching its end: a line may
+// have at most MaxLineLength-1 bytes before its newline. Then it joins the
+// lines of a continued value (each ending in an unescaped backslash, which
 // becomes a space), skipping comment lines, and fails when they add up to
 // more than LONG_LINE_MAX bytes. Lines end at '\n' here, a '\r' before it
 // being part of the line ending; systemd also ends a line at a lone '\r',
@@ -248,6 +255,9 @@ func checkLines(file string, data []byte) error {
 		}
 		if t := bytes.TrimLeft(line, whitespace); len(t) > 0 && (t[0] == '#' || t[0] == ';') {
 			continue
+		}
+		if !utf8.Valid(line) {
+			return &ParseError{File: file, Line: n, Err: fmt.Errorf("line is not valid UTF-8: %s", quote(string(line)))}
 		}
 		total := len(line)
 		if joined >= 0 {

@@ -237,7 +237,10 @@ func TestCheckLines(t *testing.T) {
 		{"an empty line ends a continuation", "[S]\nA=" + x(max/2-2) + "\\\n\n" + x(max/2) + "\n", 0, ""},
 		{"comments are not joined", "[S]\nA=" + x(max/2-3) + "\\\n#" + x(max/2) + "\n" + x(max/2) + "\n", 0, ""},
 		{"escaped backslash ends the line", "[S]\nA=" + x(max/2-4) + "\\\\\n" + x(max/2) + "\n", 0, ""},
-		{"three backslashes continue it", "[S]\nA=" + x(max/2-4) + "\\\\\\\n" + x(max/2) + "\n", 3, "with the lines it continues"},
+		{"three backslashes continue it", "[S]\nA=" + x(max/2-4) + "\\\\\\\n" + x(max/2) + "\n", 3, "too long (1048577 bytes with the lines it continues"},
+		{"invalid UTF-8", "[S]\nA=1\nB=\xc3\n", 3, `line is not valid UTF-8: "B=\xc3"`},
+		{"invalid UTF-8 in a comment", "[S]\n # \xc3\n;\xff\nA=1\n", 0, ""},
+		{"valid UTF-8", "[S]\nA=caf\xc3\xa9 \U0001F600\n", 0, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -251,8 +254,11 @@ func TestCheckLines(t *testing.T) {
 			}
 			var pe *ParseError
 			prefix := fmt.Sprintf("x.service:%d: ", tt.line)
-			if !errors.As(err, &pe) || !errors.Is(err, ErrLineTooLong) || pe.Line != tt.line || !strings.HasPrefix(err.Error(), prefix) || !strings.Contains(err.Error(), tt.msg) {
-				t.Errorf("error %v, want %q wrapping ErrLineTooLong", err, prefix+tt.msg)
+			if !errors.As(err, &pe) || pe.Line != tt.line || !strings.HasPrefix(err.Error(), prefix) || !strings.Contains(err.Error(), tt.msg) {
+				t.Errorf("error %v, want %q", err, prefix+tt.msg)
+			}
+			if tooLong := strings.Contains(tt.msg, "too long"); errors.Is(err, ErrLineTooLong) != tooLong {
+				t.Errorf("error %v wraps ErrLineTooLong: %v, want %v", err, !tooLong, tooLong)
 			}
 		})
 	}

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"syscall"
 	"time"
+	"unicode/utf8"
 )
 
 // A Unit is a service unit as loaded from its file: every setting luod
@@ -295,19 +296,22 @@ type Warning struct {
 // String formats w as "file:line: [Section] Key: message", leaving out the
 // parts w does not have.
 func (w Warning) String() string {
-	return location(w.File, w.Line, w.Section, w.Key) + w.Message
+	return location(w.File, w.Line, w.Section, shown(w.Key)) + w.Message
 }
 
-// location formats "file:line: [Section] Key: ".
+// location formats "file:line: [Section] Key: ", where key is as shown.
 func location(file string, line int, section, key string) string {
 	var b strings.Builder
+	if hasControl(file) || !utf8.ValidString(file) {
+		file = strconv.Quote(file)
+	}
 	b.WriteString(file)
 	if line > 0 {
 		fmt.Fprintf(&b, ":%d", line)
 	}
 	b.WriteString(": ")
 	if section != "" {
-		fmt.Fprintf(&b, "[%s]", section)
+		fmt.Fprintf(&b, "[%s]", shown(section))
 		if key != "" {
 			b.WriteString(" " + key)
 		}
@@ -316,6 +320,42 @@ func location(file string, line int, section, key string) string {
 		b.WriteString(key + ": ")
 	}
 	return b.String()
+}
+
+// maxShown is how much of a value, key or word messages show.
+const maxShown = 200
+
+// shown returns s as messages show it: quoted if it has control characters
+// or is not valid UTF-8, so that a unit file cannot write to the terminal or
+// log through them; cut after maxShown bytes, saying how long it is, if it
+// is longer.
+func shown(s string) string {
+	cut := ""
+	if len(s) > maxShown {
+		cut = fmt.Sprintf("… (%d bytes)", len(s))
+		s = truncate(s, maxShown)
+	}
+	if hasControl(s) || !utf8.ValidString(s) {
+		s = strconv.Quote(s)
+	}
+	return s + cut
+}
+
+// quote is strconv.Quote(s) for messages: cut after maxShown bytes, saying
+// how long s is, if it is longer.
+func quote(s string) string {
+	if len(s) <= maxShown {
+		return strconv.Quote(s)
+	}
+	return strconv.Quote(truncate(s, maxShown)) + fmt.Sprintf("… (%d bytes)", len(s))
+}
+
+// truncate cuts s to at most n bytes, not in the middle of a character.
+func truncate(s string, n int) string {
+	for i := 0; i < utf8.UTFMax-1 && n > 0 && !utf8.RuneStart(s[n]); i++ {
+		n--
+	}
+	return s[:n]
 }
 
 // A ParseError reports why a unit file cannot be loaded. Parse and Load
@@ -338,15 +378,13 @@ type ParseError struct {
 	Err error
 }
 
-// Error formats e as "file:line: [Section] Key=Value: reason".
+// Error formats e as "file:line: [Section] Key=Value: reason". The key and
+// value are quoted if they have control characters or are not valid UTF-8,
+// and cut if they are long.
 func (e *ParseError) Error() string {
-	key := e.Key
-	if e.Line > 0 && key != "" {
-		v := e.Value
-		if hasControl(v) {
-			v = strconv.Quote(v)
-		}
-		key += "=" + v
+	key := shown(e.Key)
+	if e.Line > 0 && e.Key != "" {
+		key += "=" + shown(e.Value)
 	}
 	return location(e.File, e.Line, e.Section, key) + e.Err.Error()
 }
