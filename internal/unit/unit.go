@@ -7,6 +7,7 @@ import (
 	"strings"
 	"syscall"
 	"time"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -302,7 +303,7 @@ func (w Warning) String() string {
 // location formats "file:line: [Section] Key: ", where key is as shown.
 func location(file string, line int, section, key string) string {
 	var b strings.Builder
-	if hasControl(file) || !utf8.ValidString(file) {
+	if !printable(file) {
 		file = strconv.Quote(file)
 	}
 	b.WriteString(file)
@@ -325,20 +326,27 @@ func location(file string, line int, section, key string) string {
 // maxShown is how much of a value, key or word messages show.
 const maxShown = 200
 
-// shown returns s as messages show it: quoted if it has control characters
-// or is not valid UTF-8, so that a unit file cannot write to the terminal or
-// log through them; cut after maxShown bytes, saying how long it is, if it
-// is longer.
+// shown returns s as messages show it: quoted if it has characters that
+// are not printable (control characters, C1 controls, bidirectional
+// overrides, …) or is not valid UTF-8, so that a unit file cannot write to
+// a terminal or log through them; cut after maxShown bytes, saying how long
+// it is, if it is longer.
 func shown(s string) string {
 	cut := ""
 	if len(s) > maxShown {
 		cut = fmt.Sprintf("… (%d bytes)", len(s))
 		s = truncate(s, maxShown)
 	}
-	if hasControl(s) || !utf8.ValidString(s) {
+	if !printable(s) {
 		s = strconv.Quote(s)
 	}
 	return s + cut
+}
+
+// printable reports whether s is valid UTF-8 made of printable characters
+// and spaces (unicode.IsPrint), which strconv.Quote leaves as they are.
+func printable(s string) bool {
+	return utf8.ValidString(s) && strings.IndexFunc(s, func(r rune) bool { return !unicode.IsPrint(r) }) < 0
 }
 
 // quote is strconv.Quote(s) for messages: cut after maxShown bytes, saying
