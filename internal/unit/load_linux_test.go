@@ -1,6 +1,7 @@
 package unit
 
 import (
+	"bytes"
 	"errors"
 	"io/fs"
 	"net"
@@ -201,4 +202,152 @@ func TestLoadDirNotADirectory(t *testing.T) {
 			t.Errorf("LoadDir(%s) = %v, %v; want one ENOTDIR error naming it", p, units, errs)
 		}
 	}
+}
+
+// The kinds of file FuzzLoad puts in the unit directory.
+const (
+	fuzzRegular    = iota // a regular file holding the data
+	fuzzLinked            // a symbolic link to a regular file holding the data
+	fuzzFIFO              // a FIFO
+	fuzzLinkedFIFO        // a symbolic link to a FIFO
+	fuzzDirectory         // a directory
+	fuzzDevice            // a symbolic link to /dev/zero
+	fuzzNull              // a symbolic link to /dev/null: masked
+	fuzzDangling          // a symbolic link to nothing
+	fuzzLoop              // a symbolic link to itself
+	fuzzKinds
+)
+
+// FuzzLoad puts a unit file of a fuzzed kind, holding fuzzed data, into a
+// unit directory beside a good unit, and loads the directory and the file.
+// Neither LoadDir nor Load may block; the good unit must load; and a regular
+// file must load exactly as Parse parses its data.
+func FuzzLoad(f *testing.F) {
+	for kind := range uint8(fuzzKinds) {
+		f.Add(kind, []byte(service()))
+	}
+	for _, s := range []string{
+		"",
+		"[Unit]\nStartLimitIntervalSec=infinity\nStartLimitBurst=0\n" + service("LogRateLimitIntervalSec=0", "LogRateLimitBurst=7"),
+		service("StartLimitInterval=5", "StartLimitBurst=-1"),
+		"[Unit]\nDescription=caf\xe9\n" + service(),
+		service("Frobnicate=1", "Restart=sometimes"),
+		service("ExecStart=/bin/echo " + strings.Repeat("x", 3000)),
+	} {
+		f.Add(uint8(fuzzRegular), []byte(s))
+		f.Add(uint8(fuzzLinked), []byte(s))
+	}
+	f.Fuzz(func(t *testing.T, kind uint8, data []byte) {
+		dir := t.TempDir()
+		path := filepath.Join(dir, fuzzUnitName)
+		if err := os.WriteFile(filepath.Join(dir, "a-good.service"), []byte(service()), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		symlink := func(target string) {
+			if err := os.Symlink(target, path); err != nil {
+				t.Fatal(err)
+			}
+		}
+		var is error // what the error for path wraps, nil if it is parsed
+		switch kind % fuzzKinds {
+		case fuzzRegular:
+			if err := os.WriteFile(path, data, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		case fuzzLinked:
+			if err := os.WriteFile(filepath.Join(dir, "target.conf"), data, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			symlink("target.conf")
+		case fuzzFIFO:
+			mkfifo(t, path)
+			is = ErrNotRegular
+		case fuzzLinkedFIFO:
+			mkfifo(t, filepath.Join(dir, "fifo"))
+			symlink("fifo")
+			is = ErrNotRegular
+		case fuzzDirectory:
+			if err := os.Mkdir(path, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			is = ErrNotRegular
+		case fuzzDevice:
+			symlink("/dev/zero")
+			is = ErrNotRegular
+		case fuzzNull:
+			symlink(os.DevNull)
+			is = ErrMasked
+		case fuzzDangling:
+			symlink("nothing")
+			is = fs.ErrNotExist
+		case fuzzLoop:
+			symlink(fuzzUnitName)
+			is = syscall.ELOOP
+		}
+
+		var units []*Unit
+		var errs []error
+		within(t, "LoadDir", func() { units, errs = LoadDir(dir) })
+		var u *Unit
+		var err error
+		within(t, "Load", func() { u, err = Load(path) })
+		if len(units) == 0 || units[0].Name != "a-good.service" {
+			t.Fatalf("a-good.service did not load: %v, %v", units, errs)
+		}
+		// What LoadDir says of path is what Load says.
+		switch {
+		case len(errs) > 1 || len(units) > 2:
+			t.Fatalf("LoadDir: %d units, errors %v", len(units), errs)
+		case len(errs) == 1 && (err == nil || errs[0].Error() != err.Error()):
+			t.Fatalf("LoadDir: %v; Load: %v", errs[0], err)
+		case len(units) == 2 && (u == nil || diff(units[1], u) != ""):
+			t.Fatalf("LoadDir: %+v; Load: %+v", units[1], u)
+		case len(errs) == 0 && len(units) == 1 && !errors.Is(err, ErrMasked):
+			t.Fatalf("LoadDir says nothing of %s; Load: %v", path, err)
+		}
+		if u != nil && err != nil {
+			t.Fatalf("Load returned a unit and an error: %v", err)
+		}
+
+		if is != nil {
+			if !errors.Is(err, is) || !strings.HasPrefix(err.Error(), path+": ") && !strings.Contains(err.Error(), " "+path+": ") {
+				t.Fatalf("Load(%s) = %v, want an error naming it wrapping %v", path, err, is)
+			}
+			return
+		}
+		// A regular file loads as Parse parses its data.
+		want, wantErr := Parse(fuzzUnitName, bytes.NewReader(data))
+		switch {
+		case len(data) == 0:
+			if !errors.Is(err, ErrMasked) {
+				t.Fatalf("Load(empty file) = %v, want ErrMasked", err)
+			}
+		case wantErr != nil:
+			var pe, wantPE *ParseError
+			if !errors.As(err, &pe) || !errors.As(wantErr, &wantPE) || pe.File != path ||
+				pe.Line != wantPE.Line || pe.Section != wantPE.Section || pe.Key != wantPE.Key || pe.Value != wantPE.Value || pe.Err.Error() != wantPE.Err.Error() {
+				t.Fatalf("Load: %v; Parse: %v", err, wantErr)
+			}
+			checkError(t, err)
+		case err != nil:
+			t.Fatalf("Load: %v; Parse: no error", err)
+		default:
+			if u.Path != path {
+				t.Fatalf("Path %q, want %q", u.Path, path)
+			}
+			got := *u
+			got.Path = ""
+			got.Warnings = nil
+			for _, w := range u.Warnings {
+				if w.File != path {
+					t.Fatalf("warning %v is not about %s", w, path)
+				}
+				w.File = fuzzUnitName
+				got.Warnings = append(got.Warnings, w)
+			}
+			if d := diff(want, &got); d != "" {
+				t.Fatalf("Load and Parse differ: %s", d)
+			}
+		}
+	})
 }
