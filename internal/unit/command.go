@@ -97,20 +97,20 @@ prefixes:
 	case path == "":
 		return c, nil, errors.New("empty executable path")
 	case !stringIsSafe(path):
-		return c, nil, fmt.Errorf("executable path %q contains special characters", path)
+		return c, nil, fmt.Errorf("executable path %s contains special characters", quote(path))
 	case strings.HasSuffix(path, "/"):
-		return c, nil, fmt.Errorf("executable path %q is a directory", path)
+		return c, nil, fmt.Errorf("executable path %s is a directory", quote(path))
 	case strings.HasPrefix(path, "/") && !pathIsValid(path):
-		return c, nil, fmt.Errorf("executable path %q is too long", path)
+		return c, nil, fmt.Errorf("executable path %s is too long", quote(path))
 	case !strings.HasPrefix(path, "/") && !filenameIsValid(path):
-		return c, nil, fmt.Errorf("executable %q is neither an absolute path nor a file name", path)
+		return c, nil, fmt.Errorf("executable %s is neither an absolute path nor a file name", quote(path))
 	}
 	if !separateArgv0 {
 		c.Argv = append(c.Argv, path)
 	}
 	c.Path = pathSimplify(path)
 	if c.Path == "/" {
-		return c, nil, fmt.Errorf("executable path %q is a directory", path) // "/.", which systemd lets fail at exec time
+		return c, nil, fmt.Errorf("executable path %s is a directory", quote(path)) // "/.", which systemd lets fail at exec time
 	}
 
 	for p != "" {

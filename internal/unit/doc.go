@@ -29,8 +29,20 @@
 // that does not itself end in a backslash also ends the value (systemd goes
 // on with the next line), and a line ending in an escaped backslash ("\\")
 // is continued.
-// Drop-in directories (name.service.d/*.conf) are not read. Files are at
-// most [MaxFileSize] bytes and may not contain NUL bytes.
+// Drop-in directories (name.service.d/*.conf) are not read.
+//
+// As in systemd (LONG_LINE_MAX), a line has at most [MaxLineLength] bytes
+// with its newline, and the lines of a continued value add up to at most
+// [MaxLineLength]; a longer line is an error wrapping [ErrLineTooLong].
+// go-systemd refuses lines of 2048 bytes and more; for a file it stops on
+// for that reason alone, the options found by the walk that numbers the
+// lines, which reads the same syntax, are used instead. systemd puts no
+// limit on the size of a file; here it is at most [MaxFileSize] bytes
+// ([ErrFileTooLarge]). Files may not contain NUL bytes, and, as systemd
+// requires, every line but comments must be valid UTF-8 and section names
+// may not contain control characters, quotes or backslashes. A byte order
+// mark at the start of a file is skipped. A section given twice is one
+// section, its keys applying in file order.
 //
 // As in systemd, a key given twice takes its last value, list settings
 // accumulate, and an empty assignment ("Environment=") resets a setting to
@@ -51,11 +63,18 @@
 // Restart=on-abnormal, the "+" command prefix, …) are errors too, wrapping
 // [errors.ErrUnsupported].
 //
+// Messages quote keys, values and words that contain control characters or
+// invalid UTF-8, and cut them after 200 bytes, so that what a unit file
+// holds cannot flood or garble a log. A file gives at most
+// [MaxDiagnostics] warnings and errors, and then the number of the others.
+//
 // # Settings
 //
 //	[Unit]
 //	Description=                  text, specifiers expanded
 //	Documentation=                accepted and ignored
+//	StartLimitIntervalSec=        time span, default 10s; 0: no start limit; infinity: never resets
+//	StartLimitBurst=              number, default 5; 0: no start limit
 //	[Service]
 //	Type=                         simple (default), notify, oneshot
 //	ExecStart=                    a command line; exactly one, or one or more with Type=oneshot
@@ -73,6 +92,16 @@
 //	FileDescriptorStoreMax=       number, default 0 (no store)
 //	FileDescriptorStorePreserve=  no, restart (default), yes, on-success, or a boolean
 //	LUOSession=                   session names, whitespace-separated
+//	LogRateLimitIntervalSec=      time span, default 30s; 0: the default; infinity: never resets
+//	LogRateLimitBurst=            number, default 10000; 0: the default
+//
+// The deprecated spellings of the start limit, StartLimitInterval= in
+// [Unit] and StartLimitInterval= and StartLimitBurst= in [Service], are
+// accepted with a warning. Unlike StartLimitIntervalSec=0,
+// LogRateLimitIntervalSec=0 does not turn the limit off: systemd does not
+// pass a unit's 0 on to journald, so journald's default applies, as it does
+// here, with a warning; see [Unit.LogRateLimitIntervalSec]. Numbers are
+// decimal and fit in 32 bits.
 //
 // Booleans are 1, yes, y, true, t, on and 0, no, n, false, f, off, in any
 // case. Time spans are as in systemd.time(7): a bare number is seconds,

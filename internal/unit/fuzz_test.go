@@ -2,6 +2,7 @@ package unit
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -27,6 +28,11 @@ func FuzzParse(f *testing.F) {
 		f.Add(data)
 	}
 	for _, s := range []string{
+		"[Unit]\nStartLimitIntervalSec=1min 30s\nStartLimitBurst=3\n" + service("LogRateLimitIntervalSec=250ms", "LogRateLimitBurst=0"),
+		"[Unit]\nStartLimitInterval=infinity\nStartLimitAction=reboot\n" + service("StartLimitInterval=0", "StartLimitBurst=", "LogRateLimitIntervalSec=infinity"),
+		service("StartLimitBurst=-1", "LogRateLimitIntervalSec=18446744073709551616us", "FileDescriptorStoreMax=99999999999999999999"),
+		"\uFEFF[Unit]\nDescription=caf\xe9 \x1b[2J\u009b\n[S\\x]\n" + service("Fr\u202eob=1"),
+		service("Environment=A="+strings.Repeat("x", 3000)+" B=\\", "  "+strings.Repeat("y", 3000)),
 		service("Type=oneshot", "ExecStart=-@/bin/sh sh -c 'echo $$1 \"%i\"'", "RemainAfterExit=yes"),
 		service("Environment=A=1 \"B=2 3\"", "EnvironmentFile=-/etc/%p", "WorkingDirectory=-~"),
 		service("Restart=on-failure", "RestartSec=1min 30s", "TimeoutSec=infinity", "KillSignal=RTMIN+2"),
@@ -45,13 +51,40 @@ func FuzzParse(f *testing.F) {
 			if u != nil {
 				t.Fatalf("Parse returned a unit and an error: %v", err)
 			}
-			if err.Error() == "" {
-				t.Fatal("empty error message")
-			}
+			checkError(t, err)
 			return
 		}
 		checkInvariants(t, u)
 	})
+}
+
+// maxMessage bounds the length of one error or warning: what they show of
+// the file is cut (maxShown) and quoted, at most four bytes for one.
+const maxMessage = 4096
+
+// checkMessage checks that an error or warning is printable and short,
+// whatever the file held.
+func checkMessage(t *testing.T, m string) {
+	t.Helper()
+	if m == "" || len(m) > maxMessage || !printable(m) {
+		t.Fatalf("message of %d bytes, empty, too long or not printable: %.1000q", len(m), m)
+	}
+}
+
+// checkError checks what an error of Parse or Load promises.
+func checkError(t *testing.T, err error) {
+	t.Helper()
+	var pe *ParseError
+	if !errors.As(err, &pe) {
+		t.Fatalf("error %v has no ParseError", err)
+	}
+	lines := strings.Split(err.Error(), "\n")
+	if len(lines) > MaxDiagnostics+1 {
+		t.Fatalf("%d errors", len(lines))
+	}
+	for _, l := range lines {
+		checkMessage(t, l)
+	}
 }
 
 // checkInvariants checks what a successfully parsed unit promises.
@@ -102,8 +135,14 @@ func checkInvariants(t *testing.T, u *Unit) {
 			}
 		}
 	}
-	if u.RestartSec < 0 || u.TimeoutStartSec < 0 || u.TimeoutStopSec < 0 {
-		t.Fatalf("negative duration: %v %v %v", u.RestartSec, u.TimeoutStartSec, u.TimeoutStopSec)
+	if u.RestartSec < 0 || u.TimeoutStartSec < 0 || u.TimeoutStopSec < 0 || u.StartLimitIntervalSec < 0 {
+		t.Fatalf("negative duration: %v %v %v %v", u.RestartSec, u.TimeoutStartSec, u.TimeoutStopSec, u.StartLimitIntervalSec)
+	}
+	if u.StartLimitBurst > 1<<32-1 || u.StartLimitEnabled() != (u.StartLimitIntervalSec > 0 && u.StartLimitBurst > 0) {
+		t.Fatalf("StartLimitBurst %d, interval %v, enabled %v", u.StartLimitBurst, u.StartLimitIntervalSec, u.StartLimitEnabled())
+	}
+	if u.LogRateLimitIntervalSec <= 0 || u.LogRateLimitBurst == 0 || u.LogRateLimitBurst > 1<<32-1 {
+		t.Fatalf("log rate limit %v, %d", u.LogRateLimitIntervalSec, u.LogRateLimitBurst)
 	}
 	if u.KillSignal < 1 || u.KillSignal > maxSignal {
 		t.Fatalf("KillSignal %d", u.KillSignal)
@@ -123,10 +162,21 @@ func checkInvariants(t *testing.T, u *Unit) {
 		!u.NotifyAccessExplicit && u.NotifyAccess != NotifyAccessNone {
 		t.Fatalf("NotifyAccess %v, explicit %v, effective %v", u.NotifyAccess, u.NotifyAccessExplicit, u.EffectiveNotifyAccess())
 	}
+	if len(u.Warnings) > MaxDiagnostics+1 {
+		t.Fatalf("%d warnings", len(u.Warnings))
+	}
 	for i, w := range u.Warnings {
+		if i == MaxDiagnostics {
+			// The count of the warnings left out.
+			if w.File != u.Name || w.Line != 0 || !strings.HasSuffix(w.Message, " more warnings not shown") {
+				t.Fatalf("last warning: %#v", w)
+			}
+			break
+		}
 		if w.File != u.Name || w.Line < 0 || w.Message == "" || i > 0 && w.Line < u.Warnings[i-1].Line {
 			t.Fatalf("warning %d: %#v", i, w)
 		}
+		checkMessage(t, w.String())
 	}
 }
 

@@ -35,6 +35,10 @@ func TestLoadCounter(t *testing.T) {
 		TimeoutStartSec:             30 * time.Second,
 		TimeoutStopSec:              90 * time.Second,
 		KillSignal:                  syscall.SIGINT,
+		StartLimitIntervalSec:       DefaultStartLimitIntervalSec,
+		StartLimitBurst:             DefaultStartLimitBurst,
+		LogRateLimitIntervalSec:     DefaultLogRateLimitIntervalSec,
+		LogRateLimitBurst:           DefaultLogRateLimitBurst,
 		FileDescriptorStoreMax:      16,
 		FileDescriptorStorePreserve: PreserveYes,
 		LUOSessions:                 []string{"counter-state"},
@@ -158,6 +162,56 @@ func TestLoadDir(t *testing.T) {
 
 	if units, errs := LoadDir(filepath.Join(dir, "missing")); len(units) != 0 || len(errs) != 1 || !errors.Is(errs[0], os.ErrNotExist) {
 		t.Errorf("LoadDir(missing) = %v, %v", units, errs)
+	}
+}
+
+// TestLoadFileSize checks the limit on the size of a file: a unit of 1 MiB
+// loads, as does one of exactly MaxFileSize bytes, and one byte more is an
+// error, from Load (which sees the size before reading) and from Parse.
+func TestLoadFileSize(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	write := func(name, text string) string {
+		t.Helper()
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	// fill pads text with comment lines to size bytes.
+	fill := func(text string, size int) string {
+		var b strings.Builder
+		b.WriteString(text)
+		for b.Len() < size {
+			n := min(size-b.Len(), MaxLineLength) - 1
+			b.WriteString(strings.Repeat("#", n) + "\n")
+		}
+		return b.String()
+	}
+
+	mib := write("mib.service", "[Unit]\nDescription=1 MiB\n[Service]\nExecStart=/bin/echo "+strings.Repeat("a", MaxLineLength-len("ExecStart=/bin/echo ")-1)+"\n")
+	u, err := Load(mib)
+	if err != nil || len(u.ExecStart[0].Argv[1]) != MaxLineLength-len("ExecStart=/bin/echo ")-1 {
+		t.Errorf("Load(unit of 1 MiB): %v", err)
+	}
+	if fi, err := os.Stat(mib); err != nil || fi.Size() <= 1<<20 {
+		t.Errorf("unit of 1 MiB: %v, %v", fi.Size(), err)
+	}
+
+	largest := write("largest.service", fill(service(), MaxFileSize))
+	if _, err := Load(largest); err != nil {
+		t.Errorf("Load(file of MaxFileSize bytes): %v", err)
+	}
+
+	text := fill(service(), MaxFileSize+1)
+	large := write("large.service", text)
+	want := large + ": file too large (more than 2097152 bytes)"
+	if _, err := Load(large); !errors.Is(err, ErrFileTooLarge) || err.Error() != want {
+		t.Errorf("Load(file of MaxFileSize+1 bytes) = %v, want %s", err, want)
+	}
+	if _, err := Parse("x.service", strings.NewReader(text)); !errors.Is(err, ErrFileTooLarge) {
+		t.Errorf("Parse(file of MaxFileSize+1 bytes) = %v", err)
 	}
 }
 

@@ -5,22 +5,50 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
-	"os"
-	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
+	"time"
 
 	sdunit "github.com/coreos/go-systemd/v22/unit"
 )
 
-// MaxFileSize is the largest unit file Parse and Load accept.
-const MaxFileSize = 1 << 20
+// Limits on the size of unit files.
+const (
+	// MaxLineLength is systemd's LONG_LINE_MAX, the limit on the length of
+	// a line: a line has fewer than MaxLineLength bytes before its newline
+	// (so, with the newline, at most MaxLineLength), and the lines of a
+	// value continued with backslashes add up to at most MaxLineLength
+	// bytes.
+	MaxLineLength = 1 << 20
+	// MaxFileSize is the largest unit file Parse and Load accept: room for
+	// one line of MaxLineLength and as much again. systemd reads unit
+	// files line by line and puts no limit on their size; luod reads a
+	// file whole before parsing it, and parsing takes up to about a
+	// hundred bytes of memory per byte of the file (for a file made of
+	// nothing but tiny assignments), so a bound is needed for a huge file
+	// to fail instead of exhausting memory.
+	MaxFileSize = 2 * MaxLineLength
+)
 
-// ErrMasked is returned by Load for a masked unit: an empty file, or a
-// symbolic link to /dev/null (systemd.unit(5)).
-var ErrMasked = errors.New("unit is masked")
+// MaxDiagnostics is the most warnings a Unit keeps, and the most errors
+// Parse and Load return for a file, not counting a last one that says how
+// many more there were: a file with more problems than that is wrong
+// throughout, and listing every one would flood the log.
+const MaxDiagnostics = 100
+
+var (
+	// ErrFileTooLarge is wrapped by the error for a file larger than
+	// MaxFileSize.
+	ErrFileTooLarge = errors.New("file too large")
+	// ErrLineTooLong is wrapped by the error for a line longer than
+	// MaxLineLength.
+	ErrLineTooLong = errors.New("line too long")
+)
+
+func errFileTooLarge(file string) error {
+	return &ParseError{File: file, Err: fmt.Errorf("%w (more than %d bytes)", ErrFileTooLarge, MaxFileSize)}
+}
 
 // Parse reads a unit file from r and returns the unit named name
 // ("counter.service"). The name must be a valid service unit name; it is
@@ -35,68 +63,6 @@ func Parse(name string, r io.Reader) (*Unit, error) {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
 	return parse(name, "", data)
-}
-
-// Load reads the unit file at path. The unit's name is the file's base
-// name; a symbolic link is followed, and keeps its own name, so that
-// "worker@1.service" linked to "worker@.service" loads the instance.
-// Errors name the file. A masked unit gives an error wrapping ErrMasked.
-func Load(path string) (*Unit, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	switch {
-	case fi.Mode().IsRegular() && fi.Size() == 0:
-		return nil, fmt.Errorf("%s: %w (empty file)", path, ErrMasked)
-	case fi.Mode()&fs.ModeCharDevice != 0 && isDevNull(fi):
-		return nil, fmt.Errorf("%s: %w (linked to /dev/null)", path, ErrMasked)
-	case !fi.Mode().IsRegular():
-		return nil, fmt.Errorf("%s: not a regular file", path)
-	case fi.Size() > MaxFileSize:
-		return nil, fmt.Errorf("%s: larger than %d bytes", path, MaxFileSize)
-	}
-	data, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	return parse(filepath.Base(path), path, data)
-}
-
-func isDevNull(fi fs.FileInfo) bool {
-	null, err := os.Stat(os.DevNull)
-	return err == nil && os.SameFile(fi, null)
-}
-
-// LoadDir loads every "*.service" file of dir (not its subdirectories), in
-// name order. A file that cannot be loaded yields an error that names it and
-// does not affect the others. Templates ("name@.service"), which are only
-// used through their instances, and masked units are skipped.
-func LoadDir(dir string) (units []*Unit, errs []error) {
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		errs = append(errs, err)
-	}
-	for _, e := range entries {
-		name := e.Name()
-		if !strings.HasSuffix(name, serviceSuffix) || strings.HasSuffix(name, "@"+serviceSuffix) {
-			continue
-		}
-		u, err := Load(filepath.Join(dir, name))
-		switch {
-		case errors.Is(err, ErrMasked):
-		case err != nil:
-			errs = append(errs, err)
-		default:
-			units = append(units, u)
-		}
-	}
-	return units, errs
 }
 
 // option is one assignment, with its line (0 if unknown).
@@ -120,6 +86,9 @@ type parser struct {
 	luoLines    []int          // line of each LUOSession name
 	envIndex    map[string]int // position of each name in Environment
 	luoSeen     map[string]bool
+
+	// moreWarnings and moreErrors count the problems beyond MaxDiagnostics.
+	moreWarnings, moreErrors int
 }
 
 func parse(name, path string, data []byte) (*Unit, error) {
@@ -128,7 +97,7 @@ func parse(name, path string, data []byte) (*Unit, error) {
 		file = path
 	}
 	if len(data) > MaxFileSize {
-		return nil, &ParseError{File: file, Err: fmt.Errorf("larger than %d bytes", MaxFileSize)}
+		return nil, errFileTooLarge(file)
 	}
 	if err := checkUnitName(name); err != nil {
 		return nil, &ParseError{File: file, Err: fmt.Errorf("%q: %w", name, err)}
@@ -136,25 +105,38 @@ func parse(name, path string, data []byte) (*Unit, error) {
 	if i := bytes.IndexByte(data, 0); i >= 0 {
 		return nil, &ParseError{File: file, Line: 1 + bytes.Count(data[:i], []byte{'\n'}), Err: errors.New("file contains a NUL byte")}
 	}
+	// systemd skips a byte order mark at the start of the file.
+	data = bytes.TrimPrefix(data, []byte("\uFEFF"))
+	if err := checkLines(file, data); err != nil {
+		return nil, err
+	}
 	opts, scanned, err := readOptions(file, data)
 	if err != nil {
 		return nil, err
 	}
 
 	u := &Unit{
-		Name:            name,
-		Path:            path,
-		RestartSec:      DefaultRestartSec,
-		TimeoutStartSec: DefaultTimeout,
-		TimeoutStopSec:  DefaultTimeout,
-		KillSignal:      DefaultKillSignal,
+		Name:                    name,
+		Path:                    path,
+		RestartSec:              DefaultRestartSec,
+		TimeoutStartSec:         DefaultTimeout,
+		TimeoutStopSec:          DefaultTimeout,
+		KillSignal:              DefaultKillSignal,
+		StartLimitIntervalSec:   DefaultStartLimitIntervalSec,
+		StartLimitBurst:         DefaultStartLimitBurst,
+		LogRateLimitIntervalSec: DefaultLogRateLimitIntervalSec,
+		LogRateLimitBurst:       DefaultLogRateLimitBurst,
 	}
 	p := &parser{u: u, file: file, spec: newSpecifiers(name)}
 	if scanned.strayLine > 0 {
 		p.warn(option{line: scanned.strayLine}, "text before the first section, ignored")
 	}
 	for _, s := range scanned.sections {
-		if !knownSection(s.name) && !strings.HasPrefix(s.name, "X-") {
+		switch {
+		case !stringIsSafe(s.name):
+			// systemd's config_parse() refuses these too.
+			p.fail(option{section: s.name, line: s.line}, errors.New("invalid section name (want no control characters, quotes or backslash)"))
+		case !knownSection(s.name) && !strings.HasPrefix(s.name, "X-"):
 			p.warn(option{section: s.name, line: s.line}, "unknown section, ignored")
 		}
 	}
@@ -163,9 +145,15 @@ func parse(name, path string, data []byte) (*Unit, error) {
 	}
 	p.finish()
 	if len(p.errs) > 0 {
+		if p.moreErrors > 0 {
+			p.errs = append(p.errs, &ParseError{File: file, Err: fmt.Errorf("%d more errors not shown", p.moreErrors)})
+		}
 		return nil, errors.Join(p.errs...)
 	}
 	sort.SliceStable(u.Warnings, func(i, j int) bool { return u.Warnings[i].Line < u.Warnings[j].Line })
+	if p.moreWarnings > 0 {
+		u.Warnings = append(u.Warnings, Warning{File: file, Message: fmt.Sprintf("%d more warnings not shown", p.moreWarnings)})
+	}
 	return u, nil
 }
 
@@ -173,18 +161,26 @@ func knownSection(s string) bool { return s == "Unit" || s == "Service" || s == 
 
 // readOptions parses data with go-systemd and finds the line of every
 // option and section header with scan.
+//
+// go-systemd refuses lines of 2048 bytes and more (its SYSTEMD_LINE_MAX,
+// the LINE_MAX systemd once read lines with; systemd now reads lines of up
+// to LONG_LINE_MAX, a megabyte, which checkLines has checked). scan reads
+// the same syntax as go-systemd without that limit, and FuzzParse checks on
+// random input, long lines included, that both find the same options; so
+// where go-systemd stops only because of a long line, the options scan
+// found are used instead.
 func readOptions(file string, data []byte) ([]option, scanResult, error) {
 	sdOpts, sdErr := sdunit.DeserializeOptions(bytes.NewReader(data))
 	res, scanErr := scan(data)
 	scanned := res.options
+	if errors.Is(sdErr, sdunit.ErrLineTooLong) && scanErr == nil {
+		sdOpts, sdErr = res.unitOptions(), nil
+	}
 	if sdErr != nil {
 		e := &ParseError{File: file, Err: fmt.Errorf("syntax error: %w", sdErr)}
-		switch {
-		case scanErr != nil:
+		if scanErr != nil {
 			// The same error, with a clearer message.
 			e.Line, e.Err = scanErr.line, errors.New("syntax error: "+scanErr.msg)
-		case errors.Is(sdErr, sdunit.ErrLineTooLong):
-			e.Line = longLine(data)
 		}
 		return nil, scanResult{}, e
 	}
@@ -216,6 +212,10 @@ func readOptions(file string, data []byte) ([]option, scanResult, error) {
 }
 
 func (p *parser) warn(o option, format string, args ...any) {
+	if len(p.u.Warnings) >= MaxDiagnostics {
+		p.moreWarnings++
+		return
+	}
 	p.u.Warnings = append(p.u.Warnings, Warning{
 		File: p.file, Line: o.line, Section: o.section, Key: o.key,
 		Message: fmt.Sprintf(format, args...),
@@ -223,6 +223,10 @@ func (p *parser) warn(o option, format string, args ...any) {
 }
 
 func (p *parser) fail(o option, err error) {
+	if len(p.errs) >= MaxDiagnostics {
+		p.moreErrors++
+		return
+	}
 	p.errs = append(p.errs, &ParseError{
 		File: p.file, Line: o.line, Section: o.section, Key: o.key, Value: o.value, Err: err,
 	})
@@ -248,6 +252,11 @@ func (p *parser) expand(o option, s string) (string, bool) {
 var handlers = map[string]func(*parser, option){
 	"Unit.Description":                    (*parser).description,
 	"Unit.Documentation":                  func(*parser, option) {}, // informational only
+	"Unit.StartLimitIntervalSec":          (*parser).startLimitInterval,
+	"Unit.StartLimitInterval":             (*parser).startLimitInterval,
+	"Unit.StartLimitBurst":                (*parser).startLimitBurst,
+	"Service.StartLimitInterval":          (*parser).startLimitInterval,
+	"Service.StartLimitBurst":             (*parser).startLimitBurst,
 	"Service.Type":                        (*parser).serviceType,
 	"Service.ExecStart":                   (*parser).execStart,
 	"Service.RemainAfterExit":             (*parser).remainAfterExit,
@@ -266,13 +275,34 @@ var handlers = map[string]func(*parser, option){
 	"Service.FileDescriptorStoreMax":      (*parser).fdStoreMax,
 	"Service.FileDescriptorStorePreserve": (*parser).fdStorePreserve,
 	"Service.LUOSession":                  (*parser).luoSession,
+	"Service.LogRateLimitIntervalSec":     (*parser).logRateLimitInterval,
+	"Service.LogRateLimitBurst":           (*parser).logRateLimitBurst,
+}
+
+// deprecated maps the old spellings of keys, which systemd still accepts,
+// to the current ones; using one draws a warning.
+var deprecated = map[string]string{
+	"Unit.StartLimitInterval":    "StartLimitIntervalSec=",
+	"Service.StartLimitInterval": "[Unit] StartLimitIntervalSec=",
+	"Service.StartLimitBurst":    "[Unit] StartLimitBurst=",
+}
+
+// unsupportedHints say what luod does instead of what a key systemd knows
+// asks for.
+var unsupportedHints = map[string]string{
+	"Unit.StartLimitAction":    " (a unit that hits the start limit fails, as with StartLimitAction=none)",
+	"Service.StartLimitAction": " (a unit that hits the start limit fails, as with StartLimitAction=none)",
 }
 
 func (p *parser) option(o option) {
 	if !knownSection(o.section) {
 		return // warned about once, at the section header
 	}
-	if h, ok := handlers[o.section+"."+o.key]; ok {
+	id := o.section + "." + o.key
+	if now, ok := deprecated[id]; ok {
+		p.warn(o, "deprecated, use %s instead", now)
+	}
+	if h, ok := handlers[id]; ok {
 		h(p, o)
 		return
 	}
@@ -280,7 +310,7 @@ func (p *parser) option(o option) {
 	case strings.HasPrefix(o.key, "X-"):
 		// Extension keys are for other programs, as in systemd.
 	case isSystemdKey(o.section, o.key):
-		p.warn(o, "not supported by luod, ignored")
+		p.warn(o, "not supported by luod, ignored%s", unsupportedHints[id])
 	case sectionOf(o.key, o.section) != "":
 		p.warn(o, "unknown key in this section, ignored (%s= belongs in the [%s] section)", o.key, sectionOf(o.key, o.section))
 	default:
@@ -416,7 +446,7 @@ func (p *parser) environment(o option) {
 			return
 		}
 		if !envAssignmentIsValid(a) {
-			p.failf(o, "invalid assignment %q (want NAME=VALUE, NAME made of letters, digits and _, not starting with a digit)", a)
+			p.failf(o, "invalid assignment %s (want NAME=VALUE, NAME made of letters, digits and _, not starting with a digit)", quote(a))
 			return
 		}
 		name, _, _ := strings.Cut(a, "=")
@@ -546,6 +576,72 @@ func (p *parser) fdStoreMax(o option) {
 	p.u.FileDescriptorStoreMax = n
 }
 
+// interval parses the interval of a rate limit: a time span, 0 or
+// infinity, def when empty.
+func (p *parser) interval(o option, def time.Duration) (time.Duration, bool) {
+	if o.value == "" {
+		return def, true
+	}
+	d, err := parseInterval(o.value)
+	if err != nil {
+		p.failf(o, "%v (want a time span like 10s or 1min 30s, 0 or infinity)", err)
+		return 0, false
+	}
+	return d, true
+}
+
+// burst parses the burst of a rate limit: a number, def when empty.
+func (p *parser) burst(o option, def uint) (uint, bool) {
+	if o.value == "" {
+		return def, true
+	}
+	n, err := parseUnsigned(o.value)
+	if err != nil {
+		p.fail(o, err)
+		return 0, false
+	}
+	return n, true
+}
+
+func (p *parser) startLimitInterval(o option) {
+	if d, ok := p.interval(o, DefaultStartLimitIntervalSec); ok {
+		p.u.StartLimitIntervalSec = d
+	}
+}
+
+func (p *parser) startLimitBurst(o option) {
+	if n, ok := p.burst(o, DefaultStartLimitBurst); ok {
+		p.u.StartLimitBurst = n
+	}
+}
+
+// logRateLimitInterval parses LogRateLimitIntervalSec=, where 0 means the
+// default: systemd does not pass it on to journald (see Unit).
+func (p *parser) logRateLimitInterval(o option) {
+	d, ok := p.interval(o, DefaultLogRateLimitIntervalSec)
+	if !ok {
+		return
+	}
+	if d == 0 {
+		p.warn(o, "0 does not turn rate limiting off: as in systemd, it means the default, %v", DefaultLogRateLimitIntervalSec)
+		d = DefaultLogRateLimitIntervalSec
+	}
+	p.u.LogRateLimitIntervalSec = d
+}
+
+// logRateLimitBurst parses LogRateLimitBurst=, where 0 means the default.
+func (p *parser) logRateLimitBurst(o option) {
+	n, ok := p.burst(o, DefaultLogRateLimitBurst)
+	if !ok {
+		return
+	}
+	if n == 0 {
+		p.warn(o, "0 does not turn rate limiting off: as in systemd, it means the default, %d", DefaultLogRateLimitBurst)
+		n = DefaultLogRateLimitBurst
+	}
+	p.u.LogRateLimitBurst = n
+}
+
 func (p *parser) luoSession(o option) {
 	if o.value == "" {
 		p.u.LUOSessions, p.luoLines, p.luoSeen = nil, nil, nil
@@ -553,11 +649,11 @@ func (p *parser) luoSession(o option) {
 	}
 	for _, name := range strings.Fields(o.value) {
 		if err := checkLUOSessionName(name); err != nil {
-			p.failf(o, "invalid session name %q: %v", name, err)
+			p.failf(o, "invalid session name %s: %v", quote(name), err)
 			continue
 		}
 		if p.luoSeen[name] {
-			p.warn(o, "duplicate session name %q, ignored", name)
+			p.warn(o, "duplicate session name %s, ignored", quote(name))
 			continue
 		}
 		if p.luoSeen == nil {

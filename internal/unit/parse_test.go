@@ -11,12 +11,16 @@ import (
 // defaultUnit is what service() parses to.
 func defaultUnit(name string) *Unit {
 	return &Unit{
-		Name:            name,
-		ExecStart:       []Command{{Path: "/bin/true", Argv: []string{"/bin/true"}}},
-		RestartSec:      DefaultRestartSec,
-		TimeoutStartSec: DefaultTimeout,
-		TimeoutStopSec:  DefaultTimeout,
-		KillSignal:      DefaultKillSignal,
+		Name:                    name,
+		ExecStart:               []Command{{Path: "/bin/true", Argv: []string{"/bin/true"}}},
+		RestartSec:              DefaultRestartSec,
+		TimeoutStartSec:         DefaultTimeout,
+		TimeoutStopSec:          DefaultTimeout,
+		KillSignal:              DefaultKillSignal,
+		StartLimitIntervalSec:   10 * time.Second,
+		StartLimitBurst:         5,
+		LogRateLimitIntervalSec: 30 * time.Second,
+		LogRateLimitBurst:       10000,
 	}
 }
 
@@ -26,8 +30,8 @@ func TestParseDefaults(t *testing.T) {
 	if d := diff(defaultUnit("x.service"), u); d != "" {
 		t.Error(d)
 	}
-	if u.EffectiveNotifyAccess() != NotifyAccessNone || u.EffectiveFileDescriptorStoreMax() != 0 {
-		t.Errorf("effective values of a default unit: %v, %d", u.EffectiveNotifyAccess(), u.EffectiveFileDescriptorStoreMax())
+	if u.EffectiveNotifyAccess() != NotifyAccessNone || u.EffectiveFileDescriptorStoreMax() != 0 || !u.StartLimitEnabled() {
+		t.Errorf("effective values of a default unit: %v, %d, %v", u.EffectiveNotifyAccess(), u.EffectiveFileDescriptorStoreMax(), u.StartLimitEnabled())
 	}
 }
 
@@ -175,6 +179,34 @@ func TestParseKeys(t *testing.T) {
 			u.FileDescriptorStorePreserve = PreserveYes
 			u.LUOSessions = []string{"a", "b"}
 		}},
+
+		// The lines after "[Unit]" go into [Unit].
+		{"StartLimitIntervalSec", []string{"[Unit]", "StartLimitIntervalSec=30s"}, "", func(u *Unit) { u.StartLimitIntervalSec = 30 * time.Second }},
+		{"StartLimitIntervalSec composite", []string{"[Unit]", "StartLimitIntervalSec=1min 30s"}, "", func(u *Unit) { u.StartLimitIntervalSec = 90 * time.Second }},
+		{"StartLimitIntervalSec bare", []string{"[Unit]", "StartLimitIntervalSec=2"}, "", func(u *Unit) { u.StartLimitIntervalSec = 2 * time.Second }},
+		{"StartLimitIntervalSec zero", []string{"[Unit]", "StartLimitIntervalSec=0"}, "", func(u *Unit) { u.StartLimitIntervalSec = 0 }},
+		{"StartLimitIntervalSec infinity", []string{"[Unit]", "StartLimitIntervalSec=infinity"}, "", func(u *Unit) { u.StartLimitIntervalSec = Infinity }},
+		{"StartLimitIntervalSec reset", []string{"[Unit]", "StartLimitIntervalSec=0", "StartLimitIntervalSec="}, "", func(u *Unit) {}},
+		{"StartLimitBurst", []string{"[Unit]", "StartLimitBurst=20"}, "", func(u *Unit) { u.StartLimitBurst = 20 }},
+		{"StartLimitBurst zero", []string{"[Unit]", "StartLimitBurst=0"}, "", func(u *Unit) { u.StartLimitBurst = 0 }},
+		{"StartLimitBurst max", []string{"[Unit]", "StartLimitBurst=4294967295"}, "", func(u *Unit) { u.StartLimitBurst = 4294967295 }},
+		{"StartLimitBurst reset", []string{"[Unit]", "StartLimitBurst=1", "StartLimitBurst="}, "", func(u *Unit) {}},
+		{"StartLimitInterval in Unit", []string{"[Unit]", "StartLimitInterval=5"}, "", func(u *Unit) { u.StartLimitIntervalSec = 5 * time.Second }},
+		{"StartLimitInterval in Service", []string{"StartLimitInterval=20", "StartLimitBurst=3"}, "", func(u *Unit) {
+			u.StartLimitIntervalSec, u.StartLimitBurst = 20*time.Second, 3
+		}},
+		{"StartLimit last wins", []string{"StartLimitInterval=20", "StartLimitBurst=3", "[Unit]", "StartLimitIntervalSec=30", "StartLimitBurst=4", "[Service]", "StartLimitBurst=2"}, "", func(u *Unit) {
+			u.StartLimitIntervalSec, u.StartLimitBurst = 30*time.Second, 2
+		}},
+
+		{"LogRateLimitIntervalSec", []string{"LogRateLimitIntervalSec=5s"}, "", func(u *Unit) { u.LogRateLimitIntervalSec = 5 * time.Second }},
+		{"LogRateLimitIntervalSec ms", []string{"LogRateLimitIntervalSec=250ms"}, "", func(u *Unit) { u.LogRateLimitIntervalSec = 250 * time.Millisecond }},
+		{"LogRateLimitIntervalSec infinity", []string{"LogRateLimitIntervalSec=infinity"}, "", func(u *Unit) { u.LogRateLimitIntervalSec = Infinity }},
+		{"LogRateLimitIntervalSec zero is the default", []string{"LogRateLimitIntervalSec=5s", "LogRateLimitIntervalSec=0"}, "", func(u *Unit) {}},
+		{"LogRateLimitIntervalSec reset", []string{"LogRateLimitIntervalSec=5s", "LogRateLimitIntervalSec="}, "", func(u *Unit) {}},
+		{"LogRateLimitBurst", []string{"LogRateLimitBurst=100"}, "", func(u *Unit) { u.LogRateLimitBurst = 100 }},
+		{"LogRateLimitBurst zero is the default", []string{"LogRateLimitBurst=100", "LogRateLimitBurst=0"}, "", func(u *Unit) {}},
+		{"LogRateLimitBurst reset", []string{"LogRateLimitBurst=100", "LogRateLimitBurst="}, "", func(u *Unit) {}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -253,6 +285,16 @@ func TestParseInvalid(t *testing.T) {
 		{"LUOSession=a:b", `LUOSession=a:b: invalid session name "a:b"`},
 		{`LUOSession=ok "quoted"`, `invalid session name "\"quoted\""`},
 		{"LUOSession=" + strings.Repeat("x", 256), "256 bytes long, at most 255 are allowed"},
+		{"StartLimitInterval=5x", "StartLimitInterval=5x: invalid time span (want a time span like 10s or 1min 30s, 0 or infinity)"},
+		{"StartLimitInterval=-1", "StartLimitInterval=-1: time span out of range"},
+		{"StartLimitBurst=-1", "StartLimitBurst=-1: invalid number (want a non-negative decimal integer)"},
+		{"StartLimitBurst=4294967296", "StartLimitBurst=4294967296: number out of range (at most 4294967295)"},
+		{"LogRateLimitIntervalSec=soon", "LogRateLimitIntervalSec=soon: invalid time span"},
+		{"LogRateLimitIntervalSec=18446744073709551616us", "LogRateLimitIntervalSec=18446744073709551616us: time span out of range"},
+		{"LogRateLimitIntervalSec=300y", "LogRateLimitIntervalSec=300y: time span out of range"},
+		{"LogRateLimitIntervalSec=infinity 5s", "invalid time span"},
+		{"LogRateLimitBurst=99999999999999999999", "LogRateLimitBurst=99999999999999999999: number out of range"},
+		{"LogRateLimitBurst=1e3", "LogRateLimitBurst=1e3: invalid number"},
 	}
 	for _, tt := range tests {
 		_, err := Parse("x.service", strings.NewReader(service(tt.line)))
@@ -338,7 +380,7 @@ func TestParseUnitLevelErrors(t *testing.T) {
 		}
 	}
 	big := strings.NewReader(service() + "# " + strings.Repeat("x\n", MaxFileSize))
-	if _, err := Parse("x.service", big); err == nil || !strings.Contains(err.Error(), "larger than") {
+	if _, err := Parse("x.service", big); !errors.Is(err, ErrFileTooLarge) || err.Error() != "x.service: file too large (more than 2097152 bytes)" {
 		t.Errorf("Parse(big file) = %v", err)
 	}
 }
@@ -448,6 +490,16 @@ func TestParseSettingWarnings(t *testing.T) {
 		{[]string{"Type=notify", "NotifyAccess=none"}, "x.service:4: [Service] NotifyAccess: with Type=notify the service can never report READY=1, so it cannot start"},
 		{[]string{"Type=notify", "NotifyAccess=none", "NotifyAccess=main"}, ""},
 		{[]string{"Type=simple", "NotifyAccess=none"}, ""},
+		{[]string{"StartLimitInterval=20"}, "x.service:3: [Service] StartLimitInterval: deprecated, use [Unit] StartLimitIntervalSec= instead"},
+		{[]string{"StartLimitBurst=3"}, "x.service:3: [Service] StartLimitBurst: deprecated, use [Unit] StartLimitBurst= instead"},
+		{[]string{"[Unit]", "StartLimitInterval=20"}, "x.service:4: [Unit] StartLimitInterval: deprecated, use StartLimitIntervalSec= instead"},
+		{[]string{"[Unit]", "StartLimitIntervalSec=20", "StartLimitBurst=3"}, ""},
+		{[]string{"[Unit]", "StartLimitAction=reboot"}, "x.service:4: [Unit] StartLimitAction: not supported by luod, ignored (a unit that hits the start limit fails, as with StartLimitAction=none)"},
+		{[]string{"StartLimitAction=reboot"}, "x.service:3: [Service] StartLimitAction: not supported by luod, ignored (a unit that hits the start limit fails"},
+		{[]string{"[Unit]", "FailureAction=reboot"}, "x.service:4: [Unit] FailureAction: not supported by luod, ignored"},
+		{[]string{"LogRateLimitIntervalSec=0"}, "x.service:3: [Service] LogRateLimitIntervalSec: 0 does not turn rate limiting off: as in systemd, it means the default, 30s"},
+		{[]string{"LogRateLimitBurst=0"}, "x.service:3: [Service] LogRateLimitBurst: 0 does not turn rate limiting off: as in systemd, it means the default, 10000"},
+		{[]string{"LogRateLimitIntervalSec=1s", "LogRateLimitBurst=1"}, ""},
 	}
 	for _, tt := range tests {
 		u := mustParse(t, "x.service", service(tt.lines...))
@@ -548,5 +600,189 @@ func TestWarningString(t *testing.T) {
 		if got := tt.w.String(); got != tt.want {
 			t.Errorf("String() = %q, want %q", got, tt.want)
 		}
+	}
+}
+
+// TestParseLongLines checks lines at systemd's limit of 1 MiB, with the
+// newline, and past it, and lines longer than go-systemd's 2048 bytes.
+func TestParseLongLines(t *testing.T) {
+	t.Parallel()
+	x := func(n int) string { return strings.Repeat("x", n) }
+	// A line of MaxLineLength bytes with its newline.
+	env := "Environment=A=" + x(MaxLineLength-len("Environment=A=")-1)
+	u := mustParse(t, "x.service", service(env, "Frobnicate=1", "Type=notify"))
+	if len(u.Environment) != 1 || len(u.Environment[0]) != MaxLineLength-len("Environment=")-1 || u.Type != TypeNotify {
+		t.Errorf("Environment of %d bytes, Type=%v", len(u.Environment[0]), u.Type)
+	}
+	if len(u.Warnings) != 1 || u.Warnings[0].String() != "x.service:4: [Service] Frobnicate: unknown key, ignored" {
+		t.Errorf("warnings after the long line: %v", u.Warnings)
+	}
+
+	// Lines longer than go-systemd's limit, continued, with their lines.
+	arg := x(100_000)
+	u = mustParse(t, "x.service", "[Service]\nExecStart=\nExecStart=/bin/echo "+arg+" \\\n  "+arg+"\n\nFrobnicate=1\n")
+	if d := diff([]string{"/bin/echo", arg, arg}, u.ExecStart[0].Argv); d != "" {
+		t.Errorf("ExecStart: %.200s", d)
+	}
+	if len(u.Warnings) != 1 || u.Warnings[0].Line != 6 {
+		t.Errorf("warnings after the long lines: %v", u.Warnings)
+	}
+
+	// A line of MaxLineLength+1 bytes with its newline.
+	_, err := Parse("x.service", strings.NewReader(service(env+"x", "Type=notify")))
+	var pe *ParseError
+	want := "x.service:3: line too long (1048576 bytes, at most 1048575 before the newline)"
+	if !errors.Is(err, ErrLineTooLong) || !errors.As(err, &pe) || pe.Line != 3 || err.Error() != want {
+		t.Errorf("Parse(line too long) = %.200v, want %s", err, want)
+	}
+}
+
+// TestParseDiagnosticsLimit checks that a file with many problems gives
+// MaxDiagnostics of them and a count of the others.
+func TestParseDiagnosticsLimit(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		line       string
+		n          int
+		warn, errs int    // how many of each, with the count of the rest
+		last       string // the last warning or error
+	}{
+		{"Frobnicate=1", MaxDiagnostics, MaxDiagnostics, 0, ""},
+		{"Frobnicate=1", 250, MaxDiagnostics + 1, 0, "x.service: 150 more warnings not shown"},
+		{"Restart=sometimes", MaxDiagnostics, 0, MaxDiagnostics, "x.service:102: [Service] Restart=sometimes: invalid value (want no, on-failure or always)"},
+		{"Restart=sometimes", 250, 0, MaxDiagnostics + 1, "x.service: 150 more errors not shown"},
+	}
+	for _, tt := range tests {
+		lines := make([]string, tt.n)
+		for i := range lines {
+			lines[i] = tt.line
+		}
+		u, err := Parse("x.service", strings.NewReader(service(lines...)))
+		var got []string
+		if err != nil {
+			got = strings.Split(err.Error(), "\n")
+		} else {
+			for _, w := range u.Warnings {
+				got = append(got, w.String())
+			}
+		}
+		if len(got) != tt.warn+tt.errs || (err != nil) != (tt.errs > 0) {
+			t.Errorf("%d × %s: %d warnings or errors (error %v), want %d warnings and %d errors", tt.n, tt.line, len(got), err != nil, tt.warn, tt.errs)
+			continue
+		}
+		if tt.last != "" && got[len(got)-1] != tt.last {
+			t.Errorf("%d × %s: last is %q, want %q", tt.n, tt.line, got[len(got)-1], tt.last)
+		}
+		key, _, _ := strings.Cut(tt.line, "=")
+		if w := "x.service:3: [Service] " + key; !strings.HasPrefix(got[0], w) {
+			t.Errorf("%d × %s: first is %q, want it to start with %q", tt.n, tt.line, got[0], w)
+		}
+	}
+}
+
+func TestStartLimitEnabled(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		interval time.Duration
+		burst    uint
+		want     bool
+	}{
+		{DefaultStartLimitIntervalSec, DefaultStartLimitBurst, true},
+		{0, DefaultStartLimitBurst, false},
+		{DefaultStartLimitIntervalSec, 0, false},
+		{0, 0, false},
+		{Infinity, 1, true},
+		{time.Microsecond, 4294967295, true},
+	}
+	for _, tt := range tests {
+		u := &Unit{StartLimitIntervalSec: tt.interval, StartLimitBurst: tt.burst}
+		if got := u.StartLimitEnabled(); got != tt.want {
+			t.Errorf("interval %v, burst %d: StartLimitEnabled = %v, want %v", tt.interval, tt.burst, got, tt.want)
+		}
+	}
+}
+
+// TestParseHostile checks that malformed input gives a clear error naming
+// file and line (or a warning, where systemd only warns) and never a
+// panic.
+func TestParseHostile(t *testing.T) {
+	t.Parallel()
+	x := func(n int) string { return strings.Repeat("x", n) }
+	tests := []struct {
+		name string
+		in   string
+		err  string // the whole first error; "" if the unit loads
+		warn string // the whole first warning, if it loads
+	}{
+		{"invalid UTF-8 in a value", "[Unit]\nDescription=caf\xe9\n", `x.service:2: line is not valid UTF-8: "Description=caf\xe9"`, ""},
+		{"invalid UTF-8 in a command", "[Service]\nExecStart=/bin/echo \xff\n", `x.service:2: line is not valid UTF-8: "ExecStart=/bin/echo \xff"`, ""},
+		{"invalid UTF-8 in a key", service("Fr\xffob=1"), `x.service:3: line is not valid UTF-8: "Fr\xffob=1"`, ""},
+		{"invalid UTF-8 in an X- key", service("X-Fr\xffob=1"), `x.service:3: line is not valid UTF-8: "X-Fr\xffob=1"`, ""},
+		{"invalid UTF-8 in a continuation", service("Description=a \\", " \xfe"), `x.service:4: line is not valid UTF-8: " \xfe"`, ""},
+		{"invalid UTF-8 in a section", service("[S\xff]"), `x.service:3: line is not valid UTF-8: "[S\xff]"`, ""},
+		{"invalid UTF-8 before any section", "\xff\n" + service(), `x.service:1: line is not valid UTF-8: "\xff"`, ""},
+		{"invalid UTF-8 in a long line", service("Description=" + x(1000) + "\xff"), `x.service:3: line is not valid UTF-8: "Description=` + x(188) + `"… (1013 bytes)`, ""},
+		{"invalid UTF-8 in a comment", "[Unit]\n# caf\xe9\n; \xff\nDescription=a \\\n  # \xff \\\n  b\n" + service(), "", ""},
+		{"control character in a section", "[Multi\nLine]\n" + service(), `x.service:1: ["Multi\nLine"]: invalid section name (want no control characters, quotes or backslash)`, ""},
+		{"backslash in a section", service(`[A\B]`), `x.service:3: [A\B]: invalid section name (want no control characters, quotes or backslash)`, ""},
+		{"control character in a key", service("Fr\x1b[2Job=1"), "", `x.service:3: [Service] "Fr\x1b[2Job": unknown key, ignored`},
+		{"C1 control in a key", service("Fr\u009bob=1"), "", `x.service:3: [Service] "Fr\u009bob": unknown key, ignored`},
+		{"bidirectional override in a key", service("Fr\u202eob=1"), "", `x.service:3: [Service] "Fr\u202eob": unknown key, ignored`},
+		{"printable Unicode in a key", service("Frøb=1"), "", `x.service:3: [Service] Frøb: unknown key, ignored`},
+		{"control character in a value", "[Unit]\nDescription=\x1b[2J\n" + service(), "", ""},
+		{"byte order mark", "\uFEFF[Unit]\nDescription=bom\n" + service(), "", ""},
+		{"NUL byte", service("Description=a\x00b"), "x.service:3: file contains a NUL byte", ""},
+		{"number out of range", service("FileDescriptorStoreMax=99999999999999999999"), "x.service:3: [Service] FileDescriptorStoreMax=99999999999999999999: number out of range (at most 4294967295)", ""},
+		{"negative number", "[Unit]\nStartLimitBurst=-1\n" + service(), "x.service:2: [Unit] StartLimitBurst=-1: invalid number (want a non-negative decimal integer)", ""},
+		{"time span out of range", service("TimeoutStopSec=18446744073709551616us"), "x.service:3: [Service] TimeoutStopSec=18446744073709551616us: time span out of range (want a time span like 90s or 1min 30s, or infinity)", ""},
+		{"time span past Duration", service("RestartSec=300y"), "x.service:3: [Service] RestartSec=300y: time span out of range (want a time span like 100ms, 5s or 1min 30s)", ""},
+		{"long number", service("RestartSec=" + strings.Repeat("9", 5000)), "x.service:3: [Service] RestartSec=" + strings.Repeat("9", 200) + "… (5000 bytes): time span out of range (want a time span like 100ms, 5s or 1min 30s)", ""},
+		{"signal out of range", service("KillSignal=99999999999999999999"), "x.service:3: [Service] KillSignal=99999999999999999999: signal number out of range (want 1 to 64)", ""},
+		{"long invalid value", service("Environment=" + x(500_000)), "x.service:3: [Service] Environment=" + x(200) + `… (500000 bytes): invalid assignment "` + x(200) + `"… (500000 bytes) (want NAME=VALUE, NAME made of letters, digits and _, not starting with a digit)`, ""},
+		{"long executable", "[Service]\nExecStart=bin/" + x(100_000) + "\n", "x.service:2: [Service] ExecStart=bin/" + x(196) + `… (100004 bytes): executable "bin/` + x(196) + `"… (100004 bytes) is neither an absolute path nor a file name`, ""},
+		{"long unknown key", service(x(300_000) + "=1"), "", "x.service:3: [Service] " + x(200) + "… (300000 bytes): unknown key, ignored"},
+		{"long valid values", "[Unit]\nDescription=" + x(300_000) + "\n" + service("Environment=A="+x(300_000), "User="+x(300_000)), "", ""},
+		{"duplicate sections", "[Service]\nExecStart=/bin/true\n[Unit]\nDescription=a\n[Service]\nType=notify\n[Unit]\nDescription=b\n", "", ""},
+		{"section header without end", service("[Service"), `x.service:3: syntax error: section header without "]"`, ""},
+		{"many sections", strings.Repeat("[Service]\n", 10_000) + service(), "", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			u, err := Parse("x.service", strings.NewReader(tt.in))
+			if tt.err != "" {
+				if err == nil {
+					t.Fatalf("no error, want %.400s", tt.err)
+				}
+				first, _, _ := strings.Cut(err.Error(), "\n")
+				if u != nil || first != tt.err {
+					t.Errorf("error\n%.400s\nwant\n%.400s", first, tt.err)
+				}
+				var pe *ParseError
+				if !errors.As(err, &pe) || pe.File != "x.service" || pe.Line < 1 {
+					t.Errorf("error %#v is not a ParseError with a line", pe)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("error %.400v", err)
+			}
+			var first string
+			if len(u.Warnings) > 0 {
+				first = u.Warnings[0].String()
+			}
+			if first != tt.warn {
+				t.Errorf("first warning %q, want %q", first, tt.warn)
+			}
+		})
+	}
+
+	u := mustParse(t, "x.service", "[Service]\nExecStart=/bin/true\n[Unit]\nDescription=a\n[Service]\nType=notify\n[Unit]\nDescription=b\n")
+	if u.Type != TypeNotify || u.Description != "b" {
+		t.Errorf("duplicate sections: Type=%v, Description=%q; want them merged, the last value winning", u.Type, u.Description)
+	}
+	u = mustParse(t, "x.service", "\uFEFF[Unit]\nDescription=bom\n"+service())
+	if u.Description != "bom" || len(u.Warnings) != 0 {
+		t.Errorf("byte order mark: Description %q, warnings %v", u.Description, u.Warnings)
 	}
 }

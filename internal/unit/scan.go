@@ -2,10 +2,12 @@ package unit
 
 import (
 	"bytes"
-	"sort"
+	"fmt"
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	sdunit "github.com/coreos/go-systemd/v22/unit"
 )
 
 // The go-systemd parser returns options without line numbers. scan walks
@@ -49,25 +51,30 @@ type scanner struct {
 	data     []byte
 	pos      int
 	lastSize int
-	newlines []int // offsets of every '\n', to turn offsets into lines
+	// lineOff and line are an offset and the 1-based line it is on, from
+	// which lineOf counts: scan asks for the lines of increasing offsets.
+	lineOff, line int
 	scanResult
 }
 
 // scan returns the sections and options of a unit file.
 func scan(data []byte) (scanResult, *scanError) {
-	s := &scanner{data: data}
-	for i, b := range data {
-		if b == '\n' {
-			s.newlines = append(s.newlines, i)
-		}
-	}
+	s := &scanner{data: data, line: 1}
+	// An option takes a line and an '=': make room for as many options as
+	// there can be, so that the slice does not grow by copying.
+	s.options = make([]scannedOption, 0, min(bytes.Count(data, []byte{'\n'})+1, bytes.Count(data, []byte{'='})))
 	err := s.run()
 	return s.scanResult, err
 }
 
 // lineOf returns the 1-based line of the byte at offset off.
 func (s *scanner) lineOf(off int) int {
-	return 1 + sort.SearchInts(s.newlines, off)
+	if off < s.lineOff {
+		s.lineOff, s.line = 0, 1
+	}
+	s.line += bytes.Count(s.data[s.lineOff:off], []byte{'\n'})
+	s.lineOff = off
+	return s.line
 }
 
 func (s *scanner) readRune() (rune, bool) {
@@ -219,13 +226,66 @@ func joinContinuations(v string) string {
 	return strings.TrimSpace(strings.Join(kept, " "))
 }
 
-// longLine returns the first line longer than go-systemd's limit, or 0.
-func longLine(data []byte) int {
-	const max = 2048 // unit.SYSTEMD_LINE_MAX
-	for n, line := range bytes.Split(data, []byte{'\n'}) {
-		if len(line) >= max {
-			return n + 1
+// checkLines applies to data, a unit file, the checks systemd makes of
+// each line before its syntax, and returns a *ParseError for the first
+// line that fails them.
+//
+// systemd's config_parse() fails on a line, comments excepted, that is not
+// valid UTF-8 (log_syntax_invalid_utf8(), "String is not UTF-8 clean").
+// go-systemd reads an invalid byte in a key as U+FFFD, so the check must be
+// made here, on the raw bytes.
+//
+// Lines too long give errors wrapping ErrLineTooLong. config_parse() reads
+// each line with read_line(f, LONG_LINE_MAX, …), which fails once it has
+// read LONG_LINE_MAX bytes of a line without reaching its end: a line may
+// have at most MaxLineLength-1 bytes before its newline. Then it joins the
+// lines of a continued value (each ending in an unescaped backslash, which
+// becomes a space), skipping comment lines, and fails when they add up to
+// more than LONG_LINE_MAX bytes. Lines end at '\n' here, a '\r' before it
+// being part of the line ending; systemd also ends a line at a lone '\r',
+// so a line with one near the limit may be refused here and not there.
+func checkLines(file string, data []byte) error {
+	joined := -1 // the length of the continued line so far; -1 if none
+	for n := 1; len(data) > 0; n++ {
+		line, rest, _ := bytes.Cut(data, []byte{'\n'})
+		data = rest
+		line = bytes.TrimSuffix(line, []byte{'\r'})
+		if len(line) >= MaxLineLength {
+			return &ParseError{File: file, Line: n, Err: fmt.Errorf("%w (%d bytes, at most %d before the newline)", ErrLineTooLong, len(line), MaxLineLength-1)}
+		}
+		if t := bytes.TrimLeft(line, whitespace); len(t) > 0 && (t[0] == '#' || t[0] == ';') {
+			continue
+		}
+		if !utf8.Valid(line) {
+			return &ParseError{File: file, Line: n, Err: fmt.Errorf("line is not valid UTF-8: %s", quote(string(line)))}
+		}
+		total := len(line)
+		if joined >= 0 {
+			total += joined
+			if total > MaxLineLength {
+				return &ParseError{File: file, Line: n, Err: fmt.Errorf("%w (%d bytes with the lines it continues, at most %d)", ErrLineTooLong, total, MaxLineLength)}
+			}
+		}
+		joined = -1
+		if endsInEscape(line) {
+			joined = total
 		}
 	}
-	return 0
+	return nil
+}
+
+// endsInEscape reports whether line ends in a backslash that is not itself
+// escaped, which continues it on the next line in systemd.
+func endsInEscape(line []byte) bool {
+	n := len(line) - len(bytes.TrimRight(line, "\\"))
+	return n%2 == 1
+}
+
+// unitOptions returns the options as go-systemd returns them.
+func (r scanResult) unitOptions() []*sdunit.UnitOption {
+	opts := make([]*sdunit.UnitOption, len(r.options))
+	for i, o := range r.options {
+		opts[i] = &sdunit.UnitOption{Section: o.section, Name: o.name, Value: o.value}
+	}
+	return opts
 }

@@ -3,29 +3,36 @@ package unit
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"testing/iotest"
 
 	sdunit "github.com/coreos/go-systemd/v22/unit"
 )
 
+// goSystemdOptions returns the options go-systemd finds in data, without
+// its limit on the length of lines. go-systemd checks that limit only when
+// its bufio.Reader holds 2048 bytes, which never happens when it is fed one
+// byte at a time. luod does not rely on that (see readOptions), but the
+// tests use it to check scan against go-systemd on long lines too.
+func goSystemdOptions(data []byte) ([]*sdunit.UnitOption, error) {
+	return sdunit.DeserializeOptions(iotest.OneByteReader(bytes.NewReader(data)))
+}
+
 // checkScanMatchesGoSystemd fails when scan and go-systemd disagree on data:
-// scan must accept exactly what go-systemd accepts (except for
-// go-systemd's line length limit) and find the same options in the same
-// order.
+// scan must accept exactly what go-systemd accepts (without go-systemd's
+// limit on line length) and find the same options in the same order.
 func checkScanMatchesGoSystemd(t testing.TB, data []byte) {
 	t.Helper()
-	sdOpts, sdErr := sdunit.DeserializeOptions(bytes.NewReader(data))
+	sdOpts, sdErr := goSystemdOptions(data)
 	res, scanErr := scan(data)
 	scanned := res.options
 	switch {
 	case sdErr != nil && scanErr == nil:
-		if !errors.Is(sdErr, sdunit.ErrLineTooLong) {
-			t.Fatalf("go-systemd fails (%v) but scan does not on %q", sdErr, data)
-		}
-		return
+		t.Fatalf("go-systemd fails (%v) but scan does not on %q", sdErr, data)
 	case sdErr == nil && scanErr != nil:
 		t.Fatalf("scan fails (line %d: %s) but go-systemd does not on %q", scanErr.line, scanErr.msg, data)
 	case sdErr != nil:
@@ -79,6 +86,7 @@ var scanCorpus = []string{
 	"\n\n\n[S]\n\n\nA=1\n\n\nB=2",
 	"[S]\nA=1\rB=2\n",
 	"[S]\nA=x;y#z\n",
+	"[S]\nA=" + strings.Repeat("long ", 1000) + "\nB=2\n# " + strings.Repeat("x", 3000) + "\nC=3\n",
 }
 
 func TestScanMatchesGoSystemd(t *testing.T) {
@@ -191,15 +199,67 @@ func TestJoinContinuations(t *testing.T) {
 	}
 }
 
-func TestLongLine(t *testing.T) {
+// TestGoSystemdLineLimit checks what readOptions relies on: go-systemd
+// refuses a line of 2048 bytes with ErrLineTooLong, and scan reads the same
+// options as go-systemd without that limit.
+func TestGoSystemdLineLimit(t *testing.T) {
 	t.Parallel()
-	data := []byte("[Service]\nA=" + strings.Repeat("x", 3000) + "\n")
-	if got := longLine(data); got != 2 {
-		t.Errorf("longLine = %d, want 2", got)
+	data := []byte("[Service]\nA=" + strings.Repeat("x", 3000) + "\nB=2\n")
+	if _, err := sdunit.DeserializeOptions(bytes.NewReader(data)); !errors.Is(err, sdunit.ErrLineTooLong) {
+		t.Errorf("go-systemd on a line of 3002 bytes: %v, want ErrLineTooLong", err)
 	}
-	_, err := Parse("a.service", bytes.NewReader(data))
-	var pe *ParseError
-	if !errors.As(err, &pe) || pe.Line != 2 || !errors.Is(err, sdunit.ErrLineTooLong) {
-		t.Errorf("Parse(long line) = %v, want a ParseError at line 2 wrapping ErrLineTooLong", err)
+	opts, err := goSystemdOptions(data)
+	if err != nil || len(opts) != 2 || len(opts[0].Value) != 3000 {
+		t.Fatalf("go-systemd fed byte by byte: %v, %v", opts, err)
+	}
+	checkScanMatchesGoSystemd(t, data)
+}
+
+func TestCheckLines(t *testing.T) {
+	t.Parallel()
+	const max = MaxLineLength
+	x := func(n int) string { return strings.Repeat("x", n) }
+	tests := []struct {
+		name string
+		in   string
+		line int    // of the error, 0 for none
+		msg  string // the error after "x.service:line: "
+	}{
+		{"short", "[S]\nA=1\n", 0, ""},
+		{"longest line", "[S]\nA=" + x(max-3) + "\nB=1\n", 0, ""},
+		{"longest line, CRLF", "[S]\r\nA=" + x(max-3) + "\r\nB=1\n", 0, ""},
+		{"longest line at the end", "[S]\nA=" + x(max-3), 0, ""},
+		{"line too long", "[S]\nA=" + x(max-2) + "\nB=1\n", 2, "line too long (1048576 bytes, at most 1048575 before the newline)"},
+		{"line too long at the end", "[S]\nA=" + x(max-2), 2, "line too long (1048576 bytes, at most 1048575 before the newline)"},
+		{"comment too long", "[S]\n#" + x(max) + "\n", 2, "line too long (1048577 bytes"},
+		{"longest continuation", "[S]\nA=" + x(max/2-3) + "\\\n" + x(max/2) + "\n", 0, ""},
+		{"continuation too long", "[S]\nA=" + x(max/2-2) + "\\\n" + x(max/2) + "\n", 3, "line too long (1048577 bytes with the lines it continues, at most 1048576)"},
+		{"an empty line ends a continuation", "[S]\nA=" + x(max/2-2) + "\\\n\n" + x(max/2) + "\n", 0, ""},
+		{"comments are not joined", "[S]\nA=" + x(max/2-3) + "\\\n#" + x(max/2) + "\n" + x(max/2) + "\n", 0, ""},
+		{"escaped backslash ends the line", "[S]\nA=" + x(max/2-4) + "\\\\\n" + x(max/2) + "\n", 0, ""},
+		{"three backslashes continue it", "[S]\nA=" + x(max/2-4) + "\\\\\\\n" + x(max/2) + "\n", 3, "too long (1048577 bytes with the lines it continues"},
+		{"invalid UTF-8", "[S]\nA=1\nB=\xc3\n", 3, `line is not valid UTF-8: "B=\xc3"`},
+		{"invalid UTF-8 in a comment", "[S]\n # \xc3\n;\xff\nA=1\n", 0, ""},
+		{"valid UTF-8", "[S]\nA=caf\xc3\xa9 \U0001F600\n", 0, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			err := checkLines("x.service", []byte(tt.in))
+			if tt.line == 0 {
+				if err != nil {
+					t.Errorf("error %v", err)
+				}
+				return
+			}
+			var pe *ParseError
+			prefix := fmt.Sprintf("x.service:%d: ", tt.line)
+			if !errors.As(err, &pe) || pe.Line != tt.line || !strings.HasPrefix(err.Error(), prefix) || !strings.Contains(err.Error(), tt.msg) {
+				t.Errorf("error %v, want %q", err, prefix+tt.msg)
+			}
+			if tooLong := strings.Contains(tt.msg, "too long"); errors.Is(err, ErrLineTooLong) != tooLong {
+				t.Errorf("error %v wraps ErrLineTooLong: %v, want %v", err, !tooLong, tooLong)
+			}
+		})
 	}
 }

@@ -2,10 +2,13 @@ package unit
 
 import (
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
+	"unicode"
+	"unicode/utf8"
 )
 
 // A Unit is a service unit as loaded from its file: every setting luod
@@ -61,6 +64,37 @@ type Unit struct {
 	// KillSignal is KillSignal=, DefaultKillSignal (SIGTERM) by default.
 	KillSignal syscall.Signal
 
+	// StartLimitIntervalSec and StartLimitBurst are StartLimitIntervalSec=
+	// and StartLimitBurst= of [Unit] (systemd.unit(5)): a unit started
+	// more than StartLimitBurst times within StartLimitIntervalSec may not
+	// be started again, by Restart= or otherwise, until that long has
+	// passed since the first of those starts. The defaults are
+	// DefaultStartLimitIntervalSec and DefaultStartLimitBurst. As in
+	// systemd (ratelimit_configured()), 0 in either turns the limit off
+	// (see StartLimitEnabled), and "infinity" gives Infinity, an interval
+	// that never ends: the unit starts at most StartLimitBurst times until
+	// the manager resets its count. The deprecated spellings
+	// StartLimitInterval= (in [Unit] or [Service]) and StartLimitBurst= in
+	// [Service] set them too, with a warning.
+	StartLimitIntervalSec time.Duration
+	StartLimitBurst       uint
+
+	// LogRateLimitIntervalSec and LogRateLimitBurst are
+	// LogRateLimitIntervalSec= and LogRateLimitBurst= (systemd.exec(5)):
+	// when the service logs more than LogRateLimitBurst messages within
+	// LogRateLimitIntervalSec, the other messages of that interval are
+	// dropped, and a message says how many were. The defaults are
+	// journald's, DefaultLogRateLimitIntervalSec and
+	// DefaultLogRateLimitBurst. Unlike the start limit, a unit cannot turn
+	// this one off with 0: systemd does not pass a unit's 0 on to
+	// journald, which then applies its own RateLimitIntervalSec= and
+	// RateLimitBurst= (journald.conf(5)). So 0 gives the default here, with
+	// a warning, and neither field is ever 0 in a Unit from Parse or Load.
+	// "infinity" gives Infinity, an interval that never ends: after
+	// LogRateLimitBurst messages, all are dropped.
+	LogRateLimitIntervalSec time.Duration
+	LogRateLimitBurst       uint
+
 	// NotifyAccess is NotifyAccess= as written; see EffectiveNotifyAccess.
 	NotifyAccess NotifyAccess
 	// NotifyAccessExplicit reports whether the file set NotifyAccess=.
@@ -81,6 +115,8 @@ type Unit struct {
 	// Warnings are the non-fatal diagnostics: unknown or unsupported
 	// keys and sections, duplicate session names, ignored escape
 	// sequences, settings that have no effect. They are sorted by line.
+	// There are at most MaxDiagnostics of them, the first found, and then
+	// a last one, without a line, saying how many more were left out.
 	Warnings []Warning
 }
 
@@ -89,7 +125,27 @@ const (
 	DefaultRestartSec = 100 * time.Millisecond
 	DefaultTimeout    = 90 * time.Second
 	DefaultKillSignal = syscall.SIGTERM
+
+	// DefaultStartLimitIntervalSec and DefaultStartLimitBurst are the
+	// defaults of systemd's DefaultStartLimitIntervalSec= and
+	// DefaultStartLimitBurst= (systemd-system.conf(5)).
+	DefaultStartLimitIntervalSec = 10 * time.Second
+	DefaultStartLimitBurst       = 5
+
+	// DefaultLogRateLimitIntervalSec and DefaultLogRateLimitBurst are the
+	// defaults of journald's RateLimitIntervalSec= and RateLimitBurst=
+	// (journald.conf(5)), which systemd applies to a unit that does not
+	// set LogRateLimitIntervalSec= and LogRateLimitBurst=.
+	DefaultLogRateLimitIntervalSec = 30 * time.Second
+	DefaultLogRateLimitBurst       = 10000
 )
+
+// Infinity is the time span "infinity" in the settings where it is not the
+// same as 0, StartLimitIntervalSec= and LogRateLimitIntervalSec=: the
+// largest time.Duration, about 292 years, longer than any finite time span
+// a unit file can give. (In timeouts, "infinity" gives 0, no timeout, as in
+// systemd.)
+const Infinity time.Duration = math.MaxInt64
 
 // EffectiveNotifyAccess returns who may send notifications: NotifyAccess=
 // when it is set; otherwise NotifyAccessMain when the service uses the
@@ -104,6 +160,13 @@ func (u *Unit) EffectiveNotifyAccess() NotifyAccess {
 		return NotifyAccessMain
 	}
 	return NotifyAccessNone
+}
+
+// StartLimitEnabled reports whether the start rate limit applies: both
+// StartLimitIntervalSec and StartLimitBurst are above zero (systemd's
+// ratelimit_configured()).
+func (u *Unit) StartLimitEnabled() bool {
+	return u.StartLimitIntervalSec > 0 && u.StartLimitBurst > 0
 }
 
 // EffectiveFileDescriptorStoreMax returns the size of the service's fd
@@ -234,19 +297,22 @@ type Warning struct {
 // String formats w as "file:line: [Section] Key: message", leaving out the
 // parts w does not have.
 func (w Warning) String() string {
-	return location(w.File, w.Line, w.Section, w.Key) + w.Message
+	return location(w.File, w.Line, w.Section, shown(w.Key)) + w.Message
 }
 
-// location formats "file:line: [Section] Key: ".
+// location formats "file:line: [Section] Key: ", where key is as shown.
 func location(file string, line int, section, key string) string {
 	var b strings.Builder
+	if !printable(file) {
+		file = strconv.Quote(file)
+	}
 	b.WriteString(file)
 	if line > 0 {
 		fmt.Fprintf(&b, ":%d", line)
 	}
 	b.WriteString(": ")
 	if section != "" {
-		fmt.Fprintf(&b, "[%s]", section)
+		fmt.Fprintf(&b, "[%s]", shown(section))
 		if key != "" {
 			b.WriteString(" " + key)
 		}
@@ -257,9 +323,53 @@ func location(file string, line int, section, key string) string {
 	return b.String()
 }
 
+// maxShown is how much of a value, key or word messages show.
+const maxShown = 200
+
+// shown returns s as messages show it: quoted if it has characters that
+// are not printable (control characters, C1 controls, bidirectional
+// overrides, …) or is not valid UTF-8, so that a unit file cannot write to
+// a terminal or log through them; cut after maxShown bytes, saying how long
+// it is, if it is longer.
+func shown(s string) string {
+	cut := ""
+	if len(s) > maxShown {
+		cut = fmt.Sprintf("… (%d bytes)", len(s))
+		s = truncate(s, maxShown)
+	}
+	if !printable(s) {
+		s = strconv.Quote(s)
+	}
+	return s + cut
+}
+
+// printable reports whether s is valid UTF-8 made of printable characters
+// and spaces (unicode.IsPrint), which strconv.Quote leaves as they are.
+func printable(s string) bool {
+	return utf8.ValidString(s) && strings.IndexFunc(s, func(r rune) bool { return !unicode.IsPrint(r) }) < 0
+}
+
+// quote is strconv.Quote(s) for messages: cut after maxShown bytes, saying
+// how long s is, if it is longer.
+func quote(s string) string {
+	if len(s) <= maxShown {
+		return strconv.Quote(s)
+	}
+	return strconv.Quote(truncate(s, maxShown)) + fmt.Sprintf("… (%d bytes)", len(s))
+}
+
+// truncate cuts s to at most n bytes, not in the middle of a character.
+func truncate(s string, n int) string {
+	for i := 0; i < utf8.UTFMax-1 && n > 0 && !utf8.RuneStart(s[n]); i++ {
+		n--
+	}
+	return s[:n]
+}
+
 // A ParseError reports why a unit file cannot be loaded. Parse and Load
 // return the errors of a file joined (errors.Join), one per problem, each
-// a *ParseError; use errors.As to get the first.
+// a *ParseError; use errors.As to get the first. After MaxDiagnostics of
+// them, a last one says how many more there were.
 type ParseError struct {
 	// File is the unit's path, or its name when it was parsed from a
 	// reader.
@@ -276,15 +386,13 @@ type ParseError struct {
 	Err error
 }
 
-// Error formats e as "file:line: [Section] Key=Value: reason".
+// Error formats e as "file:line: [Section] Key=Value: reason". The key and
+// value are quoted if they have control characters or are not valid UTF-8,
+// and cut if they are long.
 func (e *ParseError) Error() string {
-	key := e.Key
-	if e.Line > 0 && key != "" {
-		v := e.Value
-		if hasControl(v) {
-			v = strconv.Quote(v)
-		}
-		key += "=" + v
+	key := shown(e.Key)
+	if e.Line > 0 && e.Key != "" {
+		key += "=" + shown(e.Value)
 	}
 	return location(e.File, e.Line, e.Section, key) + e.Err.Error()
 }

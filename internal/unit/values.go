@@ -210,6 +210,19 @@ func parseTimeout(s string) (time.Duration, error) {
 	return usecToDuration(usec)
 }
 
+// parseInterval parses the interval of a rate limit, where "infinity" is
+// Infinity.
+func parseInterval(s string) (time.Duration, error) {
+	usec, err := parseTimespan(s)
+	if err != nil {
+		return 0, err
+	}
+	if usec == usecInfinity {
+		return Infinity, nil
+	}
+	return usecToDuration(usec)
+}
+
 func usecToDuration(usec uint64) (time.Duration, error) {
 	if usec > math.MaxInt64/uint64(time.Microsecond) {
 		return 0, errTimespanRange
@@ -301,7 +314,7 @@ func parseUnsigned(s string) (uint, error) {
 	}
 	n, err := strconv.ParseUint(s, 10, 32)
 	if err != nil {
-		return 0, errors.New("number out of range")
+		return 0, fmt.Errorf("number out of range (at most %d)", uint32(math.MaxUint32))
 	}
 	return uint(n), nil
 }

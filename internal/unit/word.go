@@ -132,7 +132,7 @@ func extractWordWarn(s string, flags extractFlags) (word, rest string, found boo
 	}
 	word, rest, found, err = extractFirstWord(s, flags|extractUnescapeRelax)
 	if err == nil {
-		return word, rest, found, fmt.Sprintf("ignoring unknown escape sequences in %q", word), nil
+		return word, rest, found, fmt.Sprintf("ignoring unknown escape sequences in %s", quote(word)), nil
 	}
 	return "", "", false, "", errors.New("unbalanced quoting")
 }
