@@ -8,6 +8,8 @@ import (
 	"os"
 	"strings"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/liveupdate/luo/internal/unit"
 )
 
@@ -30,7 +32,7 @@ func (m *Manager) readUnitDirs() ([]*unit.Unit, []error) {
 	var errs []error
 	seen := map[string]bool{}
 	for _, dir := range m.cfg.UnitDirs {
-		ents, err := os.ReadDir(dir)
+		names, err := listDir(dir)
 		if err != nil {
 			if !errors.Is(err, os.ErrNotExist) {
 				errs = append(errs, fmt.Errorf("unit directory: %w", err))
@@ -44,11 +46,23 @@ func (m *Manager) readUnitDirs() ([]*unit.Unit, []error) {
 			}
 		}
 		errs = append(errs, es...)
-		for _, e := range ents {
-			seen[e.Name()] = true
+		for _, n := range names {
+			seen[n] = true
 		}
 	}
 	return defs, errs
+}
+
+// listDir lists the names in a directory, failing at once (ENOTDIR) when
+// dir is something else, such as a FIFO that an open would block on.
+func listDir(dir string) ([]string, error) {
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, &os.PathError{Op: "open", Path: dir, Err: err}
+	}
+	f := os.NewFile(uintptr(fd), dir)
+	defer f.Close()
+	return f.Readdirnames(-1)
 }
 
 func (m *Manager) addUnit(d *unit.Unit) *Unit {

@@ -205,3 +205,43 @@ func TestStatusFloodDoesNotFloodTheLog(t *testing.T) {
 		t.Errorf("20,000 STATUS= messages made %d log lines at info level", lines)
 	}
 }
+
+// TestHostileUnitFilesDoNotBlock: a FIFO named x.service in a unit
+// directory blocked luod's main loop at boot and at every daemon-reload:
+// no unit started, every call hung. So did a unit directory that is a
+// FIFO. Neither blocks now; the good unit runs and the error names the
+// file.
+func TestHostileUnitFilesDoNotBlock(t *testing.T) {
+	d := luodtest.Start(t, map[string]string{"good.service": svc("")})
+	fifoDir := filepath.Join(d.Dir, "fifo-dir")
+	for _, p := range []string{filepath.Join(d.Units, "x.service"), fifoDir} {
+		if err := syscall.Mkfifo(p, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	d.WaitUnit("good.service", "active", active)
+	done := make(chan control.ReloadReply, 1)
+	go func() {
+		var r control.ReloadReply
+		d.MustCall(control.MethodReload, nil, &r)
+		done <- r
+	}()
+	select {
+	case r := <-done:
+		if !strings.Contains(strings.Join(r.Errors, "\n"), "x.service: not a regular file (a FIFO)") {
+			t.Errorf("reload errors %q do not name the FIFO", r.Errors)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("daemon-reload hangs on a FIFO named x.service")
+	}
+	if u := d.Unit("good.service"); u.ActiveState != "active" {
+		t.Errorf("good.service %s", u.ActiveState)
+	}
+	// At boot, with the FIFO already there and a unit directory that is
+	// a FIFO.
+	d2 := luodtest.Start(t, map[string]string{"good.service": svc("")}, "-units", d.Units+":"+fifoDir)
+	d2.WaitUnit("good.service", "active", active)
+	if !strings.Contains(d2.Log(), "not a regular file (a FIFO)") {
+		t.Error("luod did not log the FIFO unit file")
+	}
+}
