@@ -258,6 +258,7 @@ func (a *app) rootCommand() *cobra.Command {
 		a.jobCommand("restart", control.MethodRestartUnit, "Restart units and wait until they are up"),
 		a.fdstoreCommand(),
 		a.cleanCommand(),
+		a.resetFailedCommand(),
 		a.reloadCommand(),
 		a.reexecCommand(),
 		a.sessionsCommand(),

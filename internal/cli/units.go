@@ -411,3 +411,34 @@ closes every fd in the unit's store. Prints nothing unless --json is given.`,
 	cmd.Flags().StringSliceVar(&what, "what", []string{"fdstore"}, "what to drop: fdstore")
 	return cmd
 }
+
+func (a *app) resetFailedCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "reset-failed [UNIT...]",
+		Short: "Forget that units failed and how often they were started",
+		Long: `Forget that units failed, and the starts that count against their
+StartLimitBurst=, so that a unit that hit its start limit can be started
+again. Without a UNIT, every unit. Prints nothing unless --json is given.`,
+		ValidArgsFunction: a.completeUnits,
+		RunE: a.runE(queryTimeout, func(ctx context.Context, _ *cobra.Command, args []string) error {
+			c, err := a.dial(ctx)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			names := args
+			if len(names) == 0 {
+				names = []string{""}
+			}
+			var units []control.Unit
+			err = forUnits(ctx, c, names, control.MethodResetFailed, func(n string) any { return control.ResetFailedParams{Name: n} },
+				func(r control.Units) { units = append(units, r.Units...) })
+			if a.json {
+				if jerr := a.printJSON(nonNil(units)); jerr != nil {
+					return jerr
+				}
+			}
+			return err
+		}),
+	}
+}

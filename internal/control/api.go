@@ -23,6 +23,7 @@ const (
 	MethodStopUnit        = "StopUnit"
 	MethodRestartUnit     = "RestartUnit"
 	MethodCleanUnit       = "CleanUnit"
+	MethodResetFailed     = "ResetFailed"
 	MethodDumpFDStore     = "DumpFDStore"
 	MethodReload          = "Reload"
 	MethodReexec          = "Reexec"
@@ -123,6 +124,11 @@ type UnitReply struct {
 // Units is the reply of ListUnits.
 type Units struct {
 	Units []Unit `json:"units"`
+}
+
+// ResetFailedParams are the parameters of ResetFailed.
+type ResetFailedParams struct {
+	Name string `json:"name,omitempty"` // "" for every unit
 }
 
 // CleanParams are the parameters of CleanUnit.

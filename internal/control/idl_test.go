@@ -303,6 +303,7 @@ var methodTypes = map[string][2]any{
 	MethodStopUnit:        {UnitName{}, UnitReply{}},
 	MethodRestartUnit:     {UnitName{}, UnitReply{}},
 	MethodCleanUnit:       {CleanParams{}, UnitReply{}},
+	MethodResetFailed:     {ResetFailedParams{}, Units{}},
 	MethodDumpFDStore:     {UnitName{}, FDStore{}},
 	MethodReload:          {nil, ReloadReply{}},
 	MethodReexec:          {nil, nil},

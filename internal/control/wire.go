@@ -67,7 +67,7 @@ var serviceIDL string
 // managerIDL (a test keeps the two in step).
 var managerMethods = []string{
 	MethodGetManager, MethodListUnits, MethodGetUnit, MethodStartUnit,
-	MethodStopUnit, MethodRestartUnit, MethodCleanUnit, MethodDumpFDStore,
+	MethodStopUnit, MethodRestartUnit, MethodCleanUnit, MethodResetFailed, MethodDumpFDStore,
 	MethodReload, MethodReexec, MethodPowerOff, MethodReboot,
 	MethodListSessions, MethodPlanUpdate, MethodRunUpdate,
 	MethodGetUpdateReport,

@@ -4,11 +4,9 @@ package supervisor
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"strings"
-	"time"
 
 	"github.com/liveupdate/luo/internal/control"
 	"github.com/liveupdate/luo/internal/fdstore"
@@ -51,6 +49,8 @@ func (m *Manager) handle(ctx context.Context, call *control.Call) {
 		m.unitCall(ctx, call, func(u *Unit) (func() bool, ActiveState) { return u.restart(), Active })
 	case control.MethodCleanUnit:
 		m.cleanUnit(call)
+	case control.MethodResetFailed:
+		m.resetFailedCall(call)
 	case control.MethodDumpFDStore:
 		m.dumpFDStore(call)
 	case control.MethodReload:
@@ -231,6 +231,29 @@ func (m *Manager) cleanUnit(call *control.Call) {
 	}
 }
 
+func (m *Manager) resetFailedCall(call *control.Call) {
+	var p control.ResetFailedParams
+	if err := call.Params(&p); err != nil {
+		return
+	}
+	var rep control.Units
+	found := true
+	m.do(func() {
+		for _, u := range m.sortedUnits() {
+			if p.Name == "" || u.name == p.Name {
+				u.resetFailed()
+				rep.Units = append(rep.Units, u.info())
+			}
+		}
+		found = p.Name == "" || m.units[p.Name] != nil
+	})
+	if !found {
+		call.ReplyError(control.ErrNoSuchUnit, map[string]string{"name": p.Name})
+		return
+	}
+	call.Reply(rep)
+}
+
 // dumpFDStore answers DumpFDStore: each entry described, with what a kexec
 // would do with it (update.Decide, without asking the kernel).
 func (m *Manager) dumpFDStore(call *control.Call) {
@@ -288,115 +311,4 @@ func (m *Manager) sessions() control.Sessions {
 		}
 	}
 	return rep
-}
-
-// request turns the parameters of PlanUpdate and RunUpdate into an
-// update.Request, reading this kernel's command line when asked to reuse
-// it.
-func request(p control.UpdateParams) (update.Request, error) {
-	req := update.Request{Kind: update.Kexec, Target: kexec.Image{Kernel: p.Kernel, Initrd: p.Initrd, Cmdline: p.Cmdline},
-		AllowLoss: p.AllowLoss, RestartUnits: p.RestartUnits}
-	if p.NoKexec {
-		req.Kind = update.Soft
-	}
-	if p.StopTimeout != "" {
-		d, err := time.ParseDuration(p.StopTimeout)
-		if err != nil {
-			return req, fmt.Errorf("stop timeout: %w", err)
-		}
-		req.StopTimeout = d
-	}
-	if req.Kind == update.Kexec && (p.ReuseCmdline || p.Cmdline == "") {
-		cur, err := kexec.CurrentCmdline()
-		if err != nil {
-			return req, err
-		}
-		req.Target.Cmdline = strings.TrimSpace(cur + " " + p.Cmdline)
-	}
-	return req, nil
-}
-
-// updateCall reads the parameters of PlanUpdate and RunUpdate; it
-// answers and returns false when they are wrong.
-func updateCall(call *control.Call) (update.Request, bool) {
-	var p control.UpdateParams
-	if err := call.Params(&p); err != nil {
-		return update.Request{}, false
-	}
-	req, err := request(p)
-	if err != nil {
-		call.ReplyError(control.ErrUpdateFailed, control.UpdateFailure{Phase: string(update.PhasePlan), Message: err.Error()})
-		return req, false
-	}
-	return req, true
-}
-
-func (m *Manager) planUpdateCall(call *control.Call) {
-	if req, ok := updateCall(call); ok {
-		call.Reply(wirePlan(m.PlanUpdate(req), req.AllowLoss))
-	}
-}
-
-func (m *Manager) runUpdateCall(ctx context.Context, call *control.Call) {
-	req, ok := updateCall(call)
-	if !ok {
-		return
-	}
-	progress := func(phase update.Phase, msg string) {
-		if call.WantsMore() {
-			call.ReplyMore(control.Progress{Phase: string(phase), Message: msg, Time: time.Now()})
-		}
-	}
-	// The update must not be cut short by the client going away.
-	err := m.RunUpdate(context.WithoutCancel(ctx), req, progress)
-	var uerr *update.Error
-	switch {
-	case errors.Is(err, errUpdateInProgress):
-		call.ReplyError(control.ErrUpdateInProgress, map[string]string{"message": err.Error()})
-	case errors.As(err, &uerr):
-		call.ReplyError(control.ErrUpdateFailed, control.UpdateFailure{Phase: string(uerr.Phase), Message: uerr.Err.Error(), Restored: uerr.Restored})
-	default:
-		call.ReplyError(control.ErrUpdateFailed, control.UpdateFailure{Phase: "update", Message: fmt.Sprint(err)})
-	}
-}
-
-func wirePlan(p *update.Plan, allowLoss bool) control.Plan {
-	c := p.Counts()
-	w := control.Plan{Kind: string(p.Kind), Kernel: p.Target.Kernel, Initrd: p.Target.Initrd, Cmdline: p.Target.Cmdline,
-		Checks: []control.Check{}, Units: []control.PlanUnit{}, TotalBytes: c.Bytes, Preserved: c.Preserved + c.Inherited,
-		Sessions: c.Sessions, Lost: c.Lost, OK: p.Refusal(allowLoss) == nil}
-	if p.Kind != update.Kexec {
-		w.Kernel, w.Initrd, w.Cmdline = "", "", ""
-	}
-	for _, ch := range p.Checks {
-		w.Checks = append(w.Checks, control.Check{Name: ch.Name, OK: ch.OK, Detail: ch.Detail})
-	}
-	for _, u := range p.Units {
-		pu := control.PlanUnit{Name: u.Name, Active: u.Active, Preserve: u.Preserve.String(), Entries: []control.PlanEntry{}}
-		for _, e := range u.Entries {
-			pe := control.PlanEntry{Name: e.Name, Type: e.Type, Fate: string(e.Fate), Reason: e.Reason}
-			if e.Fate == update.FatePreserve {
-				pe.Bytes = e.Size
-			}
-			pu.Entries = append(pu.Entries, pe)
-		}
-		w.Units = append(w.Units, pu)
-	}
-	return w
-}
-
-func wireReport(r *update.Report) control.Report {
-	w := control.Report{Count: r.Count, Kind: string(r.Kind), From: r.From, To: r.To, Problems: r.Problems,
-		Timeline: []control.Event{}, Units: []control.ReportUnit{}}
-	for _, ev := range r.Timeline {
-		w.Timeline = append(w.Timeline, control.Event{Name: ev.Name, Unit: ev.Unit, Time: ev.Time})
-	}
-	for _, u := range r.Units {
-		ru := control.ReportUnit{Name: u.Name, Stopped: u.Stopped, Ready: u.Ready, Blackout: u.Blackout, Delivered: u.Delivered}
-		for _, e := range u.Lost {
-			ru.Lost = append(ru.Lost, control.PlanEntry{Name: e.Name, Type: e.Type, Fate: string(e.Fate), Reason: e.Reason})
-		}
-		w.Units = append(w.Units, ru)
-	}
-	return w
 }

@@ -31,7 +31,8 @@
 //	notify.go      notifications                   spawn_linux.go, shim_linux.go  starting processes
 //	procs_linux.go killing, sessions, reaping      signals_linux.go  signals, shutdown, PID 1
 //	load.go        unit files, daemon-reload       update.go    updates, from request to FINISH
-//	reexec_linux.go luod's own re-exec             control.go   the control API: the edge to wire types
+//	reexec_linux.go luod's own re-exec             control.go, control_update.go  the control API: the only
+//	                                                             place that builds wire types
 //
 // Imported by cmd/luod only. Needs root for most of what it does.
 package supervisor

@@ -179,7 +179,8 @@ func fdList(t *testing.T, pid int) []string {
 // TestRestartsLeakNothing restarts a service with a store 50 times and
 // checks luod's fd count.
 func TestRestartsLeakNothing(t *testing.T) {
-	d := luodtest.Start(t, map[string]string{"r.service": svc(`-store a=memfd:x -store s=socket`) + "FileDescriptorStoreMax=8\n"})
+	// 51 starts: far past the default start limit.
+	d := luodtest.Start(t, map[string]string{"r.service": "[Unit]\nStartLimitIntervalSec=0\n" + svc(`-store a=memfd:x -store s=socket`) + "FileDescriptorStoreMax=8\n"})
 	d.WaitUnit("r.service", "active", active)
 	d.MustCall(control.MethodRestartUnit, control.UnitName{Name: "r.service"}, nil)
 	before := countFDs(t, d.PID())

@@ -126,6 +126,7 @@ func (u *Unit) process() *update.Process {
 		Restarts: u.restarts, Consecutive: u.consecutive, Stopping: u.stopping, NotifyAccess: u.notifyAccessOverride,
 		StartedAt: u.startedAt, ReadyAt: u.readyAt, PendingStart: u.pendingStart, StopReason: u.stopReason,
 		HoldStore: u.holdStore, Timer: u.timerKind, TimerDeadline: u.timerDeadline, StoreMax: u.store.Max(), Missing: u.def == nil,
+		StartWindow: u.startWindow, Starts: u.starts,
 	}
 }
 
@@ -141,6 +142,7 @@ func (u *Unit) resumeProcess(p *update.Process) error {
 	u.status, u.errno, u.result, u.exitCode, u.exitSig = p.Status, p.Errno, p.Result, p.ExitCode, syscall.Signal(p.ExitSignal)
 	u.restarts, u.consecutive, u.stopping, u.notifyAccessOverride = p.Restarts, p.Consecutive, p.Stopping, p.NotifyAccess
 	u.startedAt, u.readyAt, u.pendingStart, u.stopReason, u.holdStore = p.StartedAt, p.ReadyAt, p.PendingStart, p.StopReason, p.HoldStore
+	u.startWindow, u.starts = p.StartWindow, p.Starts
 	if p.Timer != "" {
 		u.setTimer(p.Timer, max(time.Until(p.TimerDeadline), 0))
 	}

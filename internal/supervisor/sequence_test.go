@@ -156,7 +156,9 @@ func (u *seqUnit) add(e seqEntry) {
 }
 
 func (u *seqUnit) file() string {
-	s := "[Service]\nType=notify\nExecStart=@BIN@/testsvc -report @DIR@/report-" + u.name + " -ctl @DIR@/ctl-" + u.name + "\n" +
+	// The sequences restart units far more often than a start limit
+	// allows (TestStartLimit tests that).
+	s := "[Unit]\nStartLimitIntervalSec=0\n[Service]\nType=notify\nExecStart=@BIN@/testsvc -report @DIR@/report-" + u.name + " -ctl @DIR@/ctl-" + u.name + "\n" +
 		"TimeoutStopSec=10s\nFileDescriptorStoreMax=" + strconv.Itoa(u.max) + "\n"
 	if u.word != "" {
 		s += "FileDescriptorStorePreserve=" + u.word + "\n"
@@ -793,7 +795,7 @@ func (w *seqWorld) fdProblem() string {
 // the receiver had read. Now the loop is the only reader and drains the
 // socket before it reaps.
 func TestLastWordsAcrossReexec(t *testing.T) {
-	d := luodtest.Start(t, map[string]string{"last.service": svc(`-ready=false -store last=memfd:final -no-barrier -exit 1`) +
+	d := luodtest.Start(t, map[string]string{"last.service": "[Unit]\nStartLimitIntervalSec=0\n" + svc(`-ready=false -store last=memfd:final -no-barrier -exit 1`) +
 		"Type=simple\nFileDescriptorStoreMax=1\nFileDescriptorStorePreserve=on-success\n"})
 	gone := func(u control.Unit) bool { return u.ActiveState == "failed" && u.MainPID == 0 }
 	d.WaitUnit("last.service", "failed", gone)

@@ -311,7 +311,7 @@ func TestUnitFileProblems(t *testing.T) {
 // without a barrier. luod must store the fd before it handles the exit,
 // every time (systemd handles notifications before SIGCHLD).
 func TestLastWordsBeforeExit(t *testing.T) {
-	d := luodtest.Start(t, map[string]string{"last.service": svc(`-ready=false -store last=memfd:final -no-barrier -exit 0`) +
+	d := luodtest.Start(t, map[string]string{"last.service": "[Unit]\nStartLimitIntervalSec=0\n" + svc(`-ready=false -store last=memfd:final -no-barrier -exit 0`) +
 		"Type=simple\nFileDescriptorStoreMax=1\nFileDescriptorStorePreserve=yes\n"})
 	for i := range 20 {
 		u := d.WaitUnit("last.service", "dead", func(u control.Unit) bool { return u.ActiveState == "inactive" })

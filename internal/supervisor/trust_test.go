@@ -245,3 +245,33 @@ func TestHostileUnitFilesDoNotBlock(t *testing.T) {
 		t.Error("luod did not log the FIFO unit file")
 	}
 }
+
+// TestStartLimit: a unit that crashes at once restarted forever (21 times
+// in a row in one run). With systemd's defaults, the sixth start within
+// 10 s is refused and the unit fails with start-limit-hit; a start by
+// hand is refused too, until reset-failed.
+func TestStartLimit(t *testing.T) {
+	d := luodtest.Start(t, map[string]string{"crash.service": "[Service]\nType=simple\nExecStart=/bin/false\nRestart=always\nRestartSec=10ms\n"})
+	u := d.WaitUnit("crash.service", "start-limit-hit", func(u control.Unit) bool { return u.Result == "start-limit-hit" })
+	// Five starts (the first and four restarts); the fifth restart, like
+	// systemd's, is counted and refused.
+	if u.ActiveState != "failed" || u.Restarts != 5 {
+		t.Errorf("after the limit: %s, %d restarts (want failed at the fifth restart)", u.ActiveState, u.Restarts)
+	}
+	if err := d.Call(control.MethodStartUnit, control.UnitName{Name: "crash.service"}, nil); err == nil {
+		t.Error("a start by hand within the interval was not refused")
+	}
+	if !strings.Contains(d.Log(), "start request repeated too quickly") {
+		t.Error("no log line about the start limit")
+	}
+	out, code := luoctl(t, d, "reset-failed", "crash.service")
+	if code != 0 {
+		t.Fatalf("reset-failed: exit %d: %s", code, out)
+	}
+	if u := d.Unit("crash.service"); u.ActiveState != "inactive" || u.Result != "" {
+		t.Errorf("after reset-failed: %s result %q", u.ActiveState, u.Result)
+	}
+	// Starts again (and, crashing on, hits the limit again).
+	d.Call(control.MethodStartUnit, control.UnitName{Name: "crash.service", NoBlock: true}, nil)
+	d.WaitUnit("crash.service", "start-limit-hit again", func(u control.Unit) bool { return u.Result == "start-limit-hit" && u.Restarts > 5 })
+}

@@ -14,12 +14,13 @@ import (
 
 // Results, as in systemd.
 const (
-	resultSuccess   = "success"
-	resultExit      = "exit-code"
-	resultSignal    = "signal"
-	resultTimeout   = "timeout"
-	resultExec      = "exec"
-	resultResources = "resources"
+	resultSuccess    = "success"
+	resultExit       = "exit-code"
+	resultSignal     = "signal"
+	resultTimeout    = "timeout"
+	resultExec       = "exec"
+	resultResources  = "resources"
+	resultStartLimit = "start-limit-hit"
 )
 
 // Unit is a unit's runtime state. Owned by the loop.
@@ -68,6 +69,10 @@ type Unit struct {
 	group *cgroup.Group
 	// logLimit bounds the log lines its service's input makes (see say).
 	logLimit logLimit
+	// startWindow and starts count the starts of the current
+	// StartLimitIntervalSec= window (see startLimitHit).
+	startWindow time.Time
+	starts      int
 }
 
 func newUnit(m *Manager, name string) *Unit {
@@ -78,6 +83,7 @@ func newUnit(m *Manager, name string) *Unit {
 func (u *Unit) setDef(d *unit.Unit) {
 	u.def = d
 	u.loadErr = ""
+	u.logLimit.interval, u.logLimit.burst = d.LogRateLimitIntervalSec, int(min(d.LogRateLimitBurst, 1<<31-1))
 	for _, e := range u.store.SetMax(int(d.EffectiveFileDescriptorStoreMax())) {
 		u.m.log.Warn(fmt.Sprintf("dropping stored fd %q to honor FileDescriptorStoreMax=%d", e.Name, d.EffectiveFileDescriptorStoreMax()), "unit", u.name)
 		u.closeEntry(e)
@@ -149,6 +155,13 @@ func (u *Unit) start(why string) {
 	u.pendingStart = false
 	u.stopping = false
 	u.stopReason = ""
+	if u.startLimitHit(time.Now()) {
+		u.m.log.Warn("start request repeated too quickly, refusing to start", "unit", u.name,
+			"burst", u.def.StartLimitBurst, "interval", u.def.StartLimitIntervalSec.String())
+		u.result = resultStartLimit
+		u.enterDead(false)
+		return
+	}
 	if why != "auto-restart" {
 		u.consecutive = 0
 	}
@@ -173,6 +186,39 @@ func (u *Unit) start(why string) {
 	u.setState(StateStart)
 	if u.def.TimeoutStartSec > 0 {
 		u.setTimer("start", u.def.TimeoutStartSec)
+	}
+}
+
+// startLimitHit applies StartLimitIntervalSec= and StartLimitBurst= to a
+// start at now, as systemd's ratelimit_below: at most burst starts in a
+// window that begins with the first of them. It reports whether this start
+// is one too many.
+func (u *Unit) startLimitHit(now time.Time) bool {
+	if u.def == nil || !u.def.StartLimitEnabled() {
+		return false
+	}
+	if u.startWindow.IsZero() || u.def.StartLimitIntervalSec != unit.Infinity && now.Sub(u.startWindow) > u.def.StartLimitIntervalSec {
+		u.startWindow, u.starts = now, 0
+	}
+	if u.starts >= int(min(u.def.StartLimitBurst, 1<<31-1)) {
+		return true
+	}
+	u.starts++
+	return false
+}
+
+// resetFailed forgets that the unit failed and how often it started
+// (systemctl reset-failed).
+func (u *Unit) resetFailed() {
+	u.startWindow, u.starts, u.consecutive = time.Time{}, 0, 0
+	if u.state != StateFailed {
+		return
+	}
+	u.result = ""
+	if u.store.Len() > 0 {
+		u.setState(StatePinned)
+	} else {
+		u.setState(StateDead)
 	}
 }
 
@@ -243,7 +289,10 @@ func (u *Unit) restart() func() bool {
 	} else {
 		u.start("requested")
 	}
-	return func() bool { return u.startedAt != gen && u.settled() && u.state.Active() != Deactivating }
+	return func() bool {
+		refused := u.state == StateFailed && u.result == resultStartLimit
+		return refused || u.startedAt != gen && u.settled() && u.state.Active() != Deactivating
+	}
 }
 
 // settled reports whether a start is over: the unit is not activating, or

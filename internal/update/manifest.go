@@ -106,6 +106,9 @@ type Process struct {
 	HoldStore     bool      `json:"hold_store,omitempty"`
 	Timer         string    `json:"timer,omitempty"`
 	TimerDeadline time.Time `json:"timer_deadline,omitzero"`
+	// StartWindow and Starts are the start limit's count.
+	StartWindow time.Time `json:"start_window,omitzero"`
+	Starts      int       `json:"starts,omitempty"`
 	// StoreMax is the store's limit; Missing tells that the unit file was
 	// not found (the store is pinned).
 	StoreMax int  `json:"store_max"`
