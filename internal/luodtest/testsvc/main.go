@@ -82,6 +82,9 @@ func run() error {
 	ignoreTerm := flag.Bool("ignore-term", false, "ignore SIGTERM")
 	spam := flag.Int("spam", 0, "send this many FDSTORE=1 messages with one memfd each")
 	asChild := flag.Bool("as-child", false, "internal: act as the notifying child")
+	escape := flag.String("escape", "", "start a process that leaves the session (setsid) and is orphaned (a double fork), and write its pid to this file")
+	middle := flag.String("escape-middle", "", "internal: the middle process of -escape")
+	escapee := flag.String("as-escapee", "", "internal: the escaping process; its pid goes to this file")
 	socket := flag.String("socket", "", "notify this socket instead of $NOTIFY_SOCKET")
 	noBarrier := flag.Bool("no-barrier", false, "do not wait for luod to process the notifications")
 	ctl := flag.String("ctl", "", "serve commands on this unix socket, one per connection, from READY=1 on: "+
@@ -102,6 +105,21 @@ func run() error {
 	}
 	if *noBarrier {
 		barrier = false
+	}
+	if *escapee != "" {
+		return beEscapee(*escapee)
+	}
+	if *middle != "" {
+		// In a session of its own, it starts the escapee and exits at
+		// once, so the escapee is orphaned too.
+		return exec.Command("/proc/self/exe", "-as-escapee", *middle).Start()
+	}
+	if *escape != "" {
+		c := exec.Command("/proc/self/exe", "-escape-middle", *escape)
+		c.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+		if err := c.Run(); err != nil {
+			return err
+		}
 	}
 	if *asChild {
 		return notify(n, stores, removes, *nopoll, *status, *ready, *spam)
@@ -218,6 +236,17 @@ func serveCtl(l net.Listener, n *sdnotify.Notifier, nopoll bool) {
 			fmt.Fprintln(c, "ok")
 		}
 		c.Close()
+	}
+}
+
+// beEscapee is the process of -escape: it writes its pid and sleeps
+// (not select{}, which the runtime would take for a deadlock).
+func beEscapee(pidFile string) error {
+	if err := os.WriteFile(pidFile, []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
+		return err
+	}
+	for {
+		time.Sleep(time.Hour)
 	}
 }
 

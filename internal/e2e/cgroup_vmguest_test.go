@@ -1,0 +1,95 @@
+//go:build vmguest
+
+package e2e_test
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/liveupdate/luo/internal/control"
+	"github.com/liveupdate/luo/internal/luodtest"
+	"github.com/liveupdate/luo/internal/vm"
+)
+
+// TestCgroups runs in the stages of TestVMCgroups.
+func TestCgroups(t *testing.T) {
+	waitLuod(t, control.DefaultSocket)
+	switch vm.Stage() {
+	case 1:
+		waitActive(t, "big.service")
+		t.Run("escapee_stopped_with_unit", escapeeStopped)
+		t.Run("forged_mainpid_refused", forgedMainPID)
+		if t.Failed() {
+			return
+		}
+		liveUpdate(t)
+	case 2:
+		t.Run("restored_memory_charged_to_unit", restoredMemoryCharged)
+	}
+}
+
+func escapeeStopped(t *testing.T) {
+	var pid int
+	poll(t, "the escapee's pid", time.Minute, func() error {
+		b, err := os.ReadFile("/run/escapee")
+		if err != nil {
+			return err
+		}
+		pid, err = strconv.Atoi(strings.TrimSpace(string(b)))
+		return err
+	})
+	cg, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
+	if err != nil || strings.TrimSpace(string(cg)) != "0::/system.slice/esc.service" {
+		t.Errorf("the escapee %d is in %q (%v), want the unit's cgroup", pid, cg, err)
+	}
+	out, _ := luoctl(t, "status", "esc.service")
+	if !strings.Contains(out, "CGroup") || !strings.Contains(out, strconv.Itoa(pid)) {
+		t.Errorf("luoctl status does not list the escapee %d among the unit's processes", pid)
+	}
+	mustCall(t, control.MethodStopUnit, control.UnitName{Name: "esc.service"}, nil)
+	poll(t, "the escapee gone", 30*time.Second, func() error {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err == nil && !strings.Contains(string(b), ") Z ") {
+			return fmt.Errorf("process %d still runs", pid)
+		}
+		return nil
+	})
+}
+
+func forgedMainPID(t *testing.T) {
+	us := waitActive(t, "victim.service", "thief.service")
+	victim, thief := us["victim.service"].MainPID, us["thief.service"].MainPID
+	if ans, err := luodtest.Ctl("/run/thief", fmt.Sprintf("mainpid %d", victim)); ans != "ok" {
+		t.Fatalf("thief: %q %v", ans, err)
+	}
+	if got := unit(t, "thief.service").MainPID; got != thief {
+		t.Errorf("the thief's main PID is %d after MAINPID=%d, want its own %d", got, victim, thief)
+	}
+	mustCall(t, control.MethodStopUnit, control.UnitName{Name: "thief.service"}, nil)
+	if v := unit(t, "victim.service"); v.ActiveState != "active" || v.MainPID != victim {
+		t.Errorf("stopping the thief hurt the victim: %+v", v)
+	}
+}
+
+func restoredMemoryCharged(t *testing.T) {
+	us := waitActive(t, "big.service")
+	if st := parseStatus(t, us["big.service"].Status); st.origin != "luo" || st.verified != "ok" {
+		t.Fatalf("big.service did not get its state back: %q", st.raw)
+	}
+	b, err := os.ReadFile("/sys/fs/cgroup/system.slice/big.service/memory.current")
+	if err != nil {
+		t.Fatal(err)
+	}
+	charged, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("big.service memory.current: %d bytes (64 MiB restored)", charged)
+	if charged < 64<<20 {
+		t.Errorf("big.service is charged %d bytes, less than the 64 MiB restored for it: the restored pages went elsewhere", charged)
+	}
+}
