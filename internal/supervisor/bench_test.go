@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -119,4 +120,61 @@ func BenchmarkRestart100FDs(b *testing.B) {
 	b.ReportMetric(float64(full.Microseconds())/float64(b.N)/1000, "ms/restart-100fds")
 	b.ReportMetric(float64(empty.Microseconds())/float64(b.N)/1000, "ms/restart-0fds")
 	b.ReportMetric(float64(full)/float64(empty), "100fds/0fds")
+}
+
+// BenchmarkThousandUnits measures luod with 1,000 running units: its
+// resident memory and fd count once they are all up, and again after
+// 1,000 dumps of a store of 100 memfds. It reports them as metrics; one
+// iteration is the whole measurement (run with -benchtime 1x).
+func BenchmarkThousandUnits(b *testing.B) {
+	units := map[string]string{"store.service": svc(`-spam 100`) + "FileDescriptorStoreMax=100\n"}
+	for i := range 999 {
+		units[fmt.Sprintf("u%03d.service", i)] = "[Service]\nType=simple\nExecStart=/bin/sleep 100000\n"
+	}
+	for range b.N {
+		d := luodtest.Start(b, units, "-log-level", "warn")
+		deadline := time.Now().Add(5 * time.Minute)
+		for {
+			var us control.Units
+			d.MustCall(control.MethodListUnits, nil, &us)
+			up := 0
+			for _, u := range us.Units {
+				if u.ActiveState == "active" {
+					up++
+				}
+			}
+			if up == 1000 && d.Unit("store.service").FDStoreCount == 100 {
+				break
+			}
+			if time.Now().After(deadline) {
+				b.Fatalf("%d of 1,000 units up", up)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		b.ReportMetric(float64(rss(b, d.PID()))/(1<<20), "boot-rss-MiB")
+		b.ReportMetric(float64(luodtest.FDs(b, d.PID())), "boot-fds")
+		for range 1000 {
+			d.MustCall(control.MethodDumpFDStore, control.UnitName{Name: "store.service"}, nil)
+		}
+		b.ReportMetric(float64(rss(b, d.PID()))/(1<<20), "dumps-rss-MiB")
+		b.ReportMetric(float64(luodtest.FDs(b, d.PID())), "dumps-fds")
+	}
+}
+
+// rss is the resident memory of pid in bytes (VmRSS).
+func rss(b *testing.B, pid int) int64 {
+	b.Helper()
+	s, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for line := range strings.SplitSeq(string(s), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			var kb int64
+			fmt.Sscan(strings.TrimSuffix(strings.TrimSpace(v), " kB"), &kb)
+			return kb << 10
+		}
+	}
+	b.Fatal("no VmRSS")
+	return 0
 }
