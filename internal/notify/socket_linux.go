@@ -298,19 +298,7 @@ func (s *Socket) WaitReadable(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("notify: wait: %w", err)
 	}
-	if ctx.Done() != nil {
-		fired := make(chan struct{})
-		stop := context.AfterFunc(ctx, func() {
-			_ = s.f.SetReadDeadline(time.Unix(1, 0))
-			close(fired)
-		})
-		defer func() {
-			if !stop() {
-				<-fired
-				_ = s.f.SetReadDeadline(time.Time{})
-			}
-		}()
-	}
+	defer s.wakeOn(ctx)()
 	err := s.rc.Read(func(fd uintptr) bool { return s.queued(int(fd)) })
 	switch {
 	case s.closed.Load():
@@ -321,6 +309,26 @@ func (s *Socket) WaitReadable(ctx context.Context) error {
 		return fmt.Errorf("notify: wait: %w", err)
 	}
 	return nil
+}
+
+// wakeOn wakes a wait on the socket when ctx is done, by setting a read
+// deadline in the past; the function it returns undoes that, after the
+// callback has run if it started, before the next wait.
+func (s *Socket) wakeOn(ctx context.Context) (undo func()) {
+	if ctx.Done() == nil {
+		return func() {}
+	}
+	fired := make(chan struct{})
+	stop := context.AfterFunc(ctx, func() {
+		_ = s.f.SetReadDeadline(time.Unix(1, 0))
+		close(fired)
+	})
+	return func() {
+		if !stop() {
+			<-fired
+			_ = s.f.SetReadDeadline(time.Time{})
+		}
+	}
 }
 
 // queued reports whether a datagram is queued (an empty one included,
@@ -383,21 +391,7 @@ func (s *Socket) Receive(ctx context.Context) (*Message, error) {
 		return nil, fmt.Errorf("notify: receive: %w", net.ErrClosed)
 	}
 
-	if ctx.Done() != nil {
-		// Wake the poller when ctx is done; undo that before the next
-		// Receive, after the callback has run if it started.
-		fired := make(chan struct{})
-		stop := context.AfterFunc(ctx, func() {
-			_ = s.f.SetReadDeadline(time.Unix(1, 0))
-			close(fired)
-		})
-		defer func() {
-			if !stop() {
-				<-fired
-				_ = s.f.SetReadDeadline(time.Time{})
-			}
-		}()
-	}
+	defer s.wakeOn(ctx)()
 
 	var n, oobn, flags int
 	var rerr error

@@ -19,25 +19,6 @@ import (
 	"github.com/liveupdate/luo/internal/luodtest"
 )
 
-// countFDs counts the entries of /proc/PID/fd once the count is steady
-// (a control connection luod is still closing does not count).
-func countFDs(t *testing.T, pid int) int {
-	t.Helper()
-	prev := -1
-	for i := 0; i < 100; i++ {
-		ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(ents) == prev {
-			return prev
-		}
-		prev = len(ents)
-		time.Sleep(100 * time.Millisecond)
-	}
-	return prev
-}
-
 // TestBadDatagramsLeakNothing sends 100,000 datagrams that luod must drop
 // (embedded NUL, oversized, from no unit), each with an fd, and checks
 // that luod's fd table is the same size afterwards.
@@ -48,7 +29,7 @@ func TestBadDatagramsLeakNothing(t *testing.T) {
 	}
 	d := luodtest.Start(t, map[string]string{"a.service": svc("") + "FileDescriptorStoreMax=4\n"}, "-log-level", "error")
 	d.WaitUnit("a.service", "active", active)
-	before := countFDs(t, d.PID())
+	before := luodtest.FDs(t, d.PID())
 	beforeList := fdList(t, d.PID())
 
 	addr := &unix.SockaddrUnix{Name: filepath.Join(d.Runtime, "notify")}
@@ -100,7 +81,7 @@ func TestBadDatagramsLeakNothing(t *testing.T) {
 		break
 	}
 	unix.Close(b[0])
-	if after := countFDs(t, d.PID()); after != before {
+	if after := luodtest.FDs(t, d.PID()); after != before {
 		t.Fatalf("luod has %d fds after %d bad datagrams, %d before:\nbefore %v\nafter %v", after, n, before, beforeList, fdList(t, d.PID()))
 	}
 	if u := d.Unit("a.service"); u.FDStoreCount != 0 || u.ActiveState != "active" {
@@ -183,7 +164,7 @@ func TestRestartsLeakNothing(t *testing.T) {
 	d := luodtest.Start(t, map[string]string{"r.service": "[Unit]\nStartLimitIntervalSec=0\n" + svc(`-store a=memfd:x -store s=socket`) + "FileDescriptorStoreMax=8\n"})
 	d.WaitUnit("r.service", "active", active)
 	d.MustCall(control.MethodRestartUnit, control.UnitName{Name: "r.service"}, nil)
-	before := countFDs(t, d.PID())
+	before := luodtest.FDs(t, d.PID())
 	storedBefore := d.Unit("r.service").FDStoreCount
 	for range 50 {
 		d.MustCall(control.MethodRestartUnit, control.UnitName{Name: "r.service"}, nil)
@@ -192,7 +173,7 @@ func TestRestartsLeakNothing(t *testing.T) {
 	// entries go when the old instance's peer closes), so luod's fd count
 	// grows exactly as much as the store.
 	u := d.Unit("r.service")
-	after := countFDs(t, d.PID())
+	after := luodtest.FDs(t, d.PID())
 	if after-before != u.FDStoreCount-storedBefore {
 		t.Fatalf("luod went from %d to %d fds over 50 restarts with %d stored (%d before): leak of %d",
 			before, after, u.FDStoreCount, storedBefore, after-before-(u.FDStoreCount-storedBefore))

@@ -241,7 +241,7 @@ func newSeqWorld(t *testing.T, seed uint64) *seqWorld {
 		w.newInstance(u, 0)
 	}
 	w.check()
-	w.baseFDs = countFDs(t, w.pid)
+	w.baseFDs = luodtest.FDs(t, w.pid)
 	return w
 }
 
