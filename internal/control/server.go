@@ -192,6 +192,9 @@ type Server struct {
 	logf    func(string, ...any)
 	euid    uint32
 
+	writeTimeout  time.Duration // writeTimeout, or shorter in tests
+	rejectTimeout time.Duration // rejectTimeout, or shorter in tests
+
 	mu        sync.Mutex
 	version   string
 	path      string // socket file to remove on Close; "" when not ours
@@ -235,13 +238,15 @@ func newServer(ln *net.UnixListener, h Handler, logf func(string, ...any)) *Serv
 		logf = func(string, ...any) {}
 	}
 	return &Server{
-		ln:        ln,
-		handler:   h,
-		logf:      logf,
-		euid:      uint32(os.Geteuid()),
-		version:   buildVersion(),
-		conns:     make(map[*net.UnixConn]struct{}),
-		closeDone: make(chan struct{}),
+		ln:            ln,
+		handler:       h,
+		logf:          logf,
+		euid:          uint32(os.Geteuid()),
+		writeTimeout:  writeTimeout,
+		rejectTimeout: rejectTimeout,
+		version:       buildVersion(),
+		conns:         make(map[*net.UnixConn]struct{}),
+		closeDone:     make(chan struct{}),
 	}
 }
 
@@ -403,7 +408,8 @@ func (s *Server) Close() error {
 
 // serverConn is the write side of a connection.
 type serverConn struct {
-	nc *net.UnixConn
+	nc      *net.UnixConn
+	timeout time.Duration // of each write
 
 	mu  sync.Mutex
 	err error // sticky write error
@@ -417,7 +423,7 @@ func (c *serverConn) write(msg []byte) error {
 	if c.err != nil {
 		return c.err
 	}
-	_ = c.nc.SetWriteDeadline(time.Now().Add(writeTimeout))
+	_ = c.nc.SetWriteDeadline(time.Now().Add(c.timeout))
 	if _, err := c.nc.Write(msg); err != nil {
 		c.err = fmt.Errorf("write: %w", err)
 		c.nc.Close()
@@ -478,7 +484,7 @@ func (s *Server) serveConn(ctx context.Context, nc *net.UnixConn) {
 		<-readerDone
 	}()
 
-	sc := &serverConn{nc: nc}
+	sc := &serverConn{nc: nc, timeout: s.writeTimeout}
 	for {
 		var r readResult
 		select {
@@ -519,7 +525,7 @@ func (s *Server) protocolError(sc *serverConn, err error) {
 // PermissionDenied.
 func (s *Server) reject(nc *net.UnixConn, peer Ucred) {
 	s.logf("control: refusing connection from pid %d uid %d: not root", peer.PID, peer.UID)
-	_ = nc.SetDeadline(time.Now().Add(rejectTimeout))
+	_ = nc.SetDeadline(time.Now().Add(s.rejectTimeout))
 	if _, err := readMessage(bufio.NewReader(nc), MaxMessageSize); err != nil {
 		return
 	}

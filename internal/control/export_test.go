@@ -1,0 +1,10 @@
+package control
+
+import "time"
+
+// SetTimeouts sets the write and reject timeouts of s (see writeTimeout
+// and rejectTimeout), so that tests need not wait for the real ones. Call
+// it before Serve.
+func SetTimeouts(s *Server, write, reject time.Duration) {
+	s.writeTimeout, s.rejectTimeout = write, reject
+}
