@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"reflect"
@@ -47,7 +46,8 @@ const rootOnlyMessage = "luod's control socket is root-only"
 // closes the connection.
 //
 // ctx is cancelled when the Server closes and, except for oneway calls,
-// when the client hangs up. Work that must finish regardless (an update)
+// when the client hangs up or the connection breaks (a reply could not be
+// written in time). Work that must finish regardless (an update)
 // should run under context.WithoutCancel(ctx).
 type Handler func(ctx context.Context, call *Call)
 
@@ -465,8 +465,11 @@ func (s *Server) serveConn(ctx context.Context, nc *net.UnixConn) {
 		br := bufio.NewReaderSize(nc, 64<<10)
 		for {
 			data, err := readMessage(br, MaxMessageSize)
-			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-				cancel() // the client hung up
+			if err != nil && !errors.Is(err, errTooLarge) {
+				// The client hung up: end of file, or ECONNRESET when
+				// it left replies unread. Or a failed write closed the
+				// connection. Either way no reply can reach it.
+				cancel()
 			}
 			select {
 			case msgs <- readResult{data, err}:
