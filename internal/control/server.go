@@ -47,8 +47,9 @@ const rootOnlyMessage = "luod's control socket is root-only"
 //
 // ctx is cancelled when the Server closes and, except for oneway calls,
 // when the client hangs up or the connection breaks (a reply could not be
-// written in time). Work that must finish regardless (an update)
-// should run under context.WithoutCancel(ctx).
+// written in time). Calls the client sent before it hung up still run,
+// with ctx cancelled. Work that must finish regardless (an update) should run under
+// context.WithoutCancel(ctx).
 type Handler func(ctx context.Context, call *Call)
 
 // Ucred are a peer's credentials, taken with SO_PEERCRED when it
@@ -459,29 +460,14 @@ func (s *Server) serveConn(ctx context.Context, nc *net.UnixConn) {
 
 	cctx, cancel := context.WithCancel(ctx)
 	msgs := make(chan readResult)
+	loopDone := make(chan struct{})
 	readerDone := make(chan struct{})
 	go func() {
 		defer close(readerDone)
-		br := bufio.NewReaderSize(nc, 64<<10)
-		for {
-			data, err := readMessage(br, MaxMessageSize)
-			if err != nil && !errors.Is(err, errTooLarge) {
-				// The client hung up: end of file, or ECONNRESET when
-				// it left replies unread. Or a failed write closed the
-				// connection. Either way no reply can reach it.
-				cancel()
-			}
-			select {
-			case msgs <- readResult{data, err}:
-			case <-cctx.Done():
-				return
-			}
-			if err != nil {
-				return
-			}
-		}
+		readCalls(nc, msgs, loopDone, cancel)
 	}()
 	defer func() {
+		close(loopDone)
 		cancel()
 		nc.Close()
 		<-readerDone
@@ -489,12 +475,9 @@ func (s *Server) serveConn(ctx context.Context, nc *net.UnixConn) {
 
 	sc := &serverConn{nc: nc, timeout: s.writeTimeout}
 	for {
-		var r readResult
-		select {
-		case r = <-msgs:
-		case <-cctx.Done():
-			return
-		}
+		// The reader always hands on the error that stops it, also
+		// when Close closes the connection.
+		r := <-msgs
 		if r.err != nil {
 			if errors.Is(r.err, errTooLarge) {
 				s.logf("control: pid %d: %v; closing the connection", peer.PID, r.err)
@@ -514,6 +497,65 @@ func (s *Server) serveConn(ctx context.Context, nc *net.UnixConn) {
 		}
 		if !s.dispatch(hctx, sc, peer, m) || sc.broken() {
 			return
+		}
+	}
+}
+
+// hangupPoll is how often a connection's reader, holding the next call
+// while the current one runs, checks whether the client hung up.
+const hangupPoll = 100 * time.Millisecond
+
+// readCalls reads messages from nc and hands them one at a time to the
+// connection's loop through msgs, until reading fails, which it hands on
+// too, or until loopDone is closed. Every message the client sent is
+// handed on, also after it hung up, so that its oneway calls run.
+//
+// When the client hangs up, readCalls cancels the calls' context with
+// cancel. Reading shows the hangup; while the loop is busy with a call
+// and readCalls holds the next one, it cannot read, so it polls for it.
+func readCalls(nc *net.UnixConn, msgs chan<- readResult, loopDone <-chan struct{}, cancel context.CancelFunc) {
+	br := bufio.NewReaderSize(nc, 64<<10)
+	for {
+		data, err := readMessage(br, MaxMessageSize)
+		if err != nil && !errors.Is(err, errTooLarge) {
+			// The client hung up: end of file, or ECONNRESET when it
+			// left replies unread. Or a failed write closed the
+			// connection. Either way no reply can reach it.
+			cancel()
+		}
+		r := readResult{data, err}
+		select {
+		case msgs <- r:
+		case <-loopDone:
+			return
+		default:
+			if !handOff(nc, msgs, loopDone, cancel, r) {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// handOff waits for the loop to take r, cancelling the calls' context if
+// the client hangs up meanwhile. It returns false if the loop ended.
+func handOff(nc *net.UnixConn, msgs chan<- readResult, loopDone <-chan struct{}, cancel context.CancelFunc, r readResult) bool {
+	t := time.NewTicker(hangupPoll)
+	defer t.Stop()
+	tick := t.C
+	for {
+		select {
+		case msgs <- r:
+			return true
+		case <-loopDone:
+			return false
+		case <-tick:
+			if hungUp(nc) {
+				cancel()
+				tick = nil
+			}
 		}
 	}
 }
