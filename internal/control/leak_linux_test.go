@@ -48,6 +48,21 @@ func settle(limit usage, timeout time.Duration) (usage, bool) {
 	}
 }
 
+// steadyUsage is what the process holds once that has not changed for
+// 20 ms (or after a second), so that goroutines on their way out are not
+// counted.
+func steadyUsage() usage {
+	deadline := time.Now().Add(time.Second)
+	u := currentUsage()
+	for since := time.Now(); time.Since(since) < 20*time.Millisecond && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
+		if v := currentUsage(); v != u {
+			u, since = v, time.Now()
+		}
+	}
+	return u
+}
+
 // usageDump describes what the process holds, for a failure message:
 // every goroutine's stack and every fd's target.
 func usageDump() string {

@@ -570,7 +570,7 @@ func runSession(t *testing.T, data []byte, split uint64, cut uint32) {
 // the calls of the wire tests, alone and pipelined, and hostile streams.
 func sessionSeeds() []string {
 	call := func(s string) string { return s + "\x00" }
-	seeds := []string{
+	return []string{
 		// Realistic calls, each taking another reply path of the stub.
 		call(`{"method":"io.luo.Manager.GetUnit","parameters":{"name":"x"}}`),
 		call(`{"method":"io.luo.Manager.GetUnit","parameters":{"name":"a.service","no_block":true}}`),
@@ -632,14 +632,25 @@ func sessionSeeds() []string {
 		strings.Repeat(call(`{"method":"io.luo.Manager.GetUnit","parameters":{"name":"x"}}`), 500),
 		strings.Repeat(call(`{"method":"io.luo.Manager.RunUpdate","parameters":{},"more":true}`)+call(`{"method":"io.luo.Manager.Reload","oneway":true}`), 100),
 		strings.Repeat(call(`{"method":"io.luo.Manager.DumpFDStore"}`), 8),
-		// Oversize messages: at the limit, just over it, far over it, and
-		// over it without a NUL.
+	}
+}
+
+// TestOversizeSessions plays the sessions too large to be fuzzing seeds:
+// messages at the size limit, just over it, far over it, and over it
+// without a NUL.
+func TestOversizeSessions(t *testing.T) {
+	// Not parallel: it counts the process's goroutines and fds.
+	for _, s := range []string{
 		nameOfSize(control.MaxMessageSize),
 		nameOfSize(control.MaxMessageSize + 1),
 		nameOfSize(4 * control.MaxMessageSize),
 		strings.Repeat("y", control.MaxMessageSize+1),
+		nameOfSize(control.MaxMessageSize) + strings.Repeat("\x00", 100) + nameOfSize(control.MaxMessageSize),
+	} {
+		for mode := range uint32(sessionModes) {
+			runSession(t, []byte(s), uint64(mode), 3*uint32(len(s)-10)+mode)
+		}
 	}
-	return seeds
 }
 
 // nameOfSize is a GetUnit call of size bytes, its NUL included.
