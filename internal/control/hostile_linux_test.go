@@ -505,6 +505,7 @@ func TestHostileUnprivilegedClients(t *testing.T) {
 			defer cmd.Wait()
 			defer stdin.Close()
 			before := currentUsage()
+			allocBefore := allocated()
 			fmt.Fprintln(stdin, "go")
 			if tt.waits {
 				time.Sleep(hostileRejectTimeout / 2)
@@ -518,6 +519,7 @@ func TestHostileUnprivilegedClients(t *testing.T) {
 			if m == nil {
 				t.Fatal("the child printed no result")
 			}
+			allocs := allocated() - allocBefore
 			end, replies, first := m[1], m[4], m[5]
 			after, _ := strconv.Atoi(m[2])
 			wrote, _ := strconv.ParseInt(m[3], 10, 64)
@@ -544,6 +546,9 @@ func TestHostileUnprivilegedClients(t *testing.T) {
 			if tt.mode == "huge" {
 				if wrote > hugeBound || wrote < 0 {
 					t.Errorf("the server read %d bytes of the refused client's message, want at most %d", wrote, hugeBound)
+				}
+				if allocs > 256<<10 {
+					t.Errorf("the process allocated %d bytes while refusing the message, want at most 256 KiB", allocs)
 				}
 			}
 			if n := h.refused.Swap(0); n != 0 {

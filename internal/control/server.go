@@ -571,7 +571,9 @@ func (s *Server) protocolError(sc *serverConn, err error) {
 func (s *Server) reject(nc *net.UnixConn, peer Ucred) {
 	s.logf("control: refusing connection from pid %d uid %d: not root", peer.PID, peer.UID)
 	_ = nc.SetDeadline(time.Now().Add(s.rejectTimeout))
-	if _, err := readMessage(bufio.NewReader(nc), MaxMessageSize); err != nil {
+	// Wait for the first call, so that the client reads the reply rather
+	// than fails to send the call, but keep none of it.
+	if err := skipMessage(bufio.NewReader(nc), MaxMessageSize); err != nil {
 		return
 	}
 	msg, _ := encodeReply(map[string]string{"message": rootOnlyMessage}, false, VarlinkPermissionDenied)
