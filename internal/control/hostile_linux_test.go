@@ -241,7 +241,13 @@ func TestHostileClients(t *testing.T) {
 		misbehave: func(t *testing.T, path string, h *hostileHandler, check func(string)) func() {
 			c := rawDial(t, path)
 			c.Write([]byte(streamCall))
+			time.Sleep(hostileWriteTimeout / 4) // the stream fills the socket's buffer
 			check("while a client does not read its stream")
+			select {
+			case err := <-h.streamEnded:
+				t.Fatalf("the stream ended (%v) before the other clients were answered", err)
+			default:
+			}
 			select {
 			case err := <-h.streamEnded:
 				if !errors.Is(err, os.ErrDeadlineExceeded) {

@@ -72,9 +72,13 @@ var bigName = strings.Repeat("x", bigReplySize)
 // stub is a Handler that takes every reply path of the Server, chosen by
 // the method, and records what it saw that it should not have.
 type stub struct {
+	waiting chan struct{} // StopUnit waits for the hangup
+
 	mu         sync.Mutex
 	violations []string
 }
+
+func newStub() *stub { return &stub{waiting: make(chan struct{}, 1)} }
 
 func (st *stub) violate(format string, args ...any) {
 	st.mu.Lock()
@@ -109,6 +113,10 @@ func (st *stub) handle(ctx context.Context, call *control.Call) {
 		_ = call.Reply(nil)
 	case control.MethodStopUnit: // waits for the client to hang up
 		if !call.Oneway() { // a oneway call's context lasts as long as the server
+			select {
+			case st.waiting <- struct{}{}:
+			default:
+			}
 			select {
 			case <-ctx.Done():
 			case <-time.After(stubPatience):
@@ -184,6 +192,13 @@ type expectation struct {
 	msg      string    // the message, for failure messages
 	outcomes []outcome // the acceptable ones; none for a call without reply
 	last     bool      // the server closes the connection after it
+	blocks   bool      // the handler waits for the client to hang up
+}
+
+// blocks reports whether a call of exps keeps the connection busy until
+// the client hangs up.
+func blocks(exps []expectation) bool {
+	return slices.ContainsFunc(exps, func(e expectation) bool { return e.blocks })
 }
 
 var (
@@ -283,6 +298,8 @@ func expectCall(msg []byte) expectation {
 		e.outcomes = []outcome{{continues: 1, err: control.Interface + "." + control.ErrNotSupported}}
 	case name == control.MethodPowerOff:
 		e.outcomes = []outcome{{err: control.VarlinkExpectedMore}}
+	case name == control.MethodStopUnit:
+		e.outcomes, e.blocks = []outcome{success}, !m.Oneway
 	case stubOutcomes[name] != nil:
 		e.outcomes = stubOutcomes[name]
 	default:
@@ -442,7 +459,7 @@ func runSession(t *testing.T, data []byte, split uint64, cut uint32) {
 	}
 	defer os.RemoveAll(dir)
 	path := filepath.Join(dir, "sock")
-	st := &stub{}
+	st := newStub()
 	var logs logBuffer
 	s, err := control.Listen(path, st.handle, logs.logf)
 	if err != nil {
@@ -514,6 +531,14 @@ func runSession(t *testing.T, data []byte, split uint64, cut uint32) {
 		}()
 	}
 	written, _ := writeChunks(c, sent, split, time.Now().Add(time.Second))
+	exps := expectSession(sent[:written])
+	if blocks(exps) {
+		// Call while the session's connection is certainly busy.
+		select {
+		case <-st.waiting:
+		case <-time.After(time.Second): // still busy with calls before it
+		}
+	}
 	callOther("during the session")
 	if mode == sessionOrderly {
 		_ = c.(*net.UnixConn).CloseWrite()
@@ -531,7 +556,7 @@ func runSession(t *testing.T, data []byte, split uint64, cut uint32) {
 			!errors.Is(readErr, io.EOF) && !errors.Is(readErr, syscall.ECONNRESET) {
 			t.Errorf("reading replies: %v", readErr)
 		}
-		if err := matchReplies(expectSession(sent[:written]), replies, complete); err != nil {
+		if err := matchReplies(exps, replies, complete); err != nil {
 			t.Errorf("after writing %d of %d bytes: %v", written, len(sent), err)
 		}
 	}
@@ -670,7 +695,7 @@ func FuzzServerSession(f *testing.F) {
 	}
 	// Open what the runtime opens once, such as the netpoller's fds, so
 	// that the first session does not count it.
-	s, err := control.Listen(filepath.Join(f.TempDir(), "sock"), (&stub{}).handle, nil)
+	s, err := control.Listen(filepath.Join(f.TempDir(), "sock"), newStub().handle, nil)
 	if err != nil {
 		f.Fatal(err)
 	}
