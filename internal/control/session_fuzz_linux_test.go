@@ -25,8 +25,9 @@ import (
 )
 
 // This file fuzzes the server with whole client sessions: the fuzzer's
-// bytes are what a client writes on a connection, in chunks, and the
-// session ends in one of three ways (see sessionModes). Each session runs
+// bytes, repeated one to four times, are what a client writes on a
+// connection, in chunks, and the session ends in one of three ways (see
+// sessionModes). Each session runs
 // against a fresh Server with a stub handler that takes every reply path,
 // and checks that
 //
@@ -58,10 +59,13 @@ const (
 const (
 	// stubPatience is how long the stub's StopUnit waits for its context
 	// to end: much longer than a hangup may take to cancel it.
-	stubPatience = 5 * time.Second
+	stubPatience = 3 * time.Second
 	// settleTimeout is how long the process may take to drop what a
 	// session or a server held.
-	settleTimeout = 2 * time.Second
+	settleTimeout = time.Second
+	// repliesTimeout is how long after an orderly client shut down its
+	// writing side the server may take to send the last reply and hang up.
+	repliesTimeout = 2 * time.Second
 	// bigReplySize is the size of the stub's DumpFDStore reply, larger
 	// than a socket's buffer.
 	bigReplySize = 256 << 10
@@ -73,6 +77,7 @@ var bigName = strings.Repeat("x", bigReplySize)
 // the method, and records what it saw that it should not have.
 type stub struct {
 	waiting chan struct{} // StopUnit waits for the hangup
+	dumps   atomic.Int32  // DumpFDStore calls
 
 	mu         sync.Mutex
 	violations []string
@@ -146,7 +151,11 @@ func (st *stub) handle(ctx context.Context, call *control.Call) {
 			st.violate("CleanUnit: an unencodable reply succeeded")
 		}
 	case control.MethodDumpFDStore: // a reply larger than the socket buffer
-		_ = call.Reply(control.FDStore{Unit: bigName})
+		name := bigName
+		if st.dumps.Add(1) > 4 { // the session may have thousands
+			name = "small"
+		}
+		_ = call.Reply(control.FDStore{Unit: name})
 	case control.MethodReload: // returns without replying
 	case control.MethodReboot: // panics
 		panic("stub: reboot")
@@ -503,7 +512,7 @@ func runSession(t *testing.T, data []byte, split uint64, cut uint32) {
 	}
 	defer other.Close()
 	callOther := func(when string) {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
 		if err := other.Call(ctx, control.MethodGetManager, nil, nil); err != nil {
 			t.Errorf("another client, %s: %v", when, err)
@@ -518,7 +527,7 @@ func runSession(t *testing.T, data []byte, split uint64, cut uint32) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	_ = c.SetReadDeadline(time.Now().Add(stubPatience + 3*time.Second))
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
 	var replies []reply
 	var readErr error
 	readDone := make(chan struct{})
@@ -542,6 +551,7 @@ func runSession(t *testing.T, data []byte, split uint64, cut uint32) {
 	callOther("during the session")
 	if mode == sessionOrderly {
 		_ = c.(*net.UnixConn).CloseWrite()
+		_ = c.SetReadDeadline(time.Now().Add(repliesTimeout))
 	} else {
 		c.Close()
 	}
@@ -566,7 +576,7 @@ func runSession(t *testing.T, data []byte, split uint64, cut uint32) {
 	if err != nil {
 		t.Fatalf("a new client after the session: %v", err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	var info control.Info
 	if err := fresh.Call(ctx, control.ServiceInterface+".GetInfo", nil, &info); err != nil || info.Product != "luod" {
 		t.Errorf("a new client after the session: GetInfo = %+v, %v", info, err)
@@ -688,10 +698,11 @@ func nameOfSize(size int) string {
 // comment at the top of this file.
 func FuzzServerSession(f *testing.F) {
 	for i, s := range sessionSeeds() {
-		// Each seed once orderly, in one write, and once cut short, in
-		// chunks.
-		f.Add([]byte(s), uint64(0), uint32(sessionOrderly))
-		f.Add([]byte(s), uint64(i+1), uint32(3*(len(s)/2)+sessionHangUp+i%2))
+		// Each seed orderly in one write, cut short in chunks, and all
+		// sent before hanging up without reading.
+		f.Add([]byte(s), uint64(0), uint32(sessionOrderly), uint8(0))
+		f.Add([]byte(s), uint64(i+1), uint32(3*(len(s)/2)+sessionHangUp+i%2), uint8(0))
+		f.Add([]byte(s), uint64(0), uint32(3*len(s)+sessionHangUp), uint8(0))
 	}
 	// Open what the runtime opens once, such as the netpoller's fds, so
 	// that the first session does not count it.
@@ -705,7 +716,7 @@ func FuzzServerSession(f *testing.F) {
 		c.Close()
 	}
 	s.Close()
-	f.Fuzz(func(t *testing.T, data []byte, split uint64, cut uint32) {
-		runSession(t, data, split, cut)
+	f.Fuzz(func(t *testing.T, data []byte, split uint64, cut uint32, repeat uint8) {
+		runSession(t, bytes.Repeat(data, 1+int(repeat%4)), split, cut)
 	})
 }
