@@ -29,7 +29,7 @@ import (
 
 // Short server timeouts, so that the tests need not wait for the real ones.
 const (
-	hostileWriteTimeout  = 200 * time.Millisecond
+	hostileWriteTimeout  = 300 * time.Millisecond
 	hostileRejectTimeout = 300 * time.Millisecond
 )
 
@@ -241,7 +241,7 @@ func TestHostileClients(t *testing.T) {
 		misbehave: func(t *testing.T, path string, h *hostileHandler, check func(string)) func() {
 			c := rawDial(t, path)
 			c.Write([]byte(streamCall))
-			time.Sleep(hostileWriteTimeout / 4) // the stream fills the socket's buffer
+			time.Sleep(50 * time.Millisecond) // the stream fills the socket's buffer
 			check("while a client does not read its stream")
 			select {
 			case err := <-h.streamEnded:
