@@ -8,3 +8,6 @@ import "time"
 func SetTimeouts(s *Server, write, reject time.Duration) {
 	s.writeTimeout, s.rejectTimeout = write, reject
 }
+
+// ManagerMethods are the methods of io.luo.Manager the Server knows.
+var ManagerMethods = managerMethods

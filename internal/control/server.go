@@ -48,8 +48,8 @@ const rootOnlyMessage = "luod's control socket is root-only"
 // ctx is cancelled when the Server closes and, except for oneway calls,
 // when the client hangs up or the connection breaks (a reply could not be
 // written in time). Calls the client sent before it hung up still run,
-// with ctx cancelled. Work that must finish regardless (an update) should run under
-// context.WithoutCancel(ctx).
+// with ctx cancelled. Work that must finish regardless (an update) should
+// run under context.WithoutCancel(ctx).
 type Handler func(ctx context.Context, call *Call)
 
 // Ucred are a peer's credentials, taken with SO_PEERCRED when it

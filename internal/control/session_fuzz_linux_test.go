@@ -223,12 +223,6 @@ var (
 		control.MethodReboot:          {{err: control.Interface + ".InternalError"}},
 		control.MethodGetUpdateReport: {success, notImplemented},
 	}
-	managerMethods = []string{
-		control.MethodGetManager, control.MethodListUnits, control.MethodGetUnit, control.MethodStartUnit,
-		control.MethodStopUnit, control.MethodRestartUnit, control.MethodCleanUnit, control.MethodDumpFDStore,
-		control.MethodReload, control.MethodReexec, control.MethodPowerOff, control.MethodReboot,
-		control.MethodListSessions, control.MethodPlanUpdate, control.MethodRunUpdate, control.MethodGetUpdateReport,
-	}
 )
 
 // expectSession is the model: what the server must answer, in order, to
@@ -295,7 +289,7 @@ func expectCall(msg []byte) expectation {
 		e.outcomes = []outcome{{err: control.VarlinkMethodNotFound}}
 	case iface != control.Interface:
 		e.outcomes = []outcome{{err: control.VarlinkInterfaceNotFound}}
-	case !slices.Contains(managerMethods, name):
+	case !slices.Contains(control.ManagerMethods, name):
 		e.outcomes = []outcome{{err: control.VarlinkMethodNotFound}}
 	case name == control.MethodReboot:
 		e.outcomes, e.last = stubOutcomes[name], true
