@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"reflect"
@@ -47,8 +46,10 @@ const rootOnlyMessage = "luod's control socket is root-only"
 // closes the connection.
 //
 // ctx is cancelled when the Server closes and, except for oneway calls,
-// when the client hangs up. Work that must finish regardless (an update)
-// should run under context.WithoutCancel(ctx).
+// when the client hangs up or the connection breaks (a reply could not be
+// written in time). Calls the client sent before it hung up still run,
+// with ctx cancelled. Work that must finish regardless (an update) should
+// run under context.WithoutCancel(ctx).
 type Handler func(ctx context.Context, call *Call)
 
 // Ucred are a peer's credentials, taken with SO_PEERCRED when it
@@ -192,6 +193,9 @@ type Server struct {
 	logf    func(string, ...any)
 	euid    uint32
 
+	writeTimeout  time.Duration // writeTimeout, or shorter in tests
+	rejectTimeout time.Duration // rejectTimeout, or shorter in tests
+
 	mu        sync.Mutex
 	version   string
 	path      string // socket file to remove on Close; "" when not ours
@@ -235,13 +239,15 @@ func newServer(ln *net.UnixListener, h Handler, logf func(string, ...any)) *Serv
 		logf = func(string, ...any) {}
 	}
 	return &Server{
-		ln:        ln,
-		handler:   h,
-		logf:      logf,
-		euid:      uint32(os.Geteuid()),
-		version:   buildVersion(),
-		conns:     make(map[*net.UnixConn]struct{}),
-		closeDone: make(chan struct{}),
+		ln:            ln,
+		handler:       h,
+		logf:          logf,
+		euid:          uint32(os.Geteuid()),
+		writeTimeout:  writeTimeout,
+		rejectTimeout: rejectTimeout,
+		version:       buildVersion(),
+		conns:         make(map[*net.UnixConn]struct{}),
+		closeDone:     make(chan struct{}),
 	}
 }
 
@@ -403,7 +409,8 @@ func (s *Server) Close() error {
 
 // serverConn is the write side of a connection.
 type serverConn struct {
-	nc *net.UnixConn
+	nc      *net.UnixConn
+	timeout time.Duration // of each write
 
 	mu  sync.Mutex
 	err error // sticky write error
@@ -417,7 +424,7 @@ func (c *serverConn) write(msg []byte) error {
 	if c.err != nil {
 		return c.err
 	}
-	_ = c.nc.SetWriteDeadline(time.Now().Add(writeTimeout))
+	_ = c.nc.SetWriteDeadline(time.Now().Add(c.timeout))
 	if _, err := c.nc.Write(msg); err != nil {
 		c.err = fmt.Errorf("write: %w", err)
 		c.nc.Close()
@@ -453,39 +460,24 @@ func (s *Server) serveConn(ctx context.Context, nc *net.UnixConn) {
 
 	cctx, cancel := context.WithCancel(ctx)
 	msgs := make(chan readResult)
+	loopDone := make(chan struct{})
 	readerDone := make(chan struct{})
 	go func() {
 		defer close(readerDone)
-		br := bufio.NewReaderSize(nc, 64<<10)
-		for {
-			data, err := readMessage(br, MaxMessageSize)
-			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-				cancel() // the client hung up
-			}
-			select {
-			case msgs <- readResult{data, err}:
-			case <-cctx.Done():
-				return
-			}
-			if err != nil {
-				return
-			}
-		}
+		readCalls(nc, msgs, loopDone, cancel)
 	}()
 	defer func() {
+		close(loopDone)
 		cancel()
 		nc.Close()
 		<-readerDone
 	}()
 
-	sc := &serverConn{nc: nc}
+	sc := &serverConn{nc: nc, timeout: s.writeTimeout}
 	for {
-		var r readResult
-		select {
-		case r = <-msgs:
-		case <-cctx.Done():
-			return
-		}
+		// The reader always hands on the error that stops it, also
+		// when Close closes the connection.
+		r := <-msgs
 		if r.err != nil {
 			if errors.Is(r.err, errTooLarge) {
 				s.logf("control: pid %d: %v; closing the connection", peer.PID, r.err)
@@ -509,6 +501,65 @@ func (s *Server) serveConn(ctx context.Context, nc *net.UnixConn) {
 	}
 }
 
+// hangupPoll is how often a connection's reader, holding the next call
+// while the current one runs, checks whether the client hung up.
+const hangupPoll = 100 * time.Millisecond
+
+// readCalls reads messages from nc and hands them one at a time to the
+// connection's loop through msgs, until reading fails, which it hands on
+// too, or until loopDone is closed. Every message the client sent is
+// handed on, also after it hung up, so that its oneway calls run.
+//
+// When the client hangs up, readCalls cancels the calls' context with
+// cancel. Reading shows the hangup; while the loop is busy with a call
+// and readCalls holds the next one, it cannot read, so it polls for it.
+func readCalls(nc *net.UnixConn, msgs chan<- readResult, loopDone <-chan struct{}, cancel context.CancelFunc) {
+	br := bufio.NewReaderSize(nc, 64<<10)
+	for {
+		data, err := readMessage(br, MaxMessageSize)
+		if err != nil && !errors.Is(err, errTooLarge) {
+			// The client hung up: end of file, or ECONNRESET when it
+			// left replies unread. Or a failed write closed the
+			// connection. Either way no reply can reach it.
+			cancel()
+		}
+		r := readResult{data, err}
+		select {
+		case msgs <- r:
+		case <-loopDone:
+			return
+		default:
+			if !handOff(nc, msgs, loopDone, cancel, r) {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// handOff waits for the loop to take r, cancelling the calls' context if
+// the client hangs up meanwhile. It returns false if the loop ended.
+func handOff(nc *net.UnixConn, msgs chan<- readResult, loopDone <-chan struct{}, cancel context.CancelFunc, r readResult) bool {
+	t := time.NewTicker(hangupPoll)
+	defer t.Stop()
+	tick := t.C
+	for {
+		select {
+		case msgs <- r:
+			return true
+		case <-loopDone:
+			return false
+		case <-tick:
+			if hungUp(nc) {
+				cancel()
+				tick = nil
+			}
+		}
+	}
+}
+
 // protocolError tells the client why the server is about to hang up.
 func (s *Server) protocolError(sc *serverConn, err error) {
 	msg, _ := encodeReply(map[string]string{"message": err.Error()}, false, qualify(errProtocol))
@@ -519,8 +570,10 @@ func (s *Server) protocolError(sc *serverConn, err error) {
 // PermissionDenied.
 func (s *Server) reject(nc *net.UnixConn, peer Ucred) {
 	s.logf("control: refusing connection from pid %d uid %d: not root", peer.PID, peer.UID)
-	_ = nc.SetDeadline(time.Now().Add(rejectTimeout))
-	if _, err := readMessage(bufio.NewReader(nc), MaxMessageSize); err != nil {
+	_ = nc.SetDeadline(time.Now().Add(s.rejectTimeout))
+	// Wait for the first call, so that the client reads the reply rather
+	// than fails to send the call, but keep none of it.
+	if err := skipMessage(bufio.NewReader(nc), MaxMessageSize); err != nil {
 		return
 	}
 	msg, _ := encodeReply(map[string]string{"message": rootOnlyMessage}, false, VarlinkPermissionDenied)

@@ -98,3 +98,20 @@ func peerCred(nc *net.UnixConn) (Ucred, error) {
 	}
 	return Ucred{PID: int(cred.Pid), UID: cred.Uid, GID: cred.Gid}, nil
 }
+
+// hungUp reports whether nc's peer shut down its writing side or closed
+// the connection, without reading from it: poll(2) for POLLRDHUP. A
+// connection that is closed already counts as hung up.
+func hungUp(nc *net.UnixConn) bool {
+	rc, err := nc.SyscallConn()
+	if err != nil {
+		return true
+	}
+	hup := false
+	err = rc.Control(func(fd uintptr) {
+		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLRDHUP}}
+		n, err := unix.Poll(fds, 0)
+		hup = err == nil && n > 0 && fds[0].Revents&(unix.POLLRDHUP|unix.POLLHUP|unix.POLLERR|unix.POLLNVAL) != 0
+	})
+	return hup || err != nil
+}

@@ -118,6 +118,28 @@ func readMessage(r *bufio.Reader, limit int) ([]byte, error) {
 	}
 }
 
+// skipMessage reads one message from r like readMessage, with the same
+// errors, but keeps none of it: it costs r's buffer only.
+func skipMessage(r *bufio.Reader, limit int) error {
+	n := 0
+	for {
+		chunk, err := r.ReadSlice(0)
+		if n += len(chunk); n > limit {
+			return fmt.Errorf("%w: more than %d bytes", errTooLarge, limit)
+		}
+		switch {
+		case err == nil:
+			return nil
+		case errors.Is(err, bufio.ErrBufferFull):
+			continue
+		case errors.Is(err, io.EOF) && n > 0:
+			return io.ErrUnexpectedEOF
+		default:
+			return err
+		}
+	}
+}
+
 // decodeCall parses a call message (without its NUL).
 func decodeCall(data []byte) (callMessage, error) {
 	var m callMessage

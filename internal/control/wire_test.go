@@ -49,6 +49,16 @@ func TestReadMessage(t *testing.T) {
 			if strings.Join(got, "|") != strings.Join(tt.want, "|") || len(got) != len(tt.want) {
 				t.Errorf("messages = %q, want %q", got, tt.want)
 			}
+
+			// skipMessage sees the same messages and the same end.
+			r = bufio.NewReaderSize(strings.NewReader(tt.in), 16)
+			skipped := 0
+			for err = skipMessage(r, tt.limit); err == nil; err = skipMessage(r, tt.limit) {
+				skipped++
+			}
+			if !errors.Is(err, tt.err) || skipped != len(tt.want) {
+				t.Errorf("skipMessage: %d messages, then %v; want %d, then %v", skipped, err, len(tt.want), tt.err)
+			}
 		})
 	}
 }
