@@ -128,6 +128,8 @@ func (m *Manager) unitCall(ctx context.Context, call *control.Call, job func(*Un
 	}
 	if done != nil && !p.NoBlock {
 		if err := m.waitFor(ctx, done); err != nil {
+			// The client hung up (or half-closed): the job goes on.
+			call.ReplyError(control.ErrJobFailed, map[string]any{"unit": m.unitInfo(u), "message": "the call ended before the job: " + err.Error()})
 			return
 		}
 	}

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/liveupdate/luo/internal/cgroup"
@@ -113,6 +114,12 @@ type Manager struct {
 	kernel  update.Kernel
 	// strangers bounds the log lines of datagrams from no unit.
 	strangers logLimit
+	// clientLog bounds the control server's log lines; the server's
+	// goroutines share it.
+	clientLog struct {
+		sync.Mutex
+		logLimit
+	}
 	// cgroups is luod's part of the cgroup v2 hierarchy, nil when there is
 	// none: processes are then tracked by session.
 	cgroups *cgroup.Tree
@@ -201,8 +208,13 @@ func New(cfg Config) (*Manager, error) {
 	return m, nil
 }
 
+// logf logs for the control server: refused peers and protocol errors,
+// which any local process that can connect may cause, so within a rate
+// limit of their own.
 func (m *Manager) logf(format string, args ...any) {
-	m.log.Info(fmt.Sprintf(format, args...))
+	m.clientLog.Lock()
+	defer m.clientLog.Unlock()
+	m.limited(&m.clientLog.logLimit, slog.LevelInfo, fmt.Sprintf(format, args...))
 }
 
 // Run runs the loop until ctx is done (then units are stopped and Run
