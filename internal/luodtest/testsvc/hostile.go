@@ -256,10 +256,18 @@ func asRaw(n *sdnotify.Notifier, arg string) error {
 	return rawCommand(n, arg)
 }
 
-// spawnSleeper runs the ctl command "spawn": it starts a child that
-// sleeps (a process of the unit other than its main process) and returns
-// its pid.
-func spawnSleeper() (int, error) {
+// spawnSleeper runs the ctl command "spawn [orphan]": it starts a process
+// that sleeps (a process of the unit other than its main process) and
+// returns its pid. It is our child, which we reap; with orphan, its parent
+// exits at once, so that it is reparented to luod (the subreaper).
+func spawnSleeper(arg string) (int, error) {
+	if arg == "orphan" {
+		out, err := exec.Command("sh", "-c", "sleep 3600 </dev/null >/dev/null 2>&1 & echo $!").Output()
+		if err != nil {
+			return 0, err
+		}
+		return strconv.Atoi(strings.TrimSpace(string(out)))
+	}
 	c := exec.Command("sleep", "3600")
 	if err := c.Start(); err != nil {
 		return 0, err

@@ -91,7 +91,7 @@ func run() error {
 	clientWait := flag.Duration("client-wait", 10*time.Second, "how long -client waits for each reply")
 	ctl := flag.String("ctl", "", "serve commands on this unix socket, one per connection, from READY=1 on: "+
 		"store SPEC (as -store), remove NAME, mainpid PID, status-flood N, await-eof NAME, exit CODE, "+
-		"raw B64PAYLOAD KINDS [OPTION...], child-raw B64PAYLOAD KINDS, spawn (answers ok PID), flood DURATION (answers ok SENT); "+
+		"raw B64PAYLOAD KINDS [OPTION...], child-raw B64PAYLOAD KINDS, spawn [orphan] (answers ok PID), flood DURATION (answers ok SENT); "+
 		"each is answered ok once luod processed it, or with the error")
 	flag.Var(&stores, "store", "store NAME=memfd:DATA | NAME=memfd-twice:DATA | NAME=memfd-busy:DATA | NAME=socket | NAME=socket-closed | NAME=pipe (repeatable)")
 	flag.Var(&removes, "remove", "send FDSTOREREMOVE=1 for NAME (repeatable)")
@@ -227,7 +227,7 @@ func serveCtl(l net.Listener, n *sdnotify.Notifier, nopoll bool) {
 			err = childRaw(arg)
 		case "spawn":
 			var pid int
-			if pid, err = spawnSleeper(); err == nil {
+			if pid, err = spawnSleeper(arg); err == nil {
 				ok = fmt.Sprintf("ok %d", pid)
 			}
 		case "flood":
