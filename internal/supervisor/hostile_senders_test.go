@@ -130,6 +130,8 @@ func TestHostileSenders(t *testing.T) {
 	})
 
 	t.Run("MAINPID= of a process of the same unit", func(t *testing.T) {
+		// An orphan, which luod reaps (see TestHostileMainPIDNotAChild).
+		sleeper, _ := strconv.Atoi(ctlOK(t, adoptCtl, "spawn orphan"))
 		b := h.before(t)
 		old := d.Unit("adopt.service").MainPID
 		ctlOK(t, adoptCtl, fmt.Sprintf("mainpid %d", sleeper))
@@ -146,6 +148,41 @@ func TestHostileSenders(t *testing.T) {
 		}
 		h.bystanderUntouched(t)
 	})
+}
+
+// TestHostileMainPIDNotAChild: a service makes a child of its own, which
+// it reaps itself, its main process with MAINPID= (accepted: the child is
+// in the unit). When that process exits, luod is not told (it is not
+// luod's child) and keeps its pid as the unit's main PID: the unit stays
+// active with no main process, a stop waits for TimeoutStopSec and then
+// gives up, and once the pid is reused luod takes the new process's
+// notifications for the unit's and signals it on stop. systemd watches
+// such a main process through a pidfd.
+func TestHostileMainPIDNotAChild(t *testing.T) {
+	if testing.Short() {
+		t.Skip("not in -short")
+	}
+	d := luodtest.Start(t, map[string]string{"adopt.service": svc("-ctl @DIR@/adopt.ctl") + "TimeoutStopSec=1s\n"})
+	d.WaitUnit("adopt.service", "active", active)
+	ctl := filepath.Join(d.Dir, "adopt.ctl")
+	sleeper, _ := strconv.Atoi(ctlOK(t, ctl, "spawn"))
+	ctlOK(t, ctl, fmt.Sprintf("mainpid %d", sleeper))
+	if u := d.Unit("adopt.service"); u.MainPID != sleeper {
+		t.Fatalf("MAINPID= of the unit's own process refused: %+v", u)
+	}
+	mustDo(t, syscall.Kill(sleeper, syscall.SIGKILL))
+	for deadline := time.Now().Add(10 * time.Second); !gone(sleeper); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d did not die", sleeper)
+		}
+	}
+	u := d.Unit("adopt.service")
+	for deadline := time.Now().Add(5 * time.Second); u.MainPID == sleeper && time.Now().Before(deadline); u = d.Unit("adopt.service") {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if u.MainPID == sleeper {
+		t.Errorf("5 s after its main process %d died, luod still has it as the main process: %s/%s", sleeper, u.ActiveState, u.SubState)
+	}
 }
 
 // TestHostileForgedCredentials: a root service (CAP_SYS_ADMIN) can put
