@@ -30,7 +30,7 @@ func TestHostileFlood(t *testing.T) {
 	}
 	d := luodtest.Start(t, map[string]string{
 		"flooder.service": svc("-ctl @DIR@/flooder.ctl") + "FileDescriptorStoreMax=4\n",
-		bystanderU: "[Unit]\nStartLimitIntervalSec=0\n" + svc("-report @DIR@/bystander.report -store keep=memfd:kept") +
+		bystanderU: "[Unit]\nStartLimitIntervalSec=0\n" + svc("-ctl @DIR@/bystander.ctl -report @DIR@/bystander.report -store keep=memfd:kept") +
 			"FileDescriptorStoreMax=1\n",
 	}, "-log-level", "info")
 	flooder := d.WaitUnit("flooder.service", "active", active)
@@ -113,6 +113,14 @@ func TestHostileFlood(t *testing.T) {
 	if sent < 20000 {
 		t.Logf("only %d datagrams: the rate limits were not reached", sent)
 	}
+
+	t.Run("another unit's dropped datagram is still logged", func(t *testing.T) {
+		t.Skip("known bug: dropped datagrams and extra fds are logged within one rate limit shared by all senders, " +
+			"so a flood from one unit hides every other unit's for 30 s (systemd's are all rate-limited as PID 1's); needs a decision")
+		off := len(d.Log())
+		mustRaw(t, filepath.Join(d.Dir, "bystander.ctl"), "FDSTORE=1\nFDNAME=x\x00y", "pipe")
+		logLine(t, d, off, "got notification message with embedded NUL, ignoring", fmt.Sprintf("PID %d", report.PID))
+	})
 }
 
 // TestHostileLingeringClose: closing a TCP socket with SO_LINGER whose
