@@ -20,7 +20,7 @@ const floodFor = 10 * time.Second
 // TestHostileFlood: one service sends valid and invalid datagrams, with
 // and without fds, as fast as luod takes them, for floodFor. Meanwhile
 // another unit restarts in less than 2 s each time and luod answers
-// within a second; luod's log grows by no more than the rate limits allow
+// within 2 s; luod's log grows by no more than the rate limits allow
 // (10,000 lines per 30 s for the unit, as many for datagrams it cannot
 // tie to a unit); afterwards luod holds exactly one more fd, the one the
 // flood stored, and the flooder still runs.
@@ -30,11 +30,11 @@ func TestHostileFlood(t *testing.T) {
 	}
 	d := luodtest.Start(t, map[string]string{
 		"flooder.service": svc("-ctl @DIR@/flooder.ctl") + "FileDescriptorStoreMax=4\n",
-		bystanderU: "[Unit]\nStartLimitIntervalSec=0\n" + svc("-ctl @DIR@/bystander.ctl -report @DIR@/bystander.report -store keep=memfd:kept") +
+		bystanderUnit: "[Unit]\nStartLimitIntervalSec=0\n" + svc("-ctl @DIR@/bystander.ctl -report @DIR@/bystander.report -store keep=memfd:kept") +
 			"FileDescriptorStoreMax=1\n",
 	}, "-log-level", "info")
 	flooder := d.WaitUnit("flooder.service", "active", active)
-	d.WaitUnit(bystanderU, "active", active)
+	d.WaitUnit(bystanderUnit, "active", active)
 	fds := luodtest.FDs(t, d.PID())
 	off := len(d.Log())
 	report := d.ReadReport(filepath.Join(d.Dir, "bystander.report"), 0)
@@ -58,7 +58,7 @@ func TestHostileFlood(t *testing.T) {
 		slowest = max(slowest, time.Since(start))
 		if len(restarts) < 4 {
 			start = time.Now()
-			d.MustCall(control.MethodRestartUnit, control.UnitName{Name: bystanderU}, nil)
+			d.MustCall(control.MethodRestartUnit, control.UnitName{Name: bystanderUnit}, nil)
 			restarts = append(restarts, time.Since(start))
 			r := d.ReadReport(filepath.Join(d.Dir, "bystander.report"), report.PID)
 			if strings.Join(r.Names, ",") != "keep" || r.Contents["keep"] != "kept" {
@@ -83,13 +83,13 @@ func TestHostileFlood(t *testing.T) {
 	if len(restarts) < 4 {
 		t.Errorf("only %d restarts during the flood", len(restarts))
 	}
-	if slowest > time.Second {
+	if slowest > 2*time.Second {
 		t.Errorf("luod took up to %v to answer during the flood", slowest)
 	}
 	if u := d.Unit("flooder.service"); u.MainPID != flooder.MainPID || u.ActiveState != "active" || u.FDStoreCount != 1 {
 		t.Errorf("flooder after the flood: pid %d %s, %d stored; was pid %d", u.MainPID, u.ActiveState, u.FDStoreCount, flooder.MainPID)
 	}
-	if u := d.Unit(bystanderU); u.ActiveState != "active" || u.FDStoreCount != 1 || u.MainPID != report.PID {
+	if u := d.Unit(bystanderUnit); u.ActiveState != "active" || u.FDStoreCount != 1 || u.MainPID != report.PID {
 		t.Errorf("bystander after the flood: %+v", u)
 	}
 	if got := fdsBecome(t, d.PID(), fds+1); got != fds+1 {

@@ -66,7 +66,7 @@ func TestHostileSenders(t *testing.T) {
 		mustRaw(t, outsiderCtl, "FDSTORE=1\nFDNAME=planted\nMAINPID="+strconv.Itoa(outsider), "memfd,pipe")
 		ctlOK(t, outsiderCtl, "await-eof raw1")
 		h.after(t, b, nil)
-		logLine(t, d, b.log, notAllowed, strconv.Itoa(h.bystander.MainPID), "unit="+bystanderU, fmt.Sprintf("pid=%d", outsider))
+		logLine(t, d, b.log, notAllowed, strconv.Itoa(h.bystander.MainPID), "unit="+bystanderUnit, fmt.Sprintf("pid=%d", outsider))
 	})
 
 	// A unit whose processes the others name, and which adopts one of its

@@ -25,8 +25,8 @@ import (
 // sees afterwards, that a bystander unit keeps its process, state and
 // store, and the line luod logs for the case.
 //
-// The cases share one luod (startHostile) where they do not interfere; the
-// flood and the cases that show bugs have their own.
+// Each test runs one luod (startHostile) for all its cases, which do not
+// interfere; the flood and the cases that show bugs have their own.
 
 // answerWithin is how soon luod must answer a control call after a case.
 const answerWithin = 3 * time.Second
@@ -43,9 +43,9 @@ type hostileEnv struct {
 }
 
 const (
-	actorMax   = 8
-	actorUnit  = "actor.service"
-	bystanderU = "bystander.service"
+	actorMax      = 8
+	actorUnit     = "actor.service"
+	bystanderUnit = "bystander.service"
 )
 
 func startHostile(t *testing.T) *hostileEnv {
@@ -55,12 +55,12 @@ func startHostile(t *testing.T) *hostileEnv {
 	d := luodtest.Start(t, map[string]string{
 		actorUnit: svc("-ctl @DIR@/actor.ctl -report @DIR@/actor.report") +
 			fmt.Sprintf("FileDescriptorStoreMax=%d\nFileDescriptorStorePreserve=yes\n", actorMax),
-		bystanderU: svc("-ctl @DIR@/bystander.ctl -store keep=memfd:kept -store sock=socket") + "FileDescriptorStoreMax=4\n",
+		bystanderUnit: svc("-store keep=memfd:kept -store sock=socket") + "FileDescriptorStoreMax=4\n",
 	})
 	h := &hostileEnv{d: d, actorCtl: filepath.Join(d.Dir, "actor.ctl")}
 	d.WaitUnit(actorUnit, "active", active)
-	h.bystander = d.WaitUnit(bystanderU, "active", active)
-	h.byStore = storeNames(t, d, bystanderU)
+	h.bystander = d.WaitUnit(bystanderUnit, "active", active)
+	h.byStore = storeNames(t, d, bystanderUnit)
 	if want := []string{"keep", "sock"}; !slices.Equal(h.byStore, want) {
 		t.Fatalf("bystander store %q, want %q", h.byStore, want)
 	}
@@ -120,11 +120,11 @@ func (h *hostileEnv) after(t *testing.T, b before, stored []string) {
 // and store.
 func (h *hostileEnv) bystanderUntouched(t *testing.T) {
 	t.Helper()
-	u := h.d.Unit(bystanderU)
+	u := h.d.Unit(bystanderUnit)
 	if u.MainPID != h.bystander.MainPID || u.ActiveState != "active" || u.SubState != "running" || u.Restarts != 0 {
 		t.Errorf("bystander changed: pid %d %s/%s, %d restarts; was pid %d active/running", u.MainPID, u.ActiveState, u.SubState, u.Restarts, h.bystander.MainPID)
 	}
-	if s := storeNames(t, h.d, bystanderU); !slices.Equal(s, h.byStore) {
+	if s := storeNames(t, h.d, bystanderUnit); !slices.Equal(s, h.byStore) {
 		t.Errorf("bystander's store %q, was %q", s, h.byStore)
 	}
 }

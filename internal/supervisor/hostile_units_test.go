@@ -62,7 +62,7 @@ func TestHostileUnitFiles(t *testing.T) {
 	}
 	t.Logf("daemon-reload of the hostile directory took %v", time.Since(start))
 	answers(t, d)
-	for _, name := range []string{"big.service", "foo.service", actorUnit, bystanderU} {
+	for _, name := range []string{"big.service", "foo.service", actorUnit, bystanderUnit} {
 		if !slices.Contains(rep.Loaded, name) {
 			t.Errorf("%s did not load: %q", name, rep.Loaded)
 		}
@@ -113,7 +113,7 @@ func TestHostileUnitFiles(t *testing.T) {
 	t.Run("cleaned up", func(t *testing.T) {
 		ents, _ := os.ReadDir(d.Units)
 		for _, e := range ents {
-			if e.Name() != actorUnit && e.Name() != bystanderU {
+			if e.Name() != actorUnit && e.Name() != bystanderUnit {
 				mustDo(t, os.RemoveAll(filepath.Join(d.Units, e.Name())))
 			}
 		}
@@ -134,8 +134,8 @@ func TestHostileEnvironmentFileFIFO(t *testing.T) {
 	if testing.Short() {
 		t.Skip("not in -short")
 	}
-	d := luodtest.Start(t, map[string]string{bystanderU: svc("")})
-	by := d.WaitUnit(bystanderU, "active", active)
+	d := luodtest.Start(t, map[string]string{bystanderUnit: svc("")})
+	by := d.WaitUnit(bystanderUnit, "active", active)
 	fifo := filepath.Join(d.Dir, "env.fifo")
 	mustDo(t, syscall.Mkfifo(fifo, 0o644))
 	// Unblocks luod, whatever the test found, before luodtest stops it.
@@ -153,7 +153,7 @@ func TestHostileEnvironmentFileFIFO(t *testing.T) {
 	}
 	t.Logf("start returned after %v", time.Since(start))
 	answers(t, d)
-	if u := d.Unit(bystanderU); u.MainPID != by.MainPID || u.ActiveState != "active" {
+	if u := d.Unit(bystanderUnit); u.MainPID != by.MainPID || u.ActiveState != "active" {
 		t.Errorf("bystander: %+v", u)
 	}
 	if u := d.Unit("env.service"); u.ActiveState == "active" {
