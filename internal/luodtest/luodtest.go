@@ -188,7 +188,13 @@ func (d *Daemon) Exited() <-chan struct{} { return d.exited }
 
 // Call calls a control method.
 func (d *Daemon) Call(method string, params, reply any) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	return d.CallWithin(60*time.Second, method, params, reply)
+}
+
+// CallWithin is Call with a deadline: it fails when luod has not answered
+// within timeout, connection included.
+func (d *Daemon) CallWithin(timeout time.Duration, method string, params, reply any) error {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	c, err := control.Dial(ctx, d.Socket)
 	if err != nil {

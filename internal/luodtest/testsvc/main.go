@@ -87,12 +87,26 @@ func run() error {
 	escapee := flag.String("as-escapee", "", "internal: the escaping process; its pid goes to this file")
 	socket := flag.String("socket", "", "notify this socket instead of $NOTIFY_SOCKET")
 	noBarrier := flag.Bool("no-barrier", false, "do not wait for luod to process the notifications")
+	asRawArg := flag.String("as-raw", "", "internal: act as the child of ctl child-raw, sending this raw datagram")
+	client := flag.String("client", "", "act as a control client of this socket (-client-conns, -client-send, -client-wait), print a JSON summary and exit")
+	clientConns := flag.Int("client-conns", 1, "connections of -client")
+	clientSend := flag.String("client-send", "", "what -client writes on each connection (a Go-quoted string)")
+	clientWait := flag.Duration("client-wait", 10*time.Second, "how long -client waits for each reply")
 	ctl := flag.String("ctl", "", "serve commands on this unix socket, one per connection, from READY=1 on: "+
-		"store SPEC (as -store), remove NAME, exit CODE; each is answered ok once luod processed it, or with the error")
+		"store SPEC (as -store), remove NAME, mainpid PID, status-flood N, await-eof NAME, exit CODE, "+
+		"raw B64PAYLOAD KINDS [OPTION...], child-raw B64PAYLOAD KINDS, spawn [orphan] (answers ok PID), flood DURATION (answers ok SENT); "+
+		"each is answered ok once luod processed it, or with the error")
 	flag.Var(&stores, "store", "store NAME=memfd:DATA | NAME=memfd-twice:DATA | NAME=memfd-busy:DATA | NAME=socket | NAME=socket-closed | NAME=pipe (repeatable)")
 	flag.Var(&removes, "remove", "send FDSTOREREMOVE=1 for NAME (repeatable)")
 	flag.Parse()
 
+	if *client != "" {
+		send, err := strconv.Unquote(`"` + *clientSend + `"`)
+		if err != nil {
+			return fmt.Errorf("-client-send: %w", err)
+		}
+		return runClient(*client, *clientConns, send, *clientWait)
+	}
 	if *ignoreTerm {
 		signal.Ignore(syscall.SIGTERM)
 	}
@@ -123,6 +137,9 @@ func run() error {
 	}
 	if *asChild {
 		return notify(n, stores, removes, *nopoll, *status, *ready, *spam)
+	}
+	if *asRawArg != "" {
+		return asRaw(n, *asRawArg)
 	}
 	if *report != "" {
 		if err := writeReport(*report); err != nil {
@@ -195,6 +212,7 @@ func serveCtl(l net.Listener, n *sdnotify.Notifier, nopoll bool) {
 		}
 		line, _ := bufio.NewReader(c).ReadString('\n')
 		cmd, arg, _ := strings.Cut(strings.TrimSpace(line), " ")
+		ok := "ok"
 		switch cmd {
 		case "store":
 			err = notify(n, multi{arg}, nil, nopoll, "", false, 0)
@@ -221,6 +239,19 @@ func serveCtl(l net.Listener, n *sdnotify.Notifier, nopoll bool) {
 			// Waits (5 s at most) until the peer of the pipe stored as
 			// arg sees end-of-file: luod closed its end.
 			err = awaitEOF(peerOf[arg])
+		case "raw":
+			err = rawCommand(n, arg)
+		case "child-raw":
+			err = childRaw(arg)
+		case "spawn":
+			var pid int
+			if pid, err = spawnSleeper(arg); err == nil {
+				ok = fmt.Sprintf("ok %d", pid)
+			}
+		case "flood":
+			var sent int
+			sent, err = flood(n, arg)
+			ok = fmt.Sprintf("ok %d", sent)
 		case "exit":
 			var code int
 			if code, err = strconv.Atoi(arg); err == nil {
@@ -233,7 +264,7 @@ func serveCtl(l net.Listener, n *sdnotify.Notifier, nopoll bool) {
 		if err != nil {
 			fmt.Fprintln(c, err)
 		} else {
-			fmt.Fprintln(c, "ok")
+			fmt.Fprintln(c, ok)
 		}
 		c.Close()
 	}
