@@ -55,7 +55,7 @@ func (m *Manager) handle(ctx context.Context, call *control.Call) {
 		m.dumpFDStore(call)
 	case control.MethodReload:
 		var r reloaded
-		m.do(func() { r = m.reload() })
+		r = m.reload()
 		rep := control.ReloadReply{Loaded: r.loaded, Warnings: r.warnings}
 		for _, err := range r.errors {
 			rep.Errors = append(rep.Errors, err.Error())

@@ -16,9 +16,18 @@
 // Processes are started through an exec shim (luod itself with
 // "--exec-shim" as its first argument): Go cannot put a child's own pid in
 // its environment before exec, so the shim sets LISTEN_PID and
-// LISTEN_PIDFDID and then execs the service. Each service gets its own
-// session (setsid); its processes are those of that session, which is how
-// NotifyAccess=all attributes messages and how stop finds stragglers.
+// LISTEN_PIDFDID, marks every other fd close-on-exec and then execs the
+// service. Each unit has a cgroup v2 group of its own (package cgroup),
+// which its processes are born in: that is how a notification from any of
+// them is attributed (NotifyAccess=all), how MAINPID= is checked, and how
+// a stop kills them all. Without cgroup2, a unit's processes are those of
+// its session (each service gets one, setsid), which a process can leave.
+//
+// A notification is attributed by its sender's credentials
+// (SCM_CREDENTIALS, and the pidfd the kernel derives from them): a service
+// with CAP_SYS_ADMIN can claim another process's pid and be taken for that
+// process's unit, as with systemd; no datagram carries an identity the
+// sender cannot choose.
 //
 // luod reaps every child itself (wait4(-1)) and is a child subreaper when
 // it is not PID 1, so orphans of a service come back to it.

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/liveupdate/luo/internal/fdstore"
 	"github.com/liveupdate/luo/internal/notify"
@@ -74,6 +75,9 @@ func FuzzNotifyPath(f *testing.F) {
 		}
 		for _, p := range peers {
 			p.Close()
+		}
+		for m.closer.busy() { // closes run off the loop
+			time.Sleep(time.Millisecond)
 		}
 		if log := m.logBuf.String(); strings.Contains(log, "illegal state transition") {
 			t.Errorf("illegal transition:\n%s", log)

@@ -185,20 +185,6 @@ func TestHostileMainPIDNotAChild(t *testing.T) {
 	}
 }
 
-// TestHostileForgedCredentials: a root service (CAP_SYS_ADMIN) can put
-// another unit's main pid in SCM_CREDENTIALS; the kernel then also hands
-// luod a pidfd of that process, so luod takes the datagram for the other
-// unit's, and the service can empty that unit's store or stop its
-// notifications. systemd has the same exposure.
-func TestHostileForgedCredentials(t *testing.T) {
-	t.Skip("known bug: a root service can forge SCM_CREDENTIALS (and so SCM_PIDFD) and act as another unit; " +
-		"neither luod nor systemd can tell, since the kernel gives no unforgeable sender identity on a datagram socket; needs a decision")
-	h := startHostile(t)
-	b := h.before(t)
-	mustRaw(t, h.actorCtl, "FDSTOREREMOVE=1\nFDNAME=keep", "-", "pid="+strconv.Itoa(h.bystander.MainPID))
-	h.after(t, b, nil)
-}
-
 // sendFrom sends payload with fd to the notify socket at path from the
 // test process itself, then waits for a barrier.
 func sendFrom(t *testing.T, path, payload string, fd int) {

@@ -13,6 +13,7 @@ import (
 func (u *Unit) exited(status syscall.WaitStatus) {
 	pid := u.mainPID
 	u.mainPID = 0
+	u.m.watchMain(u) // ends a watch
 	code, sig := 0, syscall.Signal(0)
 	switch {
 	case status.Exited():

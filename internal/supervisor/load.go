@@ -91,10 +91,22 @@ type reloaded struct {
 	warnings []string
 }
 
-// reload re-reads the unit directories (daemon-reload).
+// reload re-reads the unit directories (daemon-reload). It reads and
+// parses them outside the loop (a unit file may take a second to parse),
+// then applies them in the loop; reloads run one at a time. Not called
+// from the loop.
 func (m *Manager) reload() reloaded {
-	var rep reloaded
+	m.reloading.Lock()
+	defer m.reloading.Unlock()
 	defs, errs := m.readUnitDirs()
+	var rep reloaded
+	m.do(func() { rep = m.applyReload(defs, errs) })
+	return rep
+}
+
+// applyReload installs what a reload read. Called in the loop.
+func (m *Manager) applyReload(defs []*unit.Unit, errs []error) reloaded {
+	var rep reloaded
 	for _, err := range errs {
 		m.log.Error("unit failed to load", "err", err)
 	}

@@ -140,7 +140,13 @@ func (m *Manager) drainNotify() {
 		var drop *notify.DropError
 		switch {
 		case errors.As(err, &drop):
-			m.stranger(slog.LevelWarn, "notify: "+drop.Error(), "pid", drop.PID)
+			// Within the sender's unit's log limit, when it has one: a
+			// flood from elsewhere must not hide it.
+			if u := m.owner(drop.PID); u != nil {
+				u.say(slog.LevelWarn, drop.Error(), "pid", drop.PID)
+			} else {
+				m.stranger(slog.LevelWarn, drop.Error(), "pid", drop.PID)
+			}
 			continue
 		case err != nil:
 			if !errors.Is(err, net.ErrClosed) {

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -81,24 +80,28 @@ func (m *Manager) authorized(u *Unit, pid int) (bool, string) {
 // handleNotify processes one datagram in systemd's order (docs/systemd-luo.md §A.3).
 func (m *Manager) handleNotify(msg *notify.Message) {
 	defer func() {
-		if len(msg.Files) > 0 {
-			m.stranger(slog.LevelWarn, "got extra auxiliary fds with notification message, closing them", "pid", msg.PID, "fds", len(msg.Files))
+		if files := msg.TakeFiles(); len(files) > 0 {
+			m.sayAbout(msg.PID, slog.LevelWarn, "got extra auxiliary fds with notification message, closing them", "fds", len(files))
+			for _, f := range files {
+				m.closer.close(f)
+			}
 		}
 		msg.Close()
 	}()
 	if msg.Barrier {
 		if ok, reason := msg.BarrierValid(); !ok {
-			m.stranger(slog.LevelWarn, "notify: "+reason, "pid", msg.PID)
-		} else {
-			m.stranger(slog.LevelDebug, "received barrier notification message", "pid", msg.PID)
+			m.sayAbout(msg.PID, slog.LevelWarn, "notify: "+reason)
+			for _, f := range msg.TakeFiles() {
+				m.closer.close(f)
+			}
+			return
 		}
-		// Close everything else first: once the barrier fd is closed the
-		// sender may look at what we hold.
-		if pf := msg.TakePIDFD(); pf != nil {
-			pf.Close()
-		}
+		m.sayAbout(msg.PID, slog.LevelDebug, "received barrier notification message")
+		// Every message before this one is handled: close the barrier's
+		// fd, which the sender waits for (off the loop, as any fd a
+		// service hands over).
 		for _, f := range msg.TakeFiles() {
-			f.Close()
+			m.closer.close(f)
 		}
 		return
 	}
@@ -132,6 +135,7 @@ func (m *Manager) handleNotify(msg *notify.Message) {
 		if m.owner(msg.MainPID) == u {
 			u.say(slog.LevelInfo, "main PID changed", "old", u.mainPID, "new", msg.MainPID)
 			u.mainPID = msg.MainPID
+			m.watchMain(u)
 		} else {
 			u.say(slog.LevelWarn, "MAINPID= refused: process is not part of the unit", "pid", msg.MainPID)
 		}
@@ -158,7 +162,7 @@ func (m *Manager) handleNotify(msg *notify.Message) {
 		u.errno = msg.Errno
 	}
 	if msg.HasExtendTimeout {
-		u.extendTimer(time.Duration(msg.ExtendTimeoutUsec) * time.Microsecond)
+		u.extendTimer(msg.ExtendTimeout())
 	}
 	if a := u.state.Active(); msg.RestartReset && (a == Active || a == Deactivating) {
 		u.consecutive = 0
@@ -166,18 +170,14 @@ func (m *Manager) handleNotify(msg *notify.Message) {
 	switch {
 	case msg.FDStoreRemove:
 		if !msg.HasFDName || !msg.FDNameValid {
-			u.say(slog.LevelWarn, "FDSTOREREMOVE=1 requested, but no valid file descriptor name passed, ignoring")
-			break
+			break // logged with msg.Problems
 		}
 		for _, e := range u.store.RemoveName(msg.FDName) {
 			m.log.Debug("got explicit request to remove fd, closing", "unit", u.name, "fdname", e.Name)
 			u.closeEntry(e)
 		}
 		u.unpinIfEmpty()
-	case msg.FDStore:
-		if msg.HasFDName && !msg.FDNameValid {
-			u.say(slog.LevelWarn, "passed FDNAME= name is invalid, ignoring")
-		}
+	case msg.FDStore: // an invalid FDNAME= is logged with msg.Problems
 		m.storeFiles(u, msg.StoreName(), msg.TakeFiles(), msg.FDPoll, fdstore.OriginNotify)
 	}
 }
@@ -200,6 +200,9 @@ func (m *Manager) lateNotify(u *Unit, msg *notify.Message) {
 		}
 	case msg.FDStore && u.storeReleased():
 		u.say(slog.LevelInfo, "closing fds stored after the unit stopped: its store was released", "fds", len(msg.Files))
+		for _, f := range msg.TakeFiles() {
+			m.closer.close(f)
+		}
 	case msg.FDStore:
 		m.storeFiles(u, msg.StoreName(), msg.TakeFiles(), msg.FDPoll, fdstore.OriginNotify)
 	}

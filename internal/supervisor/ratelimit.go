@@ -62,6 +62,16 @@ func (u *Unit) say(level slog.Level, msg string, args ...any) {
 	u.m.limited(&u.logLimit, level, msg, append([]any{"unit", u.name}, args...)...)
 }
 
+// sayAbout logs a line about a datagram from pid within the log limit of
+// the unit pid belongs to, or else the strangers' limit.
+func (m *Manager) sayAbout(pid int, level slog.Level, msg string, args ...any) {
+	if u := m.owner(pid); u != nil {
+		u.say(level, msg, append([]any{"pid", pid}, args...)...)
+		return
+	}
+	m.stranger(level, msg, append([]any{"pid", pid}, args...)...)
+}
+
 // stranger logs a line caused by a datagram luod could not tie to a unit,
 // within one rate limit shared by all such senders.
 func (m *Manager) stranger(level slog.Level, msg string, args ...any) {

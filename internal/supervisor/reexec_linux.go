@@ -224,6 +224,7 @@ func (m *Manager) resumeUnit(mu update.Unit, adopt func(int, string) *os.File) {
 	if err := u.resumeProcess(mu.Process); err != nil {
 		m.log.Error("cannot resume the unit's state", "unit", mu.Name, "err", err)
 	}
+	m.watchMain(u)
 	for _, e := range mu.Entries {
 		se := m.adopt(u, e.Name, adopt(e.FD, e.Name), e.Poll, e.Origin)
 		se.Added = e.Added

@@ -30,7 +30,7 @@ func (m *Manager) signal(sig os.Signal) {
 		m.drainNotify()
 		m.reap()
 	case syscall.SIGHUP:
-		m.reload()
+		go m.reload()
 	case syscall.SIGTERM, syscall.SIGINT:
 		m.log.Info("shutting down", "signal", sig.String())
 		if m.cfg.PID1 {

@@ -3,7 +3,6 @@
 package supervisor
 
 import (
-	"bufio"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -140,7 +139,7 @@ func (m *Manager) environment(u *Unit) ([]string, error) {
 		env = setenv(env, k, v)
 	}
 	for _, ef := range d.EnvironmentFiles {
-		kvs, err := readEnvFile(ef.Path)
+		kvs, err := unit.ReadEnvironmentFile(ef.Path)
 		if err != nil {
 			if ef.Optional && errors.Is(err, os.ErrNotExist) {
 				continue
@@ -159,44 +158,6 @@ func (m *Manager) environment(u *Unit) ([]string, error) {
 		env = setenv(env, "FDSTORE", strconv.FormatUint(uint64(n), 10))
 	}
 	return env, nil
-}
-
-// readEnvFile reads KEY=VALUE lines as systemd's EnvironmentFile= does:
-// comments (# ;) and blank lines skipped, optional "export ", values in
-// single or double quotes unquoted, backslash-newline continued.
-func readEnvFile(path string) ([]string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	var out []string
-	sc := bufio.NewScanner(f)
-	var cont string
-	for sc.Scan() {
-		line := cont + sc.Text()
-		cont = ""
-		if strings.HasSuffix(line, "\\") {
-			cont = strings.TrimSuffix(line, "\\")
-			continue
-		}
-		line = strings.TrimSpace(line)
-		if line == "" || line[0] == '#' || line[0] == ';' {
-			continue
-		}
-		line = strings.TrimPrefix(line, "export ")
-		k, v, ok := strings.Cut(line, "=")
-		k = strings.TrimSpace(k)
-		if !ok || k == "" || strings.ContainsAny(k, " \t") {
-			return nil, fmt.Errorf("invalid line %q", line)
-		}
-		v = strings.TrimSpace(v)
-		if len(v) >= 2 && (v[0] == '"' && v[len(v)-1] == '"' || v[0] == '\'' && v[len(v)-1] == '\'') {
-			v = v[1 : len(v)-1]
-		}
-		out = append(out, k+"="+v)
-	}
-	return out, sc.Err()
 }
 
 // credential resolves User= and Group= (names or ids) and returns the home

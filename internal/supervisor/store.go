@@ -22,12 +22,12 @@ func (m *Manager) storeFiles(u *Unit, name string, files []*os.File, poll bool, 
 				u.say(slog.LevelWarn, fmt.Sprintf("cannot store more fds than FileDescriptorStoreMax=%d, closing remaining", u.store.Max()),
 					"fdname", name, "closed", len(files)-i)
 				for _, g := range files[i:] {
-					g.Close()
+					m.closer.close(g)
 				}
 				return
 			}
 			u.say(slog.LevelDebug, "suppressing duplicate fd in fd store", "fdname", name, "err", err)
-			f.Close()
+			m.closer.close(f)
 			continue
 		}
 		m.watch(u, e)
@@ -90,7 +90,7 @@ func (u *Unit) flushStore(why string) {
 
 func (u *Unit) closeEntry(e *fdstore.Entry) {
 	u.m.poller.Unwatch(e)
-	e.File.Close()
+	u.m.closer.close(e.File)
 }
 
 // clean empties the store of a unit that does not run (clean

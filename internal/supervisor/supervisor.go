@@ -112,6 +112,10 @@ type Manager struct {
 	control *control.Server
 	poller  *fdstore.Poller
 	kernel  update.Kernel
+	// reloading makes daemon-reloads run one at a time.
+	reloading sync.Mutex
+	// closer closes files off the loop.
+	closer closer
 	// strangers bounds the log lines of datagrams from no unit.
 	strangers logLimit
 	// clientLog bounds the control server's log lines; the server's

@@ -4,6 +4,7 @@ package supervisor
 
 import (
 	"fmt"
+	"os"
 	"syscall"
 	"time"
 
@@ -69,6 +70,9 @@ type Unit struct {
 	group *cgroup.Group
 	// logLimit bounds the log lines its service's input makes (see say).
 	logLimit logLimit
+	// mainWatch is a pidfd of a main process luod cannot wait for (see
+	// watchMain).
+	mainWatch *os.File
 	// startWindow and starts count the starts of the current
 	// StartLimitIntervalSec= window (see startLimitHit).
 	startWindow time.Time
