@@ -4,6 +4,7 @@ package supervisor_test
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -94,6 +95,13 @@ func TestHostileFlood(t *testing.T) {
 	}
 	if got := fdsBecome(t, d.PID(), fds+1); got != fds+1 {
 		t.Errorf("luod has %d fds after the flood, want %d (%d before, and the one stored)", got, fds+1, fds)
+	}
+	if status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", d.PID())); err == nil {
+		for line := range strings.SplitSeq(string(status), "\n") {
+			if strings.HasPrefix(line, "VmRSS:") || strings.HasPrefix(line, "VmHWM:") {
+				t.Logf("luod after the flood: %s, %d fds", strings.Join(strings.Fields(line), " "), fds+1)
+			}
+		}
 	}
 
 	// Every datagram but the valid ones makes a warning; the limits keep
