@@ -59,6 +59,12 @@ type Files struct {
 	files []*os.File
 }
 
+// FilesOf makes a set of files a program already holds, each named by its
+// Name, as Receive would return them: for a test that plays the service
+// manager, or a wrapper that passes fds its own way. The set takes no
+// ownership beyond what Files does: the caller owns the files.
+func FilesOf(files ...*os.File) *Files { return &Files{files: slices.Clone(files)} }
+
 // All returns every file, in $LISTEN_FDS order (descriptor 3 first). Each
 // file's Name is its fd name. The returned slice is a copy.
 func (f *Files) All() []*os.File {

@@ -146,6 +146,13 @@ func (m *Manager) Receive(ctx context.Context) (*Datagram, error) {
 	return d, err
 }
 
+// TryReceive returns the next queued datagram, or nil if none is queued.
+func (m *Manager) TryReceive() (*Datagram, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.recv(false)
+}
+
 // ExpectNone fails the test if a datagram is queued on the socket. Because
 // sendmsg on an AF_UNIX datagram socket queues the message before it returns,
 // this checks that an earlier send sent nothing.
