@@ -43,23 +43,64 @@
 //
 // Region.Origin tells where a region came from: Fresh (created now),
 // FDStore (the manager's fd store, same boot: a service restart) or LUO
-// (carried across a kernel live update, by either mode).
+// (carried across a kernel live update, by either mode). Store.Mode tells
+// how the regions will cross the next update (ModeFDStore, ModeSession,
+// ModeOwnSession, or ModeNone without a manager).
+//
+// # Other fds next to the regions
+//
+// A service that keeps more than regions (a listening socket, a pipe to a
+// helper, a memfd it manages itself) hands them to keep, not to the
+// notifier, so that keep counts them and names stay unique:
+//
+//	if st.File("listener") == nil {
+//		l, _ := net.Listen("tcp", addr)
+//		f, _ := l.(*net.TCPListener).File()
+//		st.Keep("listener", f, nil) // stored with FDPOLL=0; replaces an older one
+//	}
+//	l, _ := net.FileListener(st.File("listener"))
+//
+// Store.Forget removes one kept file. Kept files are stored with FDPOLL=0
+// unless KeepOptions.Poll is set, so a pipe whose peer closed is not
+// dropped by the manager. Only memfds cross a kernel update.
+//
+// # The size of the store
+//
+// The unit needs FileDescriptorStoreMax= of at least: one per region, one
+// for the index memfd (IndexName), one for the session in session mode,
+// and one per kept file. luod and systemd tell the service the limit in
+// $FDSTORE; keep reads it (or Config.StoreMax) and refuses, with
+// ErrStoreFull, a region or file the manager would otherwise drop
+// silently: Open fails before it finishes an incoming session or stores
+// anything, Region and Keep before they create or send anything. After a
+// live update luod holds the incoming session next to the new outgoing one
+// under the same name; it counts them as one entry, and keep removes the
+// finished incoming one from the store before it stores anything else.
+//
+// # Recovery
+//
+// keep works from what it finds. A region the index does not know (the
+// index was lost) is adopted from the fd store when Region asks for a
+// memfd of that name and size. A stored session keep cannot preserve into
+// (an earlier instance filled it and its index is gone, so token 0 is
+// taken) is dropped from the store: the regions stay in the fd store for
+// this run, Mode says ModeFDStore, and the manager hands out a fresh
+// session at the next start.
 //
 // # Rules
 //
 //   - A region's size is fixed: a memfd preserved for a live update cannot
-//     change size, and Region fails if a restored region's size differs from
-//     the one asked for (Remove it to start over).
-//   - Only memfds survive a kexec; keep only makes memfds. Other fds in the
-//     store (sockets, pipes) survive restarts, not kernel updates.
+//     change size, and Region fails with ErrSizeChanged if a restored
+//     region's size differs from the one asked for (Remove it to start
+//     over).
 //   - Write to the mapping at any time: what is in the pages at the moment
 //     of the kexec is what the next kernel gets. There is no flush.
-//   - The unit needs FileDescriptorStoreMax= large enough for the regions,
-//     the index memfd ("keep.index") and the session, if any.
 //   - Without a service manager (no $NOTIFY_SOCKET) regions are fresh on
-//     every start; Open says so through Config.Logf.
+//     every start; Open logs it (Config.Logger).
 //   - Without LUO (no /dev/liveupdate, or liveupdate=on missing) restarts
 //     still keep the regions; kernel updates do not.
+//   - Errors a caller handles wrap ErrStoreFull, ErrSizeChanged,
+//     ErrBadName, ErrNotFound, ErrIndex or ErrSession (use errors.Is).
 //
 // keep uses only the standard library and golang.org/x/sys. It needs no
 // privileges, except to create its own LUO session. Linux only.

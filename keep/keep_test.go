@@ -1,8 +1,10 @@
-//go:build linux
+//go:build linux && !vmguest
 
 package keep_test
 
 import (
+	"errors"
+	"log/slog"
 	"strings"
 	"testing"
 
@@ -13,14 +15,14 @@ import (
 
 func TestWithoutManager(t *testing.T) {
 	t.Setenv("NOTIFY_SOCKET", "")
-	var logs []string
-	st, err := keep.Open(&keep.Config{Logf: func(f string, a ...any) { logs = append(logs, f) }})
+	var logs strings.Builder
+	st, err := keep.Open(&keep.Config{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	if st.Notifier() != nil || !strings.Contains(strings.Join(logs, "\n"), "no service manager") {
-		t.Errorf("notifier %v, logs %q", st.Notifier(), logs)
+	if st.Notifier() != nil || st.Mode() != keep.ModeNone || !strings.Contains(logs.String(), "no service manager") {
+		t.Errorf("notifier %v, mode %v, logs %q", st.Notifier(), st.Mode(), logs.String())
 	}
 	r, err := st.Region("state", 8192)
 	if err != nil {
@@ -38,7 +40,7 @@ func TestWithoutManager(t *testing.T) {
 	if err != nil || again != r {
 		t.Fatalf("second Region call: %v, %v", again, err)
 	}
-	if _, err := st.Region("state", 4096); err == nil || !strings.Contains(err.Error(), "cannot change size") {
+	if _, err := st.Region("state", 4096); !errors.Is(err, keep.ErrSizeChanged) {
 		t.Errorf("resize: %v", err)
 	}
 	for _, bad := range []string{"", "a:b", "bad\x01", keep.IndexName} {
@@ -55,17 +57,17 @@ func TestWithoutManager(t *testing.T) {
 	if got := st.Regions(); len(got) != 0 {
 		t.Errorf("regions after Remove: %v", got)
 	}
-	if err := st.Remove("state"); err == nil {
+	if err := st.Remove("state"); !errors.Is(err, keep.ErrNotFound) {
 		t.Error("second Remove succeeded")
 	}
 }
 
 func TestBadConfig(t *testing.T) {
 	t.Setenv("NOTIFY_SOCKET", "")
-	if _, err := keep.Open(&keep.Config{Session: "a:b"}); err == nil {
+	if _, err := keep.Open(&keep.Config{Session: "a:b"}); !errors.Is(err, keep.ErrBadName) {
 		t.Error("invalid Session name accepted")
 	}
-	if _, err := keep.Open(&keep.Config{SessionName: strings.Repeat("x", 64)}); err == nil {
+	if _, err := keep.Open(&keep.Config{SessionName: strings.Repeat("x", 64)}); !errors.Is(err, keep.ErrBadName) {
 		t.Error("64-byte SessionName accepted")
 	}
 }
@@ -86,8 +88,9 @@ func TestRestartUnderLuod(t *testing.T) {
 	d := luodtest.Start(t, map[string]string{
 		"store.service":   counterUnit("-size 65536"),
 		"session.service": counterUnit("-size 65536 -session s"),
+		"socket.service":  counterUnit("-size 65536 -hold-socket"),
 	})
-	for _, name := range []string{"store.service", "session.service"} {
+	for _, name := range []string{"store.service", "session.service", "socket.service"} {
 		if s := status(t, d, name); !strings.HasPrefix(s, "generation=1 origin=fresh verified=fresh") {
 			t.Errorf("%s first start: %q", name, s)
 		}
@@ -99,11 +102,25 @@ func TestRestartUnderLuod(t *testing.T) {
 			}
 		}
 	}
-	if s := status(t, d, "session.service"); !strings.Contains(s, "mode=fd store") {
+	if s := status(t, d, "session.service"); !strings.Contains(s, "mode=fd-store") {
 		t.Errorf("session mode without LUO should fall back to the fd store: %q", s)
 	}
 	if n := d.Unit("store.service").FDStoreCount; n != 2 {
 		t.Errorf("store.service holds %d fds, want 2 (region and index)", n)
+	}
+	if n := d.Unit("socket.service").FDStoreCount; n != 3 {
+		t.Errorf("socket.service holds %d fds, want 3 (region, index and the socket kept once)", n)
+	}
+}
+
+// TestStoreTooSmall: a store too small for the region and the index makes
+// the service fail at start with a message that names the setting, and
+// luod has nothing to drop.
+func TestStoreTooSmall(t *testing.T) {
+	d := luodtest.Start(t, map[string]string{"small.service": strings.Replace(counterUnit("-size 65536"), "FileDescriptorStoreMax=4", "FileDescriptorStoreMax=1", 1)})
+	d.WaitLog("FileDescriptorStoreMax=1 allows 1")
+	if strings.Contains(d.Log(), "cannot store more fds") {
+		t.Error("luod dropped an fd keep should have kept back")
 	}
 }
 

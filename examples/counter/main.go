@@ -19,6 +19,7 @@ import (
 	"encoding/binary"
 	"flag"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"net"
 	"os"
@@ -50,7 +51,7 @@ func run() error {
 
 	cfg := &keep.Config{Session: *session}
 	if *verbose {
-		cfg.Logf = func(f string, a ...any) { fmt.Printf("counter: keep: "+f+"\n", a...) }
+		cfg.Logger = slog.New(slog.NewTextHandler(os.Stdout, nil))
 	}
 	st, err := keep.Open(cfg)
 	if err != nil {
@@ -79,7 +80,7 @@ func run() error {
 	binary.LittleEndian.PutUint64(b[headerSize:], gen)
 	seal(b)
 
-	if *holdSocket && st.Notifier() != nil && len(st.Files().Named("socket")) == 0 {
+	if *holdSocket && st.Notifier() != nil && st.File("socket") == nil {
 		// A listening socket, as a socket-activated service would keep: it
 		// survives restarts in the fd store, not a kexec.
 		l, err := net.ListenUnix("unix", &net.UnixAddr{Name: "@counter-" + *name, Net: "unix"})
@@ -90,15 +91,17 @@ func run() error {
 		if err != nil {
 			return err
 		}
-		if err := st.Notifier().StoreFiles("socket", []*os.File{f}, nil); err != nil {
+		if err := st.Keep("socket", f, nil); err != nil {
 			return err
 		}
-		f.Close()
 		l.Close()
 	}
 
 	status := fmt.Sprintf("generation=%d origin=%s verified=%s live_updates=%d size=%d mode=%s",
 		gen, r.Origin, verified, st.LiveUpdates(), *size, st.Mode())
+	if name := st.SessionName(); name != "" {
+		status += " session=" + name
+	}
 	fmt.Println("counter:", status)
 	n := st.Notifier()
 	n.Status(status)

@@ -292,10 +292,9 @@ type want struct {
 }
 
 const (
-	viaStore   = "fd store (carried by the manager)"
-	viaSession = `LUO session "counter-luos.-68532861cc9042219e432ac5" (stored as "state")`
-	viaOwnNew  = `own LUO session "keep/counter-own"`
-	viaOwn     = `LUO session "keep/counter-own" (stored as "own")`
+	viaStore   = "fd-store"
+	viaSession = "session session=counter-luos.-68532861cc9042219e432ac5"
+	viaOwn     = "own-session session=keep/counter-own"
 )
 
 // expected is what systemd 262 + keep actually do, per unit, stage and phase
@@ -331,9 +330,9 @@ var expected = map[string]map[string]want{
 		"3/boot": {"luo", 2, viaStore}, "3/restart": {"fdstore", 2, viaSession},
 	},
 	"counter-own.service": {
-		"1/boot": {"fresh", 0, viaOwnNew}, "1/restart": {"fdstore", 0, viaOwn},
-		"2/boot": {"luo", 1, viaOwnNew}, "2/restart": {"fdstore", 1, viaOwn},
-		"3/boot": {"luo", 2, viaOwnNew}, "3/restart": {"fdstore", 2, viaOwn},
+		"1/boot": {"fresh", 0, viaOwn}, "1/restart": {"fdstore", 0, viaOwn},
+		"2/boot": {"luo", 1, viaOwn}, "2/restart": {"fdstore", 1, viaOwn},
+		"3/boot": {"luo", 2, viaOwn}, "3/restart": {"fdstore", 2, viaOwn},
 	},
 }
 
