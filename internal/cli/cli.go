@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -214,8 +213,10 @@ It talks to luod over its root-only Varlink socket: --socket, or $LUOD_SOCKET,
 or /run/luod/io.luo.Manager.
 
 Output is made for people. With --json, luoctl prints luod's replies as
-indented JSON instead: commands taking UNIT... print an array with one reply
-per unit, and update run prints one JSON object per line as progress arrives.
+indented JSON instead, objects of the io.luo.Manager Varlink interface whose
+optional fields are left out when empty: commands taking UNIT... print an
+array of replies, one per unit, and update run prints one reply per line as
+progress arrives. See docs/luoctl-json.md.
 
 --timeout bounds a command; 0 means no limit. The defaults: 30s for queries,
 5m for start, stop, restart, clean, daemon-reexec, poweroff and reboot, 1m for
@@ -307,14 +308,6 @@ func (a *app) call(ctx context.Context, method string, params, reply any) error 
 	}
 	defer c.Close()
 	return c.Call(ctx, method, params, reply)
-}
-
-// printJSON prints v as indented JSON.
-func (a *app) printJSON(v any) error {
-	enc := json.NewEncoder(a.out)
-	enc.SetIndent("", "  ")
-	enc.SetEscapeHTML(false)
-	return enc.Encode(v)
 }
 
 // args returns a validator for between min and max (-1: any number)

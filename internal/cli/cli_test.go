@@ -171,12 +171,9 @@ web.service  loaded  active  running  2/16     Web frontend
 `, "")
 
 	r := run(t, sock, "status", "--json")
-	var got struct {
-		Manager control.Manager `json:"manager"`
-		Units   []control.Unit  `json:"units"`
-	}
+	var got control.Manager
 	decodeJSON(t, r.stdout, &got)
-	if got.Manager.Reexecs != 2 || len(got.Units) != 2 || got.Units[1].Name != "web.service" {
+	if got.Reexecs != 2 || got.Units != 2 || got.LUO.Release != "7.2.13" {
 		t.Errorf("status --json = %+v", got)
 	}
 }
@@ -350,11 +347,15 @@ tty     chr    0:5    7      4:1     /dev/tty1               wo           -     
 db.service: 0/4, preserve=no
 (empty)
 `, "")
-	r := run(t, sock, "fdstore", "--json", "web.service")
+	r := run(t, sock, "fdstore", "--json", "web.service", "db.service")
 	var got []control.FDStore
 	decodeJSON(t, r.stdout, &got)
-	if len(got) != 1 || len(got[0].Entries) != 3 || got[0].Entries[2].RDevNo == nil || got[0].Entries[0].RDevNo != nil {
+	if len(got) != 2 || len(got[0].Entries) != 3 || got[0].Entries[2].RDevNo == nil || got[0].Entries[0].RDevNo != nil {
 		t.Errorf("fdstore --json = %+v", got)
+	}
+	// Optional fields without a value are left out, not null.
+	if strings.Contains(r.stdout, "null") || strings.Count(r.stdout, `"rdevno"`) != 1 || strings.Count(r.stdout, `"entries"`) != 1 {
+		t.Errorf("fdstore --json has nulls or empty optional fields:\n%s", r.stdout)
 	}
 	check(t, run(t, sock, "fdstore", "x.service"), cli.ExitNoSuchUnit, "", "luoctl: no such unit \"x.service\"\n")
 }

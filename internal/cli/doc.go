@@ -6,7 +6,8 @@
 // io.luo.Manager Varlink interface). That socket is root-only, so luoctl
 // needs root (or luod's own user). Output is made for people (tables,
 // systemctl-like status blocks, ASCII only); --json prints luod's replies
-// as indented JSON for scripts instead.
+// as indented JSON for scripts instead, typed by the interface description
+// (docs/luoctl-json.md says which reply each command prints).
 //
 // # Exit status
 //

@@ -24,7 +24,8 @@ func (a *app) statusCommand() *cobra.Command {
 		Short: "Show luod's state and its units, or the state of units",
 		Long: `Without arguments, show luod's state and a list of its units. With units, show
 each like systemctl status: load state, active state and since when, main PID,
-the last STATUS=, the fd store and LUO sessions, and warnings.`,
+the last STATUS=, the fd store and LUO sessions, and warnings. With --json and
+no UNIT, luod's state only (the units are in list --json).`,
 		ValidArgsFunction: a.completeUnits,
 		RunE: a.runE(queryTimeout, func(ctx context.Context, cmd *cobra.Command, args []string) error {
 			c, err := a.dial(ctx)
@@ -88,15 +89,12 @@ func (a *app) managerStatus(ctx context.Context, c *control.Client) error {
 	if err := c.Call(ctx, control.MethodGetManager, nil, &m); err != nil {
 		return err
 	}
+	if a.json {
+		return a.printJSON(m) // the units are in list --json
+	}
 	var us control.Units
 	if err := c.Call(ctx, control.MethodListUnits, nil, &us); err != nil {
 		return err
-	}
-	if a.json {
-		return a.printJSON(struct {
-			Manager control.Manager `json:"manager"`
-			Units   []control.Unit  `json:"units"`
-		}{m, nonNil(us.Units)})
 	}
 	fmt.Fprintf(a.out, "luod %s\n", m.Version)
 	f := fields{a.out, labelWidth}
@@ -430,11 +428,11 @@ again. Without a UNIT, every unit. Prints nothing unless --json is given.`,
 			if len(names) == 0 {
 				names = []string{""}
 			}
-			var units []control.Unit
+			var replies []control.Units
 			err = forUnits(ctx, c, names, control.MethodResetFailed, func(n string) any { return control.ResetFailedParams{Name: n} },
-				func(r control.Units) { units = append(units, r.Units...) })
+				func(r control.Units) { replies = append(replies, r) })
 			if a.json {
-				if jerr := a.printJSON(nonNil(units)); jerr != nil {
+				if jerr := a.printJSON(nonNil(replies)); jerr != nil {
 					return jerr
 				}
 			}

@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -224,13 +223,7 @@ Exits with status 4 when the update was refused or failed.`,
 				}
 				last = p
 				if a.json {
-					var b bytes.Buffer
-					if err := json.Compact(&b, raw); err != nil {
-						return err
-					}
-					b.WriteByte('\n')
-					_, err := a.out.Write(b.Bytes())
-					return err
+					return a.printJSONLine(raw)
 				}
 				t := p.Time
 				if t.IsZero() {
