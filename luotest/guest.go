@@ -149,7 +149,7 @@ func (v *VM) WaitActive(name string) Unit {
 		case "active":
 			return nil
 		case "failed":
-			v.t.Fatalf("luotest: %s failed: result %q, status %q", name, u.Result, u.Status)
+			v.t.Fatalf("luotest: %s failed: result %q, status %q (its output is on the VM's console)", name, u.Result, u.Status)
 		}
 		return fmt.Errorf("%s/%s, result %q, status %q", u.ActiveState, u.SubState, u.Result, u.Status)
 	})

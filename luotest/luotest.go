@@ -64,7 +64,8 @@ func Main(m *testing.M) {
 // in it as subtests of t; it does not call fn. It skips t with -short and
 // when QEMU, mkfs.ext4 or a kernel is missing, or fails it instead when $CI
 // is set. It fails t when a build fails, a stage does not boot or finish,
-// the run times out, or the test fails in any stage.
+// the run times out, or the test fails in any stage; then it also logs the
+// end of the VM's console, where luod and the services write.
 //
 // In the VM, where the test binary runs only the test that called Run, Run
 // calls fn with t and the [VM] of the stage. When fn returns in a stage
@@ -101,7 +102,21 @@ func Run(t *testing.T, cfg Config, fn func(t *testing.T, vm *VM)) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	vmtest.Run(t, c)
+	res := vmtest.Run(t, c)
+	if t.Failed() {
+		t.Logf("luotest: the end of the VM's console (kernel, luod and the services' output):\n%s", consoleTail(res, 40))
+	}
+}
+
+// consoleTail returns the last n lines of the console of a run.
+func consoleTail(res *vmtest.Result, n int) string {
+	var lines []string
+	for _, l := range res.Lines {
+		if l.Stream == vm.Console {
+			lines = append(lines, l.Text)
+		}
+	}
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }
 
 // kernel returns the host path of the kernel entry k of Config.Kernels.
