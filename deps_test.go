@@ -177,6 +177,7 @@ type layerRule struct {
 // layerRules returns the layering rules for the module g.
 func layerRules(g *modGraph) []layerRule {
 	leaves := []string{g.module, g.module + "/memfd", g.module + "/sdnotify", g.module + "/activation"}
+	kit := g.module + "/luotest"
 	is := func(paths ...string) func(p *listedPackage) bool {
 		return func(p *listedPackage) bool { return slices.Contains(paths, p.ImportPath) }
 	}
@@ -194,10 +195,23 @@ func layerRules(g *modGraph) []layerRule {
 			why:       "keep imports only the leaves (luo, memfd, sdnotify, activation) of this module",
 		},
 		{
-			name:      "public",
-			applies:   func(p *listedPackage) bool { return !g.internal(p.ImportPath) && p.Name != "main" },
+			name: "public",
+			applies: func(p *listedPackage) bool {
+				return !g.internal(p.ImportPath) && p.Name != "main" && p.ImportPath != kit
+			},
 			forbidden: g.internal,
 			why:       "a public package imports nothing under internal/: its users could not build it",
+		},
+		{
+			// The test kit is the public face of the VM harness, so
+			// it imports internal/vm and internal/vmtest (which Go
+			// allows a package of this module); in exchange, only
+			// tests may import it.
+			name:      "kit",
+			applies:   func(p *listedPackage) bool { return p.ImportPath != kit },
+			forbidden: func(path string) bool { return path == kit },
+			linked:    true,
+			why:       "only tests (_test.go files) import the test kit luotest",
 		},
 		{
 			name: "binaries",
@@ -229,7 +243,8 @@ func layerRules(g *modGraph) []layerRule {
 //     package of this module;
 //   - keep: keep imports only the leaves;
 //   - public: no public package (neither under internal/ nor a main)
-//     imports anything under internal/;
+//     imports anything under internal/, but the test kit luotest;
+//   - kit: no package links luotest (tests may import it);
 //   - binaries: no production binary (a main under cmd/ or examples/) links
 //     testing or a test helper of this module (internal/vmtest, any
 //     ...test package and the packages under it);
