@@ -45,7 +45,7 @@ func Example() {
 		log.Fatal(err)
 	}
 	defer state.Close()
-	// A memfd cannot hang up: no need for the manager to poll it.
+	// FDPOLL=0: a memfd never hangs up, there is nothing to watch.
 	if err := n.StoreFiles("state", []*os.File{state}, &sdnotify.StoreOptions{NoPoll: true}); err != nil && !errors.Is(err, sdnotify.ErrNoSocket) {
 		log.Fatal(err)
 	}
