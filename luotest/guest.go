@@ -116,22 +116,20 @@ func (v *VM) unit(name string) (Unit, error) {
 // booted, waiting up to a minute for luod to answer.
 func (v *VM) liveUpdates() int {
 	v.t.Helper()
-	var status struct {
-		Manager struct {
-			LiveUpdates *int `json:"live_updates"`
-		} `json:"manager"`
+	var status struct { // the GetManager reply
+		LiveUpdates *int `json:"live_updates"`
 	}
 	v.poll("luod answers", time.Minute, func() error {
 		out, err := v.Luoctl("--json", "status")
 		if err != nil {
 			return err
 		}
-		if err := json.Unmarshal(out, &status); err != nil || status.Manager.LiveUpdates == nil {
+		if err := json.Unmarshal(out, &status); err != nil || status.LiveUpdates == nil {
 			return fmt.Errorf("luoctl --json status: unexpected output %q", out)
 		}
 		return nil
 	})
-	return *status.Manager.LiveUpdates
+	return *status.LiveUpdates
 }
 
 // WaitActive waits up to two minutes for the unit name to be active (for a
