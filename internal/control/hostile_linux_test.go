@@ -45,12 +45,13 @@ const (
 // 64 KiB replies until a reply fails; it sends how the stream ended on
 // streamEnded if a test waits for it.
 type hostileHandler struct {
-	refused     atomic.Int32 // calls of peers other than root
-	streamEnded chan error
+	refused       atomic.Int32 // calls of peers other than root
+	streamStarted chan struct{}
+	streamEnded   chan error
 }
 
 func newHostileHandler() *hostileHandler {
-	return &hostileHandler{streamEnded: make(chan error, 10)}
+	return &hostileHandler{streamStarted: make(chan struct{}, 10), streamEnded: make(chan error, 10)}
 }
 
 func (h *hostileHandler) handle(ctx context.Context, call *control.Call) {
@@ -59,6 +60,10 @@ func (h *hostileHandler) handle(ctx context.Context, call *control.Call) {
 	}
 	switch call.Method() {
 	case control.MethodRunUpdate:
+		select {
+		case h.streamStarted <- struct{}{}:
+		default:
+		}
 		msg := strings.Repeat("p", 64<<10)
 		var err error
 		for range 1000 {
@@ -350,6 +355,11 @@ func TestCloseWithHostileClients(t *testing.T) {
 	rawDial(t, path).Write([]byte(streamCall))
 	huge := rawDial(t, path)
 	go writeHuge(huge)
+	select {
+	case <-h.streamStarted:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the stream did not start")
+	}
 	time.Sleep(100 * time.Millisecond) // the stream fills the socket buffer
 	start := time.Now()
 	s.Close()
