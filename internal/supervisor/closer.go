@@ -45,4 +45,3 @@ func (c *closer) run(f io.Closer) {
 		c.mu.Unlock()
 	}
 }
-
