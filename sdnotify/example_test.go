@@ -260,6 +260,7 @@ func (m *manager) receive() {
 	if err != nil {
 		log.Fatal(err)
 	}
+	var received []int
 	for _, msg := range msgs {
 		if msg.Header.Level != syscall.SOL_SOCKET || msg.Header.Type != syscall.SCM_RIGHTS {
 			continue
@@ -270,10 +271,14 @@ func (m *manager) receive() {
 		}
 		for _, fd := range fds {
 			line += " + " + fileKind(fd)
-			syscall.Close(fd)
 		}
+		received = append(received, fds...)
 	}
 	fmt.Println(line)
+	// Only now: closing a barrier's pipe lets the sender go on.
+	for _, fd := range received {
+		syscall.Close(fd)
+	}
 }
 
 // receiveInBackground receives count notifications in a new goroutine and
