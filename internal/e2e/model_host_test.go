@@ -5,7 +5,6 @@ package e2e_test
 import (
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -84,12 +83,4 @@ func (h *hostLuod) newLog() string {
 	s := log[h.logOff:]
 	h.logOff = len(log)
 	return s
-}
-
-func unitNames(us []modelUnit) string {
-	var names []string
-	for _, u := range us {
-		names = append(names, u.name+" ("+u.mode.String()+")")
-	}
-	return strings.Join(names, ", ")
 }

@@ -109,15 +109,19 @@ func (u modelUnit) needs() map[string]string {
 	return n
 }
 
-// wantMode is how the counter's mode= must begin (see keep.Store.Mode).
-func (u modelUnit) wantMode() string {
+// modeOK says whether the counter's mode= (keep.Store.Mode) is the
+// unit's mode: in session mode a LUO session (the manager's, or one keep
+// created, named keep/ and the unit), never the fall-back to the fd store.
+func (u modelUnit) modeOK(mode string) (bool, string) {
 	switch {
 	case u.mode == modeLUOSession && !u.noLUO:
-		return "LUO session "
+		want := fmt.Sprintf("LUO session ... (stored as %q)", u.session())
+		return strings.HasPrefix(mode, "LUO session ") && strings.HasSuffix(mode, fmt.Sprintf("(stored as %q)", u.session())), want
 	case u.mode == modeOwn && !u.noLUO:
-		return "own LUO session "
+		name := fmt.Sprintf("%q", "keep/"+strings.TrimSuffix(u.name, ".service"))
+		return strings.Contains(mode, "LUO session "+name), "LUO session " + name + " (keep's own)"
 	}
-	return "fd store "
+	return strings.HasPrefix(mode, "fd store "), "fd store ..."
 }
 
 // vmModelUnits are the units of the VM: one per mode.
@@ -448,33 +452,36 @@ func checkUnit(mu modelUnit, want *unitModel, got observed) []string {
 			if st.size != modelRegionSize {
 				bad = append(bad, fmt.Sprintf("region size %d, want %d", st.size, modelRegionSize))
 			}
-			if !strings.HasPrefix(st.mode, mu.wantMode()) {
-				bad = append(bad, fmt.Sprintf("mode %q, want %q...", st.mode, mu.wantMode()))
+			if ok, want := mu.modeOK(st.mode); !ok {
+				bad = append(bad, fmt.Sprintf("mode %q, want %s", st.mode, want))
 			}
 		}
 	} else if u.ActiveState != "inactive" || u.SubState != "dead-resources-pinned" {
 		bad = append(bad, fmt.Sprintf("%s/%s (result %q), want inactive/dead-resources-pinned (stopped, the store kept)", u.ActiveState, u.SubState, u.Result))
 	}
-	// The store holds what the mode needs, never more than the limit.
-	have := map[string][]string{}
+	// The store holds what the mode needs, each entry one that survives a
+	// kexec, never more than the limit. (After a live update luod shows
+	// the memfds it got back as "reg": their path is no longer /memfd:.)
+	have := map[string][]control.FDStoreEntry{}
 	var all []string
 	for _, e := range got.store.Entries {
-		have[e.Name] = append(have[e.Name], e.Type)
-		desc := e.Name + ":" + e.Type
+		have[e.Name] = append(have[e.Name], e)
 		if e.Name == "counter" && e.Size != modelRegionSize {
 			bad = append(bad, fmt.Sprintf("stored region is %d bytes, want %d", e.Size, modelRegionSize))
 		}
-		all = append(all, desc)
+		all = append(all, e.Name+":"+e.Type)
 	}
 	var missing []string
 	for name, typ := range mu.needs() {
-		if !slices.Contains(have[name], typ) {
+		if !slices.ContainsFunc(have[name], func(e control.FDStoreEntry) bool {
+			return e.Survives == "yes" && (e.Type == typ || typ == "memfd" && e.Type == "reg")
+		}) {
 			missing = append(missing, name+":"+typ)
 		}
 	}
 	slices.Sort(missing)
 	if len(missing) > 0 {
-		bad = append(bad, fmt.Sprintf("fd store lacks %v (holds %v, FileDescriptorStoreMax=%d)", missing, all, mu.storeMax()))
+		bad = append(bad, fmt.Sprintf("fd store lacks %v that survive a kexec (holds %v, FileDescriptorStoreMax=%d)", missing, all, mu.storeMax()))
 	}
 	if len(got.store.Entries) > mu.storeMax() || u.FDStoreCount > mu.storeMax() {
 		bad = append(bad, fmt.Sprintf("fd store holds %d entries %v, over FileDescriptorStoreMax=%d", u.FDStoreCount, all, mu.storeMax()))
@@ -531,11 +538,12 @@ type runner struct {
 	broken  map[string]string
 	timeout time.Duration // for a unit to reach its state
 	replay  string        // how to rerun the seed
+	began   time.Time
 }
 
 func newRunner(t *testing.T, seed uint64, luod modelLuod, units []modelUnit, total int, timeout time.Duration, replay string) *runner {
 	return &runner{t: t, seed: seed, luod: luod, m: newModel(units), pids: map[string]int{}, total: total,
-		broken: map[string]string{}, timeout: timeout, replay: replay}
+		broken: map[string]string{}, timeout: timeout, replay: replay, began: time.Now()}
 }
 
 // fail reports a broken invariant of unit in step i and takes the unit
@@ -637,6 +645,9 @@ func (r *runner) settle(i int, label string, restarted []string) {
 	}
 }
 
+// elapsed is the time since the runner began, for the step lines.
+func (r *runner) elapsed() string { return "+" + time.Since(r.began).Round(100*time.Millisecond).String() }
+
 // logState logs the model's state of every unit on one line.
 func (r *runner) logState() {
 	r.t.Helper()
@@ -660,7 +671,7 @@ func (r *runner) run(i int, s modelStep) {
 		r.m.apply(s)
 		return
 	}
-	r.t.Logf("model: step %d/%d: %s", i+1, r.total, s)
+	r.t.Logf("model: step %d/%d [%s]: %s", i+1, r.total, r.elapsed(), s)
 	luoctl := func(args ...string) {
 		r.t.Helper()
 		if out, code := r.luod.luoctl(args...); code != 0 {
@@ -733,6 +744,14 @@ func TestModelGenerate(t *testing.T) {
 			t.Errorf("stage %d ends with %s, want a kexec into stage %d (%s)", i+1, last, i+2, want)
 		}
 	}
+}
+
+func unitNames(us []modelUnit) string {
+	var names []string
+	for _, u := range us {
+		names = append(names, u.name+" ("+u.mode.String()+")")
+	}
+	return strings.Join(names, ", ")
 }
 
 func itoa(n uint64) string { return strconv.FormatUint(n, 10) }
