@@ -512,6 +512,16 @@ func droppedLines(log string, units []modelUnit) []string {
 	return out
 }
 
+// droppedUnit is the unit a line of droppedLines is about.
+func droppedUnit(line string, units []modelUnit) string {
+	for _, u := range units {
+		if strings.Contains(line, "unit="+u.name) {
+			return u.name
+		}
+	}
+	return ""
+}
+
 // modelLuod is the luod a runner drives: on the host or in the VM.
 type modelLuod interface {
 	// call calls a control method.
@@ -646,7 +656,9 @@ func (r *runner) settle(i int, label string, restarted []string) {
 }
 
 // elapsed is the time since the runner began, for the step lines.
-func (r *runner) elapsed() string { return "+" + time.Since(r.began).Round(100*time.Millisecond).String() }
+func (r *runner) elapsed() string {
+	return "+" + time.Since(r.began).Round(100*time.Millisecond).String()
+}
 
 // logState logs the model's state of every unit on one line.
 func (r *runner) logState() {
