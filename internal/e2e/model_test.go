@@ -562,7 +562,7 @@ func (r *runner) fail(i int, s string, unit string, problems []string) {
 	r.t.Helper()
 	r.t.Errorf("MODEL FAILURE seed %d, step %d/%d (%s): %s:\n\t%s\n\trerun: %s", r.seed, i+1, r.total, s, unit,
 		strings.Join(problems, "\n\t"), r.replay)
-	r.broken[unit] = fmt.Sprintf("step %d (%s): %s", i+1, s, problems[0])
+	r.broken[unit] = fmt.Sprintf("step %d", i+1)
 	r.t.Logf("model: %s is left out from now on: stopped and its fd store cleaned", unit)
 	r.luod.call(control.MethodStopUnit, control.UnitName{Name: unit}, nil)
 	r.luod.call(control.MethodCleanUnit, control.CleanParams{Name: unit, What: []string{"fdstore"}}, nil)
