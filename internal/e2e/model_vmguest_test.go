@@ -75,11 +75,29 @@ func TestModelGuest(t *testing.T) {
 		first+1, first+len(segs[stage-1]), n, unitNames(vmModelUnits))
 	r.settle(first-1, label, nil)
 	r.logState()
+	logStores(t)
 	for i, s := range segs[stage-1] {
 		if s.kind == stepKexec {
 			modelKexec(t, r, first+i, s, stage) // does not return
 		}
 		r.run(first+i, s)
+	}
+}
+
+// logStores logs every unit's fd store: what came through the boot.
+func logStores(t *testing.T) {
+	t.Helper()
+	for _, u := range vmModelUnits {
+		var st control.FDStore
+		if err := call(t, control.DefaultSocket, control.MethodDumpFDStore, control.UnitName{Name: u.name}, &st); err != nil {
+			t.Errorf("DumpFDStore %s: %v", u.name, err)
+			continue
+		}
+		var es []string
+		for _, e := range st.Entries {
+			es = append(es, fmt.Sprintf("%s (%s %s, survives a kexec: %s)", e.Name, e.Type, e.Path, e.Survives))
+		}
+		t.Logf("model:   fd store of %s: %s", u.name, strings.Join(es, ", "))
 	}
 }
 
