@@ -13,13 +13,14 @@ import (
 
 // hostModelUnits are the units of TestModelHost. The host has no
 // /dev/liveupdate (and luodtest points luod at a device that does not
-// exist), so neither session mode can be tested here: LUOSession= needs
-// luod to create the session, and -session own falls back to fd-store
-// mode, as keep's docs say. The own-session unit runs anyway, for that
-// fallback (with the session mode's FileDescriptorStoreMax=3); the real
-// session modes run in TestVMModel.
+// exist), so neither session mode can really be tested here: luod hands
+// out no LUOSession= session ("no LUO device"), and keep cannot create its
+// own; in both, keep falls back to fd-store mode, as its docs say. The
+// session units run anyway, for that fall-back (with the session modes'
+// FileDescriptorStoreMax=3); the real session modes run in TestVMModel.
 var hostModelUnits = []modelUnit{
 	{name: "fdstore.service", mode: modeFDStore},
+	{name: "luosession.service", mode: modeLUOSession, noLUO: true},
 	{name: "ownsession.service", mode: modeOwn, noLUO: true},
 }
 
