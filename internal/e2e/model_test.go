@@ -542,7 +542,7 @@ type runner struct {
 	m     *model
 	pids  map[string]int
 	total int // steps in the whole sequence
-	// broken are the units that failed a check, with the first failure:
+	// broken are the units that failed a check, with the step it was in:
 	// each is stopped, its store cleaned, and left out from then on, so
 	// that the sequence goes on for the others.
 	broken  map[string]string
