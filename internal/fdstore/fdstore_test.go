@@ -80,9 +80,68 @@ func TestAddLimitDuplicateRemove(t *testing.T) {
 	if removed := s.RemoveName("x"); len(removed) != 2 {
 		t.Fatalf("RemoveName removed %d, want 2", len(removed))
 	}
-	if dropped := s.SetMax(0); len(dropped) != 1 || dropped[0].Name != "y" || s.Len() != 0 {
-		t.Fatalf("SetMax(0) dropped %v, store has %d", dropped, s.Len())
+	if dropped := s.SetLimits(0, nil); len(dropped) != 1 || dropped[0].Name != "y" || s.Len() != 0 {
+		t.Fatalf("SetLimits(0) dropped %v, store has %d", dropped, s.Len())
 	}
+}
+
+// TestLUOSessionSlot: a LUOSession= name takes one slot, however many
+// sessions luod holds under it. The store keep's docs size for one region
+// (FileDescriptorStoreMax=3: region, keep.index, session) still takes both
+// after a live update, when luod holds the incoming session next to a
+// fresh outgoing one.
+func TestLUOSessionSlot(t *testing.T) {
+	s := New(3)
+	s.SetLimits(3, []string{"state"})
+	// The incoming session, restored by luod after the kexec.
+	in := s.Adopt("state", newMemfd(t, "in"), false, OriginLUO)
+	in.LUOSession = true
+	// The outgoing session luod hands out next to it.
+	if _, err := s.Add("state", newMemfd(t, "out"), false, OriginHandedOut); err != nil {
+		t.Fatalf("hand out the outgoing session: %v", err)
+	}
+	for _, name := range []string{"counter", "keep.index"} {
+		if _, err := s.Add(name, newMemfd(t, name), false, OriginNotify); err != nil {
+			t.Fatalf("Add(%s) with two sessions under LUOSession=state: %v", name, err)
+		}
+	}
+	if s.Used() != 3 || s.Len() != 4 {
+		t.Errorf("used %d slots by %d entries, want 3 by 4", s.Used(), s.Len())
+	}
+	if _, err := s.Add("more", newMemfd(t, "more"), false, OriginNotify); !errors.Is(err, ErrFull) {
+		t.Errorf("Add over the limit = %v, want ErrFull", err)
+	}
+	// The slot is reserved before the session is there: the service
+	// cannot take it.
+	r := New(0)
+	r.SetLimits(2, []string{"state"})
+	if _, err := r.Add("a", newMemfd(t, "a"), false, OriginNotify); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Add("b", newMemfd(t, "b"), false, OriginNotify); !errors.Is(err, ErrFull) {
+		t.Errorf("Add into the reserved slot = %v, want ErrFull", err)
+	}
+	// A session the service stores itself is not luod's: it takes a slot
+	// of its own, even under the name.
+	if _, err := r.Add("state", newMemfd(t, "own"), false, OriginNotify); !errors.Is(err, ErrFull) {
+		t.Errorf("Add(state) by the service = %v, want ErrFull", err)
+	}
+	// A reload lowering the limit drops the newest other entries, never a
+	// session in its slot; one dropping the name makes its sessions
+	// ordinary entries.
+	if dropped := s.SetLimits(2, []string{"state"}); len(dropped) != 1 || dropped[0].Name != "keep.index" {
+		t.Errorf("SetLimits(2) dropped %v, want keep.index", names(dropped))
+	}
+	if dropped := s.SetLimits(2, nil); len(dropped) != 1 || dropped[0].Name != "counter" || s.Used() != 2 {
+		t.Errorf("SetLimits(2, no sessions) dropped %v, used %d; want counter, 2", names(dropped), s.Used())
+	}
+}
+
+func names(es []*Entry) (ns []string) {
+	for _, e := range es {
+		ns = append(ns, e.Name)
+	}
+	return ns
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }

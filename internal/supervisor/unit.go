@@ -88,7 +88,7 @@ func (u *Unit) setDef(d *unit.Unit) {
 	u.def = d
 	u.loadErr = ""
 	u.logLimit.interval, u.logLimit.burst = d.LogRateLimitIntervalSec, int(min(d.LogRateLimitBurst, 1<<31-1))
-	for _, e := range u.store.SetMax(int(d.EffectiveFileDescriptorStoreMax())) {
+	for _, e := range u.store.SetLimits(int(d.EffectiveFileDescriptorStoreMax()), d.LUOSessions) {
 		u.m.log.Warn(fmt.Sprintf("dropping stored fd %q to honor FileDescriptorStoreMax=%d", e.Name, d.EffectiveFileDescriptorStoreMax()), "unit", u.name)
 		u.closeEntry(e)
 	}

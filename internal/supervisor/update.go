@@ -227,9 +227,13 @@ func (m *Manager) restoreUnit(mu update.Unit, rep *update.Report) *Unit {
 		if !e.Added.IsZero() {
 			se.Added = e.Added
 		}
+		// The session luod handed out before the kexec keeps sharing its
+		// LUOSession= name's slot with the one handed out now (a manifest
+		// of an older luod only has the origin).
+		se.LUOSession = e.LUOSession || e.Origin == fdstore.OriginHandedOut
 		ru.Delivered = append(ru.Delivered, e.Name)
 	}
-	if u.store.Max() < u.store.Len() {
+	if u.store.Max() < u.store.Used() {
 		m.log.Warn("restored store exceeds FileDescriptorStoreMax=; keeping every entry", "unit", mu.Name, "fds", u.store.Len())
 	}
 	if (u.def == nil || !mu.Active) && u.store.Len() > 0 {

@@ -65,6 +65,9 @@ type Entry struct {
 	Origin fdstore.Origin `json:"origin,omitempty"`
 	// Added is when it was first stored; it is kept across both.
 	Added time.Time `json:"added,omitzero"`
+	// LUOSession marks a session luod handed out for the unit's
+	// LUOSession= (fdstore.Entry.LUOSession); it is kept across both.
+	LUOSession bool `json:"luo_session,omitempty"`
 
 	// Type is the file's type as `luoctl fdstore` shows it: memfd,
 	// luo-session, sock, fifo, reg, ... (fdstore.Info.Type).
@@ -102,7 +105,7 @@ type Entry struct {
 // FromStore returns the Entry of a store entry, with the facts about its
 // file (fdstore.Describe). The file stays the store's.
 func FromStore(se *fdstore.Entry) Entry {
-	e := Entry{Name: se.Name, Poll: se.Poll, Origin: se.Origin, Added: se.Added, File: se.File}
+	e := Entry{Name: se.Name, Poll: se.Poll, Origin: se.Origin, Added: se.Added, LUOSession: se.LUOSession, File: se.File}
 	info, err := fdstore.Describe(se.File)
 	if err != nil {
 		e.Problem = err.Error()
