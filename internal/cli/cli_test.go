@@ -123,6 +123,10 @@ var (
 		ExitCode:    1,
 		Errno:       int(syscall.ENOENT),
 		Warnings:    []string{"FileDescriptorStoreMax=0: fds sent with FDSTORE=1 are closed"},
+		// luod closed what the service stored: status says so.
+		FDStoreRefused: 2,
+		FDStoreLastRefused: &control.FDStoreRefusal{FDName: "keep.index", Reason: "full (FileDescriptorStoreMax=0)",
+			Time: now.Add(-2*time.Hour - 5*time.Minute - time.Second)},
 	}
 	units = []control.Unit{db, web}
 )
@@ -224,6 +228,7 @@ x db.service
       Active: failed (Result: exit-code) since Tue 2026-08-04 07:55:00 UTC; 2h 5min ago
         Exit: status 1
        Error: 2 (no such file or directory)
+    FD Store: 0/0, 2 refused: full (FileDescriptorStoreMax=0), last fdname=keep.index at 2026-08-04 07:54:59 UTC
      Warning: FileDescriptorStoreMax=0: fds sent with FDSTORE=1 are closed
 `, "")
 

@@ -71,33 +71,51 @@ type LUOStatus struct {
 
 // Unit is a unit's state, as in `luoctl status` and `luoctl list`.
 type Unit struct {
-	Name            string    `json:"name"`
-	Description     string    `json:"description,omitempty"`
-	Path            string    `json:"path,omitempty"`
-	LoadState       string    `json:"load_state"` // loaded, not-found (store pinned, unit file missing), error
-	LoadError       string    `json:"load_error,omitempty"`
-	ActiveState     string    `json:"active_state"` // inactive, activating, active, deactivating, failed
-	SubState        string    `json:"sub_state"`    // dead, start, running, exited, stop-sigterm, stop-sigkill, auto-restart, failed, dead-resources-pinned
-	Since           time.Time `json:"since"`        // last ActiveState change
-	Type            string    `json:"type,omitempty"`
-	MainPID         int       `json:"main_pid,omitempty"`
-	Status          string    `json:"status,omitempty"` // last STATUS=
-	Errno           int       `json:"errno,omitempty"`  // last ERRNO=
-	Result          string    `json:"result,omitempty"` // success, exit-code, signal, timeout, start-limit-hit, exec ...
-	ExitCode        int       `json:"exit_code,omitempty"`
-	ExitSignal      string    `json:"exit_signal,omitempty"`
-	Restarts        int       `json:"restarts"`
-	NotifyAccess    string    `json:"notify_access,omitempty"`
-	FDStoreCount    int       `json:"fdstore_count"`
-	FDStoreMax      int       `json:"fdstore_max"`
-	FDStorePreserve string    `json:"fdstore_preserve,omitempty"`
-	LUOSessions     []string  `json:"luo_sessions,omitempty"`
-	Warnings        []string  `json:"warnings,omitempty"`
+	Name         string    `json:"name"`
+	Description  string    `json:"description,omitempty"`
+	Path         string    `json:"path,omitempty"`
+	LoadState    string    `json:"load_state"` // loaded, not-found (store pinned, unit file missing), error
+	LoadError    string    `json:"load_error,omitempty"`
+	ActiveState  string    `json:"active_state"` // inactive, activating, active, deactivating, failed
+	SubState     string    `json:"sub_state"`    // dead, start, running, exited, stop-sigterm, stop-sigkill, auto-restart, failed, dead-resources-pinned
+	Since        time.Time `json:"since"`        // last ActiveState change
+	Type         string    `json:"type,omitempty"`
+	MainPID      int       `json:"main_pid,omitempty"`
+	Status       string    `json:"status,omitempty"` // last STATUS=
+	Errno        int       `json:"errno,omitempty"`  // last ERRNO=
+	Result       string    `json:"result,omitempty"` // success, exit-code, signal, timeout, start-limit-hit, exec ...
+	ExitCode     int       `json:"exit_code,omitempty"`
+	ExitSignal   string    `json:"exit_signal,omitempty"`
+	Restarts     int       `json:"restarts"`
+	NotifyAccess string    `json:"notify_access,omitempty"`
+	// FDStoreCount is the fd store's slots in use, which FDStoreMax
+	// bounds: each LUOSession= name takes one, however many LUO sessions
+	// luod holds under it; every other fd one.
+	FDStoreCount    int    `json:"fdstore_count"`
+	FDStoreMax      int    `json:"fdstore_max"`
+	FDStorePreserve string `json:"fdstore_preserve,omitempty"`
+	// FDStoreRefused counts the fds luod refused to store or dropped from
+	// the store since it started, FDStoreLastRefused is the last one: the
+	// service cannot tell.
+	FDStoreRefused     int             `json:"fdstore_refused,omitempty"`
+	FDStoreLastRefused *FDStoreRefusal `json:"fdstore_last_refused,omitempty"`
+	LUOSessions        []string        `json:"luo_sessions,omitempty"`
+	Warnings           []string        `json:"warnings,omitempty"`
 	// CGroup is the unit's cgroup ("" when luod has no cgroups), and
 	// Processes the processes in it (GetUnit only), as in systemctl
 	// status.
 	CGroup    string    `json:"cgroup,omitempty"`
 	Processes []Process `json:"processes,omitempty"`
+}
+
+// FDStoreRefusal is an fd luod refused to store or dropped from a store.
+type FDStoreRefusal struct {
+	FDName string `json:"fdname"`
+	// Reason is such as "full (FileDescriptorStoreMax=5)", "duplicate of
+	// an fd already stored", "dropped on EPOLLHUP", "dropped to honor
+	// FileDescriptorStoreMax=2".
+	Reason string    `json:"reason"`
+	Time   time.Time `json:"time"`
 }
 
 // Process is one process of a unit.

@@ -156,8 +156,11 @@ func (u *Unit) info() control.Unit {
 	i := control.Unit{
 		Name: u.name, LoadState: "loaded", LoadError: u.loadErr, ActiveState: string(u.state.Active()), SubState: string(u.state), Since: u.since,
 		MainPID: u.mainPID, Status: u.status, Errno: u.errno, Result: u.result, ExitCode: u.exitCode,
-		ExitSignal: sigName(u.exitSig), Restarts: u.restarts, FDStoreCount: u.store.Len(), FDStoreMax: u.store.Max(),
-		FDStorePreserve: u.preserve().String(),
+		ExitSignal: sigName(u.exitSig), Restarts: u.restarts, FDStoreCount: u.store.Used(), FDStoreMax: u.store.Max(),
+		FDStorePreserve: u.preserve().String(), FDStoreRefused: u.refused,
+	}
+	if r := u.lastRefused; u.refused > 0 {
+		i.FDStoreLastRefused = &control.FDStoreRefusal{FDName: r.fdname, Reason: r.why, Time: r.at}
 	}
 	if u.group != nil {
 		i.CGroup = u.group.Name()

@@ -127,6 +127,7 @@ func (u *Unit) process() *update.Process {
 		StartedAt: u.startedAt, ReadyAt: u.readyAt, PendingStart: u.pendingStart, StopReason: u.stopReason,
 		HoldStore: u.holdStore, Timer: u.timerKind, TimerDeadline: u.timerDeadline, StoreMax: u.store.Max(), Missing: u.def == nil,
 		StartWindow: u.startWindow, Starts: u.starts,
+		Refused: u.refused, RefusedName: u.lastRefused.fdname, RefusedWhy: u.lastRefused.why, RefusedAt: u.lastRefused.at,
 	}
 }
 
@@ -143,6 +144,7 @@ func (u *Unit) resumeProcess(p *update.Process) error {
 	u.restarts, u.consecutive, u.stopping, u.notifyAccessOverride = p.Restarts, p.Consecutive, p.Stopping, p.NotifyAccess
 	u.startedAt, u.readyAt, u.pendingStart, u.stopReason, u.holdStore = p.StartedAt, p.ReadyAt, p.PendingStart, p.StopReason, p.HoldStore
 	u.startWindow, u.starts = p.StartWindow, p.Starts
+	u.refused, u.lastRefused = p.Refused, refusal{fdname: p.RefusedName, why: p.RefusedWhy, at: p.RefusedAt}
 	if p.Timer != "" {
 		u.setTimer(p.Timer, max(time.Until(p.TimerDeadline), 0))
 	}

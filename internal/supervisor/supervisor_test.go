@@ -70,9 +70,15 @@ func TestFDStoreHandedBack(t *testing.T) {
 	if second.Err != "" {
 		t.Errorf("activation in the service: %s", second.Err)
 	}
-	// The second instance stored three more: one fits (4 = max).
-	if n := d.Unit("a.service").FDStoreCount; n != 4 {
-		t.Errorf("after the second instance: %d entries, want 4", n)
+	// The second instance stored three more: one fits (4 = max). luod
+	// closed the other two, which the service cannot notice: status says
+	// so.
+	u := d.Unit("a.service")
+	if u.FDStoreCount != 4 {
+		t.Errorf("after the second instance: %d entries, want 4", u.FDStoreCount)
+	}
+	if r := u.FDStoreLastRefused; u.FDStoreRefused != 2 || r == nil || r.FDName != "a" || r.Reason != "full (FileDescriptorStoreMax=4)" || r.Time.IsZero() {
+		t.Errorf("refused %d, last %+v; want 2, the last a: full (FileDescriptorStoreMax=4)", u.FDStoreRefused, r)
 	}
 }
 

@@ -113,6 +113,12 @@ type Process struct {
 	// not found (the store is pinned).
 	StoreMax int  `json:"store_max"`
 	Missing  bool `json:"missing,omitempty"`
+	// Refused counts the fds refused or dropped from the store, and the
+	// last one's name, reason and time.
+	Refused     int       `json:"refused,omitempty"`
+	RefusedName string    `json:"refused_name,omitempty"`
+	RefusedWhy  string    `json:"refused_why,omitempty"`
+	RefusedAt   time.Time `json:"refused_at,omitzero"`
 }
 
 // Encode returns m as JSON padded with NUL bytes to size bytes (the
