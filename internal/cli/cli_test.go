@@ -511,6 +511,7 @@ var plan = control.Plan{
 		{Name: "db.service", Preserve: "no"},
 	},
 	TotalBytes: 1536 * 1024,
+	Memfds:     1,
 	Preserved:  1,
 	Sessions:   1,
 	Lost:       1,
@@ -531,7 +532,7 @@ web.service  listen     sock         lost      -     sockets do not survive a ke
 vmm.service  guest-mem  luo-session  session   -     LUO session vm-42, kept open
 db.service   -          -            -         -     fd store empty
 
-Total: 1.5M in 1 preserved fd, 1 session; 1 fd lost
+Total: 1 memfd (1.5M), 1 session carried; 1 fd lost
 `
 
 func TestUpdatePlan(t *testing.T) {
@@ -552,7 +553,8 @@ func TestUpdatePlan(t *testing.T) {
 			if p.NoKexec {
 				reply = control.Plan{Kind: "soft", OK: true, Units: []control.PlanUnit{{Name: "web.service", Entries: []control.PlanEntry{
 					{Name: "state", Type: "memfd", Fate: "inherit", Reason: "inherited by the new luod", Bytes: 4096},
-				}}}, TotalBytes: 4096, Preserved: 1}
+					{Name: "listen", Type: "sock", Fate: "inherit", Reason: "inherited by the new luod"},
+				}}}, TotalBytes: 4096, Memfds: 1, Others: 1}
 			}
 			_ = c.Reply(reply)
 		},
@@ -575,8 +577,9 @@ func TestUpdatePlan(t *testing.T) {
 
 UNIT         FDNAME  TYPE   FATE     SIZE  REASON
 web.service  state   memfd  inherit  4.0K  inherited by the new luod
+web.service  listen  sock   inherit  -     inherited by the new luod
 
-Total: 4.0K in 1 preserved fd, 0 sessions; 0 fds lost
+Total: 1 memfd (4.0K), 0 sessions, 1 other fd inherited; 0 fds lost
 Plan: OK
 `, "")
 

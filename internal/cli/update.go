@@ -167,9 +167,16 @@ func (a *app) printPlan(p control.Plan) {
 	}
 	t.write(a.out)
 
-	fmt.Fprintf(a.out, "\nTotal: %s in %s, %s; %s\n", humanBytes(p.TotalBytes),
-		plural(p.Preserved, "preserved fd", "preserved fds"), plural(p.Sessions, "session", "sessions"),
-		plural(p.Lost, "fd lost", "fds lost"))
+	carried := []string{fmt.Sprintf("%s (%s)", plural(p.Memfds, "memfd", "memfds"), humanBytes(p.TotalBytes)),
+		plural(p.Sessions, "session", "sessions")}
+	if p.Others > 0 {
+		carried = append(carried, plural(p.Others, "other fd", "other fds"))
+	}
+	verb := "carried"
+	if p.Kind == "soft" {
+		verb = "inherited"
+	}
+	fmt.Fprintf(a.out, "\nTotal: %s %s; %s\n", strings.Join(carried, ", "), verb, plural(p.Lost, "fd lost", "fds lost"))
 	if p.OK {
 		fmt.Fprintln(a.out, "Plan: OK")
 		return

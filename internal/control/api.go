@@ -230,7 +230,7 @@ type PlanEntry struct {
 	// outgoing one) or lost (the unit will not get it back).
 	Fate   string `json:"fate"`
 	Reason string `json:"reason,omitempty"`
-	Bytes  int64  `json:"bytes,omitempty"`
+	Bytes  int64  `json:"bytes,omitempty"` // a memfd's size
 }
 
 // PlanUnit is one unit's part of a plan.
@@ -243,16 +243,22 @@ type PlanUnit struct {
 
 // Plan is the reply of PlanUpdate: what an update would do, changing nothing.
 type Plan struct {
-	Kind       string     `json:"kind"` // kexec or soft
-	Kernel     string     `json:"kernel,omitempty"`
-	Initrd     string     `json:"initrd,omitempty"`
-	Cmdline    string     `json:"cmdline,omitempty"`
-	Checks     []Check    `json:"checks"`
-	Units      []PlanUnit `json:"units"`
-	TotalBytes int64      `json:"total_bytes"`
-	Preserved  int        `json:"preserved"`
-	Sessions   int        `json:"sessions"`
-	Lost       int        `json:"lost"`
+	Kind    string     `json:"kind"` // kexec or soft
+	Kernel  string     `json:"kernel,omitempty"`
+	Initrd  string     `json:"initrd,omitempty"`
+	Cmdline string     `json:"cmdline,omitempty"`
+	Checks  []Check    `json:"checks"`
+	Units   []PlanUnit `json:"units"`
+	// The carried fds by kind: Memfds memfds of TotalBytes bytes (in
+	// luod's session, the unit's own, or inherited), Preserved of them in
+	// luod's session; Sessions LUO session fds; Others other fds, which
+	// only a soft update inherits. Lost fds are not carried.
+	TotalBytes int64 `json:"total_bytes"`
+	Memfds     int   `json:"memfds"`
+	Preserved  int   `json:"preserved"`
+	Sessions   int   `json:"sessions"`
+	Others     int   `json:"others"`
+	Lost       int   `json:"lost"`
 	// OK is true when every check passed and nothing would be lost (or the
 	// loss was allowed).
 	OK bool `json:"ok"`

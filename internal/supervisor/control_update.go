@@ -90,8 +90,8 @@ func (m *Manager) runUpdateCall(ctx context.Context, call *control.Call) {
 func wirePlan(p *update.Plan, allowLoss bool) control.Plan {
 	c := p.Counts()
 	w := control.Plan{Kind: string(p.Kind), Kernel: p.Target.Kernel, Initrd: p.Target.Initrd, Cmdline: p.Target.Cmdline,
-		Checks: []control.Check{}, Units: []control.PlanUnit{}, TotalBytes: c.Bytes, Preserved: c.Preserved + c.Inherited,
-		Sessions: c.Sessions, Lost: c.Lost, OK: p.Refusal(allowLoss) == nil}
+		Checks: []control.Check{}, Units: []control.PlanUnit{}, TotalBytes: c.Bytes, Memfds: c.Memfds, Preserved: c.Preserved,
+		Sessions: c.Sessions, Others: c.Others, Lost: c.Lost, OK: p.Refusal(allowLoss) == nil}
 	if p.Kind != update.Kexec {
 		w.Kernel, w.Initrd, w.Cmdline = "", "", ""
 	}
@@ -102,7 +102,7 @@ func wirePlan(p *update.Plan, allowLoss bool) control.Plan {
 		pu := control.PlanUnit{Name: u.Name, Active: u.Active, Preserve: u.Preserve.String(), Entries: []control.PlanEntry{}}
 		for _, e := range u.Entries {
 			pe := control.PlanEntry{Name: e.Name, Type: e.Type, Fate: string(e.Fate), Reason: e.Reason}
-			if e.Fate == update.FatePreserve {
+			if e.IsMemfd() {
 				pe.Bytes = e.Size
 			}
 			pu.Entries = append(pu.Entries, pe)

@@ -375,3 +375,25 @@ ExecStart=@BIN@/testsvc -report @DIR@/report-%n -status $FOO
 	d.WaitUnit("noenv.service", "failed", failed)
 	d.WaitLog("EnvironmentFile=" + filepath.Join(d.Dir, "nope"))
 }
+
+// TestSoftPlanCountsByKind: a soft update inherits every fd; the plan
+// counts the memfds as memfds, with their sizes, and the pipe and socket
+// as other fds (it once called all of them memfds of 0 B).
+func TestSoftPlanCountsByKind(t *testing.T) {
+	d := luodtest.Start(t, map[string]string{"a.service": svc(`-store m=memfd:hello -store p=pipe -store s=socket`) +
+		"FileDescriptorStoreMax=4\n"})
+	d.WaitUnit("a.service", "three fds stored", func(u control.Unit) bool { return active(u) && u.FDStoreCount == 3 })
+	var p control.Plan
+	d.MustCall(control.MethodPlanUpdate, control.UpdateParams{NoKexec: true}, &p)
+	if p.Memfds != 1 || p.TotalBytes != 5 || p.Preserved != 0 || p.Sessions != 0 || p.Others != 2 || p.Lost != 0 {
+		t.Errorf("soft plan: %d memfds (%d B), %d preserved, %d sessions, %d others, %d lost; want 1 (5 B), 0, 0, 2, 0",
+			p.Memfds, p.TotalBytes, p.Preserved, p.Sessions, p.Others, p.Lost)
+	}
+	for _, u := range p.Units {
+		for _, e := range u.Entries {
+			if want := map[string]int64{"m": 5}[e.Name]; e.Bytes != want {
+				t.Errorf("entry %s (%s): %d bytes, want %d", e.Name, e.Type, e.Bytes, want)
+			}
+		}
+	}
+}
