@@ -288,6 +288,22 @@ func checkPlan(t *testing.T, p *control.Plan, stage int) {
 		want["luos.service"]["state"] = []string{"drop", "session"}
 		want["tight.service"]["state"] = []string{"drop", "session"}
 	}
+	// luoctl fdstore says of every entry what the plan says (session-mode
+	// regions are carried by the unit's own session in both).
+	for _, pu := range p.Units {
+		var fs control.FDStore
+		mustCall(t, control.MethodDumpFDStore, control.UnitName{Name: pu.Name}, &fs)
+		if len(fs.Entries) != len(pu.Entries) {
+			t.Errorf("%s: fdstore lists %d entries, the plan %d", pu.Name, len(fs.Entries), len(pu.Entries))
+			continue
+		}
+		for i, fe := range fs.Entries {
+			pe := pu.Entries[i]
+			if fe.Name != pe.Name || fe.Why != pe.Reason || (fe.Survives == "yes") != (pe.Fate == "preserve" || pe.Fate == "session") {
+				t.Errorf("%s %q: fdstore says %s (%s), the plan %s (%s)", pu.Name, fe.Name, fe.Survives, fe.Why, pe.Fate, pe.Reason)
+			}
+		}
+	}
 	for u, w := range want {
 		got := entryFates(p, u)
 		for name, fates := range w {

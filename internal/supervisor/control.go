@@ -259,8 +259,7 @@ func (m *Manager) resetFailedCall(call *control.Call) {
 	call.Reply(rep)
 }
 
-// dumpFDStore answers DumpFDStore: each entry described, with what a kexec
-// would do with it (update.Decide, without asking the kernel).
+// dumpFDStore answers DumpFDStore.
 func (m *Manager) dumpFDStore(call *control.Call) {
 	var p control.UnitName
 	if err := call.Params(&p); err != nil {
@@ -268,20 +267,8 @@ func (m *Manager) dumpFDStore(call *control.Call) {
 	}
 	var rep *control.FDStore
 	m.do(func() {
-		u := m.units[p.Name]
-		if u == nil {
-			return
-		}
-		rep = &control.FDStore{Unit: u.name, Max: u.store.Max(), Preserve: u.preserve().String(), Entries: []control.FDStoreEntry{}}
-		fates := update.Decide(update.Snapshot{Kind: update.Kexec, Units: []update.Unit{m.unitSnapshot(u, true)}})[0].Entries
-		for i, e := range u.store.Entries() {
-			info, _ := fdstore.Describe(e.File)
-			ent := control.FDStoreEntry{Name: e.Name, Type: info.Type, DevNo: info.Dev, Inode: info.Inode, RDevNo: info.RDev,
-				Path: info.Path, Flags: info.Flags, Size: info.Size, Poll: e.Poll, Survives: "no", Why: fates[i].Reason}
-			if fates[i].Fate.Carried() {
-				ent.Survives = "yes"
-			}
-			rep.Entries = append(rep.Entries, ent)
+		if u := m.units[p.Name]; u != nil {
+			rep = m.fdStoreDump(u)
 		}
 	})
 	if rep == nil {
@@ -289,6 +276,31 @@ func (m *Manager) dumpFDStore(call *control.Call) {
 		return
 	}
 	call.Reply(rep)
+}
+
+// fdStoreDump describes each entry of u's store, with what a kexec would
+// do with it, decided as a plan decides it (update.DecideTried, the kernel
+// asked), so that both say the same. While an update runs, the kernel is
+// not asked: the update holds the memfds. Called in the loop.
+func (m *Manager) fdStoreDump(u *Unit) *control.FDStore {
+	rep := &control.FDStore{Unit: u.name, Max: u.store.Max(), Preserve: u.preserve().String(), Entries: []control.FDStoreEntry{}}
+	s := update.Snapshot{Kind: update.Kexec, Units: []update.Unit{m.unitSnapshot(u, true)}}
+	var fates []update.Entry
+	if m.updating {
+		fates = update.Decide(s)[0].Entries
+	} else {
+		fates = update.DecideTried(m.kernel, s)[0].Entries
+	}
+	for i, e := range u.store.Entries() {
+		info, _ := fdstore.Describe(e.File)
+		ent := control.FDStoreEntry{Name: e.Name, Type: info.Type, DevNo: info.Dev, Inode: info.Inode, RDevNo: info.RDev,
+			Path: info.Path, Flags: info.Flags, Size: info.Size, Poll: e.Poll, Survives: "no", Why: fates[i].Reason}
+		if fates[i].Fate.Carried() {
+			ent.Survives = "yes"
+		}
+		rep.Entries = append(rep.Entries, ent)
+	}
+	return rep
 }
 
 func (m *Manager) sessions() control.Sessions {

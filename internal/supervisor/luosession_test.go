@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/liveupdate/luo/internal/fdstore"
+	"github.com/liveupdate/luo/internal/kexec"
 	"github.com/liveupdate/luo/internal/unit"
 	"github.com/liveupdate/luo/internal/update"
 	"github.com/liveupdate/luo/internal/update/updatetest"
@@ -137,5 +138,55 @@ func TestLUOSessionTakesOneSlot(t *testing.T) {
 	}
 	if got := strings.Join(names, ","); got != "state,state,counter" || u2.refused != 2 || u2.lastRefused.fdname != "keep.index" {
 		t.Errorf("after lowering the limit to 2: %s, %d refused (%+v); want state,state,counter, 2", got, u2.refused, u2.lastRefused)
+	}
+}
+
+// storesNow are a Manager's stores for update.MakePlan in a test where no
+// loop runs.
+type storesNow struct{ m *Manager }
+
+func (s storesNow) Locked(fn func([]update.Unit)) { fn(s.m.snapshot(true)) }
+
+// TestFDStoreDumpSaysWhatThePlanSays: luoctl fdstore and update plan give
+// every entry the same fate for the same reason: both ask the kernel. A
+// memfd the kernel would refuse (here: already preserved in another
+// session) is not "preserved in luod's LUO session" in one view and lost
+// in the other.
+func TestFDStoreDumpSaysWhatThePlanSays(t *testing.T) {
+	k := updatetest.New()
+	m, u, _ := sessionManager(t, k)
+	storeRegions(t, m, u)
+	dev, err := k.Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := dev.CreateSession("other")
+	dev.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	if err := other.PreserveFD(u.store.Entries()[0].File, 1); err != nil {
+		t.Fatal(err)
+	}
+	plan := update.MakePlan(k, storesNow{m}, update.Kexec, kexec.Image{}, false)
+	dump := m.fdStoreDump(u)
+	var pe []update.Entry
+	for _, pu := range plan.Units {
+		if pu.Name == u.name {
+			pe = pu.Entries
+		}
+	}
+	if len(pe) != 2 || len(dump.Entries) != 2 {
+		t.Fatalf("plan %+v, dump %+v", pe, dump.Entries)
+	}
+	for i, de := range dump.Entries {
+		survives := map[bool]string{true: "yes", false: "no"}[pe[i].Fate.Carried()]
+		if de.Why != pe[i].Reason || de.Survives != survives {
+			t.Errorf("%s: fdstore says %s (%s), the plan %s (%s)", de.Name, de.Survives, de.Why, pe[i].Fate, pe[i].Reason)
+		}
+	}
+	if pe[0].Fate != update.FateLost || !strings.Contains(pe[0].Reason, "refused") {
+		t.Errorf("the memfd in another session: %s (%s), want lost, refused", pe[0].Fate, pe[0].Reason)
 	}
 }
