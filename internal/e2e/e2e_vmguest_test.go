@@ -212,6 +212,7 @@ func TestLiveUpdate(t *testing.T) {
 	}
 	if stage >= 2 {
 		checkReport(t, stage)
+		checkRestoredMemfds(t)
 	}
 	if stage < vm.Stages() {
 		checkPlan(t, plan(t), stage)
@@ -258,6 +259,23 @@ func TestLiveUpdate(t *testing.T) {
 	liveUpdate(t)
 }
 
+// checkRestoredMemfds: the memfds luod restored after the kexec are
+// memfds, shown with the names they had (the kernel restores them
+// nameless: "/ (deleted)"), in luoctl fdstore and in the plan.
+func checkRestoredMemfds(t *testing.T) {
+	t.Helper()
+	var fs control.FDStore
+	mustCall(t, control.MethodDumpFDStore, control.UnitName{Name: "mem.service"}, &fs)
+	for _, e := range fs.Entries {
+		if want := "/memfd:" + e.Name + " (deleted)"; e.Type != "memfd" || e.Path != want {
+			t.Errorf("mem.service %q after the kexec: type %s path %q, want memfd %q", e.Name, e.Type, e.Path, want)
+		}
+	}
+	if out, code := luoctl(t, "fdstore", "mem.service"); code != 0 || strings.Contains(out, "/ (deleted)") || strings.Contains(out, " reg ") {
+		t.Errorf("luoctl fdstore mem.service: exit %d\n%s", code, out)
+	}
+}
+
 // checkNothingRefused: luod stored every fd the unit handed over.
 func checkNothingRefused(t *testing.T, u control.Unit) {
 	t.Helper()
@@ -301,6 +319,13 @@ func checkPlan(t *testing.T, p *control.Plan, stage int) {
 			pe := pu.Entries[i]
 			if fe.Name != pe.Name || fe.Why != pe.Reason || (fe.Survives == "yes") != (pe.Fate == "preserve" || pe.Fate == "session") {
 				t.Errorf("%s %q: fdstore says %s (%s), the plan %s (%s)", pu.Name, fe.Name, fe.Survives, fe.Why, pe.Fate, pe.Reason)
+			}
+		}
+	}
+	for _, pu := range p.Units {
+		for _, e := range pu.Entries {
+			if pu.Name == "mem.service" && (e.Type != "memfd" || e.Bytes == 0 || !strings.HasPrefix(e.Reason, "memfd,")) {
+				t.Errorf("plan mem.service %q: type %s, %d bytes, %q; want a memfd with its size", e.Name, e.Type, e.Bytes, e.Reason)
 			}
 		}
 	}

@@ -21,6 +21,7 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"time"
 )
@@ -63,6 +64,20 @@ type Entry struct {
 	// the previous kernel. While Name is one of the store's session names
 	// such entries share that name's one slot (see Store).
 	LUOSession bool
+	// MemfdPath is, for a memfd LUO restored, its /proc link before the
+	// kexec ("/memfd:NAME (deleted)"): the kernel restores memfds without
+	// their names. Describe shows it.
+	MemfdPath string
+}
+
+// Describe describes e's file (see the function Describe), with the name
+// a restored memfd had before the kexec.
+func (e *Entry) Describe() (Info, error) {
+	info, err := Describe(e.File)
+	if err == nil && info.Type == "memfd" && e.MemfdPath != "" && !strings.HasPrefix(info.Path, "/memfd:") {
+		info.Path = e.MemfdPath
+	}
+	return info, err
 }
 
 // Store is one unit's fd store. Not safe for concurrent use.

@@ -5,12 +5,14 @@ package fdstore
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -274,5 +276,45 @@ func TestPoller(t *testing.T) {
 	defer cancel()
 	if evs, err := p.Wait(ctx); len(evs) != 0 {
 		t.Fatalf("events after Unwatch: %+v %v", evs, err)
+	}
+}
+
+// TestDescribeNamelessMemfd: a memfd LUO restored after a kexec has no name
+// (the kernel creates it with ""), so its /proc link reads "/ (deleted)",
+// not "/memfd:...". It is still a memfd, not a regular file. The nearest
+// such file on any kernel is the shmem file behind a shared anonymous
+// mapping, opened through /proc/self/map_files (CAP_SYS_ADMIN); the VM
+// test checks real restored memfds.
+func TestDescribeNamelessMemfd(t *testing.T) {
+	b, err := unix.Mmap(-1, 0, 4096, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED|unix.MAP_ANONYMOUS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Munmap(b)
+	start := uintptr(unsafe.Pointer(&b[0]))
+	f, err := os.OpenFile(fmt.Sprintf("/proc/self/map_files/%x-%x", start, start+4096), os.O_RDWR, 0)
+	if errors.Is(err, os.ErrPermission) || errors.Is(err, os.ErrNotExist) {
+		t.Skipf("cannot open a shmem file without a memfd name: %v", err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	info, err := Describe(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.HasPrefix(info.Path, "/memfd:") || info.Type != "memfd" || info.Unpreservable != nil {
+		t.Errorf("Describe(shmem file %q) = type %s, unpreservable %v; want a preservable memfd", info.Path, info.Type, info.Unpreservable)
+	}
+	// A tmpfs file is not one, even unlinked.
+	tf, err := os.CreateTemp("/dev/shm", "fdstore-test")
+	if err != nil {
+		t.Skip(err)
+	}
+	defer tf.Close()
+	os.Remove(tf.Name())
+	if info, _ := Describe(tf); info.Type != "reg" {
+		t.Errorf("Describe(unlinked tmpfs file) = type %s, want reg", info.Type)
 	}
 }

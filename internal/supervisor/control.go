@@ -292,7 +292,7 @@ func (m *Manager) fdStoreDump(u *Unit) *control.FDStore {
 		fates = update.DecideTried(m.kernel, s)[0].Entries
 	}
 	for i, e := range u.store.Entries() {
-		info, _ := fdstore.Describe(e.File)
+		info, _ := e.Describe()
 		ent := control.FDStoreEntry{Name: e.Name, Type: info.Type, DevNo: info.Dev, Inode: info.Inode, RDevNo: info.RDev,
 			Path: info.Path, Flags: info.Flags, Size: info.Size, Poll: e.Poll, Survives: "no", Why: fates[i].Reason}
 		if fates[i].Fate.Carried() {

@@ -229,7 +229,7 @@ func (m *Manager) resumeUnit(mu update.Unit, adopt func(int, string) *os.File) {
 	m.watchMain(u)
 	for _, e := range mu.Entries {
 		se := m.adopt(u, e.Name, adopt(e.FD, e.Name), e.Poll, e.Origin)
-		se.Added, se.LUOSession = e.Added, e.LUOSession
+		se.Added, se.LUOSession, se.MemfdPath = e.Added, e.LUOSession, e.Path
 	}
 }
 

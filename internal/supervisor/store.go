@@ -149,7 +149,7 @@ func (m *Manager) unitSnapshot(u *Unit, facts bool) update.Unit {
 	a := u.state.Active()
 	uu := update.Unit{Name: u.name, Preserve: u.preserve(), Active: u.mainPID != 0 || a == Active || a == Activating}
 	for _, se := range u.store.Entries() {
-		e := update.Entry{Name: se.Name, Poll: se.Poll, Origin: se.Origin, Added: se.Added, LUOSession: se.LUOSession, File: se.File}
+		e := update.Entry{Name: se.Name, Poll: se.Poll, Origin: se.Origin, Added: se.Added, LUOSession: se.LUOSession, Path: se.MemfdPath, File: se.File}
 		if facts {
 			e = update.FromStore(se)
 		}

@@ -231,6 +231,7 @@ func (m *Manager) restoreUnit(mu update.Unit, rep *update.Report) *Unit {
 		// LUOSession= name's slot with the one handed out now (a manifest
 		// of an older luod only has the origin).
 		se.LUOSession = e.LUOSession || e.Origin == fdstore.OriginHandedOut
+		se.MemfdPath = e.Path
 		ru.Delivered = append(ru.Delivered, e.Name)
 	}
 	if u.store.Max() < u.store.Used() {
