@@ -192,7 +192,7 @@ type Session struct {
 	Unit      string `json:"unit,omitempty"` // store holding it
 	FDName    string `json:"fdname,omitempty"`
 	Direction string `json:"direction"` // outgoing, incoming
-	Owner     string `json:"owner"`     // luod (manifest session), luod (LUOSession=), service
+	Owner     string `json:"owner"`     // luod (manifest session, ...), luod, handed out for LUOSession=NAME; service
 }
 
 // Sessions is the reply of ListSessions.

@@ -395,11 +395,24 @@ func checkReport(t *testing.T, stage int) {
 	// luod's incoming session is finished and closed.
 	var ss control.Sessions
 	mustCall(t, control.MethodListSessions, nil, &ss)
+	handedOut := 0
 	for _, s := range ss.Sessions {
 		if s.Name == "luod" {
 			t.Errorf("luod's session still listed after finish: %+v", s)
 		}
+		// The sessions luod handed out for LUOSession=state, the incoming
+		// one and the outgoing one next to it, are luod's.
+		if (s.Unit == "luos.service" || s.Unit == "tight.service") && s.FDName == "state" {
+			handedOut++
+			if s.Owner != "luod, handed out for LUOSession=state" {
+				t.Errorf("session %+v: owner %q, want luod, handed out for LUOSession=state", s, s.Owner)
+			}
+		}
 	}
+	if handedOut == 0 {
+		t.Errorf("no LUOSession= session listed: %+v", ss.Sessions)
+	}
+	luoctl(t, "sessions")
 	out, code := luoctl(t, "update", "report")
 	if code != 0 || !strings.Contains(out, "mem.service") {
 		t.Errorf("luoctl update report: exit %d", code)

@@ -321,8 +321,10 @@ func (m *Manager) sessions() control.Sessions {
 			if info.Incoming {
 				dir = "incoming"
 			}
-			if e.Origin == fdstore.OriginHandedOut {
-				owner = "luod (LUOSession=)"
+			// luod's mark, or its name for the session (a store of a luod
+			// that did not mark them): incoming ones after a kexec too.
+			if e.LUOSession || info.Session == update.LUOSessionName(u.name, e.Name) {
+				owner = "luod, handed out for LUOSession=" + e.Name
 			}
 			rep.Sessions = append(rep.Sessions, control.Session{Name: info.Session, Unit: u.name, FDName: e.Name, Direction: dir, Owner: owner})
 		}
