@@ -746,7 +746,7 @@ func TestUpdateReport(t *testing.T) {
 		Problems: []string{"db.service did not become ready"},
 	}
 	sock := controltest.New(t, map[string]func(*control.Call){control.MethodGetUpdateReport: controltest.Reply(report)})
-	check(t, run(t, sock, "update", "report"), 0, `Update 1 (kexec): 7.2.12 -> 7.2.13
+	check(t, run(t, sock, "update", "report"), 0, `Live update 1 (kexec): 7.2.12 -> 7.2.13
 
 EVENT         UNIT         TIME                         OFFSET
 requested     -            2026-08-04 10:00:00.000 UTC  +0.000s
@@ -773,6 +773,40 @@ Problems:
 
 	sock = controltest.New(t, map[string]func(*control.Call){control.MethodGetUpdateReport: controltest.Error(control.ErrNoReport, nil)})
 	check(t, run(t, sock, "update", "report"), cli.ExitFailure, "", "luoctl: no update report: no live update since the last cold boot\n")
+
+	// A soft update's report says what a soft update does and where the
+	// last kexec's report is; --kind asks for that one.
+	var kinds atomic.Value
+	soft := control.Report{Count: 2, Kind: "soft", From: "7.2.13", To: "7.2.13", Also: []string{"kexec"},
+		Timeline: []control.Event{{Name: "requested", Time: at(0)}, {Name: "exec", Time: at(20)}, {Name: "luod-up", Time: at(90)}, {Name: "finished", Time: at(100)}},
+		Units:    []control.ReportUnit{{Name: "web.service", Delivered: []string{"state"}}}}
+	sock = controltest.New(t, map[string]func(*control.Call){control.MethodGetUpdateReport: func(c *control.Call) {
+		var p control.ReportParams
+		if c.Params(&p) != nil {
+			return
+		}
+		kinds.Store(p.Kind)
+		_ = c.Reply(map[string]control.Report{"": soft, "kexec": report}[p.Kind])
+	}})
+	check(t, run(t, sock, "update", "report"), 0, `Soft update 2: luod re-executed itself, kernel 7.2.13 kept
+
+EVENT      UNIT  TIME                         OFFSET
+requested  -     2026-08-04 10:00:00.000 UTC  +0.000s
+exec       -     2026-08-04 10:00:00.020 UTC  +0.020s
+luod-up    -     2026-08-04 10:00:00.090 UTC  +0.090s
+finished   -     2026-08-04 10:00:00.100 UTC  +0.100s
+
+UNIT         STOPPED  READY  BLACKOUT  DELIVERED  LOST
+web.service  -        -      -         state      -
+
+The last kexec update has a report too: luoctl update report --kind=kexec
+`, "")
+	if r := run(t, sock, "update", "report", "--kind=kexec"); r.code != 0 || kinds.Load() != "kexec" || !strings.HasPrefix(r.stdout, "Live update 1 (kexec)") {
+		t.Errorf("update report --kind=kexec = %d %q (asked for %v)", r.code, r.stdout, kinds.Load())
+	}
+	if r := run(t, sock, "update", "report", "--kind=other"); r.code != cli.ExitUsage {
+		t.Errorf("update report --kind=other = %d, want a usage error", r.code)
+	}
 }
 
 func TestExitCodes(t *testing.T) {

@@ -282,7 +282,7 @@ type UpdateFailure struct {
 
 // Event is one moment of an update's timeline.
 type Event struct {
-	Name string    `json:"name"`           // requested, loaded, stop-begin, last-stopped, preserved, reboot, kernel-up, luod-up, restored, ready, finished
+	Name string    `json:"name"`           // requested, loaded, stop-begin, last-stopped, preserved, reboot, kernel-up (soft: exec), luod-up, restored, ready, finished
 	Unit string    `json:"unit,omitempty"` // for per-unit events
 	Time time.Time `json:"time"`
 }
@@ -297,13 +297,26 @@ type ReportUnit struct {
 	Lost      []PlanEntry   `json:"lost,omitempty"`
 }
 
-// Report is the reply of GetUpdateReport: the last update across the kexec.
+// ReportParams are the parameters of GetUpdateReport.
+type ReportParams struct {
+	// Kind asks for the last update of that kind, kexec or soft; "" for
+	// the last update.
+	Kind string `json:"kind,omitempty"`
+}
+
+// Report is the reply of GetUpdateReport: an update across the kexec or
+// re-exec.
 type Report struct {
+	// Count numbers the update among those of its kind: kexec live updates
+	// since the last cold boot, soft updates since luod started.
 	Count    int          `json:"count"`
-	Kind     string       `json:"kind"`
+	Kind     string       `json:"kind"` // kexec or soft
 	From     string       `json:"from"` // kernel release before
 	To       string       `json:"to"`   // kernel release after
 	Timeline []Event      `json:"timeline"`
 	Units    []ReportUnit `json:"units"`
 	Problems []string     `json:"problems,omitempty"`
+	// Also are the kinds of the other reports luod holds (the last kexec's,
+	// after a soft update), for GetUpdateReport's Kind.
+	Also []string `json:"also,omitempty"`
 }

@@ -234,6 +234,7 @@ func TestLiveUpdate(t *testing.T) {
 			}
 			checkNothingRefused(t, u)
 		}
+		softUpdateKeepsKexecReport(t, stage)
 	}
 	if stage == 3 {
 		// luod re-executes itself holding LUO sessions (own, LUOSession=,
@@ -257,6 +258,42 @@ func TestLiveUpdate(t *testing.T) {
 		return
 	}
 	liveUpdate(t)
+}
+
+// softUpdateKeepsKexecReport: a soft update after a kexec reports itself
+// as soft update 1 (an exec, no preserve or reboot), and the kexec's
+// report stays available.
+func softUpdateKeepsKexecReport(t *testing.T, stage int) {
+	t.Helper()
+	if out, code := luoctl(t, "update", "run", "--no-kexec"); code != 0 {
+		t.Fatalf("soft update: exit %d\n%s", code, out)
+	}
+	var rep control.Report
+	poll(t, "soft update report", time.Minute, func() error {
+		if err := call(t, control.DefaultSocket, control.MethodGetUpdateReport, nil, &rep); err != nil {
+			return err
+		}
+		if rep.Kind != "soft" {
+			return fmt.Errorf("report of a %s update", rep.Kind)
+		}
+		return nil
+	})
+	var events []string
+	for _, ev := range rep.Timeline {
+		events = append(events, ev.Name)
+	}
+	if rep.Count != 1 || !slices.Contains(events, "exec") || slices.Contains(events, "reboot") || slices.Contains(events, "preserved") ||
+		!slices.Equal(rep.Also, []string{"kexec"}) {
+		t.Errorf("soft update report: count %d, events %v, also %v; want 1, exec without preserved or reboot, also kexec", rep.Count, events, rep.Also)
+	}
+	var kx control.Report
+	mustCall(t, control.MethodGetUpdateReport, control.ReportParams{Kind: "kexec"}, &kx)
+	if kx.Kind != "kexec" || kx.Count != stage-1 {
+		t.Errorf("the kexec report after a soft update: %s %d, want kexec %d", kx.Kind, kx.Count, stage-1)
+	}
+	if out, code := luoctl(t, "update", "report"); code != 0 || !strings.Contains(out, "Soft update 1") || !strings.Contains(out, "--kind=kexec") {
+		t.Errorf("luoctl update report after a soft update: exit %d", code)
+	}
 }
 
 // checkRestoredMemfds: the memfds luod restored after the kexec are

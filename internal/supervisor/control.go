@@ -84,12 +84,7 @@ func (m *Manager) handle(ctx context.Context, call *control.Call) {
 	case control.MethodRunUpdate:
 		m.runUpdateCall(ctx, call)
 	case control.MethodGetUpdateReport:
-		var rep *update.Report
-		if m.do(func() { rep = m.report }); rep == nil {
-			call.ReplyError(control.ErrNoReport, map[string]string{"message": "no update since luod started on a cold boot"})
-			return
-		}
-		call.Reply(wireReport(rep.Sorted()))
+		m.reportCall(call)
 	default:
 		call.ReplyError("org.varlink.service.MethodNotFound", map[string]string{"method": call.Method()})
 	}

@@ -112,6 +112,41 @@ func wirePlan(p *update.Plan, allowLoss bool) control.Plan {
 	return w
 }
 
+// reportCall answers GetUpdateReport: the last update's report, or the
+// last one of the kind asked for.
+func (m *Manager) reportCall(call *control.Call) {
+	var p control.ReportParams
+	if err := call.Params(&p); err != nil {
+		return
+	}
+	if p.Kind != "" && p.Kind != string(update.Kexec) && p.Kind != string(update.Soft) {
+		call.ReplyError("org.varlink.service.InvalidParameter", map[string]string{"parameter": "kind"})
+		return
+	}
+	var rep, kexec *update.Report
+	m.do(func() { rep, kexec = m.report, m.kexecReport })
+	var also []string
+	switch {
+	case p.Kind == string(update.Kexec) && rep != nil && rep.Kind != update.Kexec:
+		rep = kexec
+	case p.Kind != "" && rep != nil && string(rep.Kind) != p.Kind:
+		rep = nil
+	case kexec != nil:
+		also = []string{string(update.Kexec)}
+	}
+	if rep == nil {
+		msg := "no update since luod started on a cold boot"
+		if p.Kind != "" {
+			msg = fmt.Sprintf("no %s update since luod started on a cold boot", p.Kind)
+		}
+		call.ReplyError(control.ErrNoReport, map[string]string{"message": msg})
+		return
+	}
+	w := wireReport(rep.Sorted())
+	w.Also = also
+	call.Reply(w)
+}
+
 func wireReport(r *update.Report) control.Report {
 	w := control.Report{Count: r.Count, Kind: string(r.Kind), From: r.From, To: r.To, Problems: r.Problems,
 		Timeline: []control.Event{}, Units: []control.ReportUnit{}}

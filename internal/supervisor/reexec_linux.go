@@ -93,7 +93,11 @@ func (m *Manager) reexecManifest(soft *update.Manifest) (*update.Manifest, []*os
 	if mf == nil {
 		mf = &update.Manifest{Version: update.ManifestVersion, Kind: update.Reexec, Count: m.liveUpdates}
 	}
-	mg := &update.Manager{Started: m.started, Reexecs: m.reexecs + 1, NotifyFD: fdOf(nf), ControlFD: fdOf(cf), Report: m.report}
+	mg := &update.Manager{Started: m.started, Reexecs: m.reexecs + 1, NotifyFD: fdOf(nf), ControlFD: fdOf(cf),
+		Report: m.report, KexecReport: m.kexecReport, SoftUpdates: m.softUpdates}
+	if mf.Kind == update.Soft {
+		mg.SoftUpdates++
+	}
 	if c := m.completion; c != nil {
 		mg.Completion = c.Save(fdOf)
 	}
@@ -172,7 +176,8 @@ func (m *Manager) resume(sf *os.File) error {
 		return f
 	}
 	mg := mf.Manager
-	m.started, m.reexecs, m.liveUpdates, m.report = mg.Started, mg.Reexecs, mf.Count, mg.Report
+	m.started, m.reexecs, m.liveUpdates, m.report, m.kexecReport = mg.Started, mg.Reexecs, mf.Count, mg.Report, mg.KexecReport
+	m.softUpdates = mg.SoftUpdates
 	nf := adopt(mg.NotifyFD, "notify")
 	m.notify, err = notify.FromFile(nf) // a duplicate: nf is ours to close
 	nf.Close()
