@@ -123,6 +123,10 @@ var (
 		ExitCode:    1,
 		Errno:       int(syscall.ENOENT),
 		Warnings:    []string{"FileDescriptorStoreMax=0: fds sent with FDSTORE=1 are closed"},
+		// luod closed what the service stored: status says so.
+		FDStoreRefused: 2,
+		FDStoreLastRefused: &control.FDStoreRefusal{FDName: "keep.index", Reason: "full (FileDescriptorStoreMax=0)",
+			Time: now.Add(-2*time.Hour - 5*time.Minute - time.Second)},
 	}
 	units = []control.Unit{db, web}
 )
@@ -221,6 +225,7 @@ x db.service
       Active: failed (Result: exit-code) since Tue 2026-08-04 07:55:00 UTC; 2h 5min ago
         Exit: status 1
        Error: 2 (no such file or directory)
+    FD Store: 0/0, 2 refused: full (FileDescriptorStoreMax=0), last fdname=keep.index at 2026-08-04 07:54:59 UTC
      Warning: FileDescriptorStoreMax=0: fds sent with FDSTORE=1 are closed
 `, "")
 
@@ -507,6 +512,7 @@ var plan = control.Plan{
 		{Name: "db.service", Preserve: "no"},
 	},
 	TotalBytes: 1536 * 1024,
+	Memfds:     1,
 	Preserved:  1,
 	Sessions:   1,
 	Lost:       1,
@@ -527,7 +533,7 @@ web.service  listen     sock         lost      -     sockets do not survive a ke
 vmm.service  guest-mem  luo-session  session   -     LUO session vm-42, kept open
 db.service   -          -            -         -     fd store empty
 
-Total: 1.5M in 1 preserved fd, 1 session; 1 fd lost
+Total: 1 memfd (1.5M), 1 session carried; 1 fd lost
 `
 
 func TestUpdatePlan(t *testing.T) {
@@ -548,7 +554,8 @@ func TestUpdatePlan(t *testing.T) {
 			if p.NoKexec {
 				reply = control.Plan{Kind: "soft", OK: true, Units: []control.PlanUnit{{Name: "web.service", Entries: []control.PlanEntry{
 					{Name: "state", Type: "memfd", Fate: "inherit", Reason: "inherited by the new luod", Bytes: 4096},
-				}}}, TotalBytes: 4096, Preserved: 1}
+					{Name: "listen", Type: "sock", Fate: "inherit", Reason: "inherited by the new luod"},
+				}}}, TotalBytes: 4096, Memfds: 1, Others: 1}
 			}
 			_ = c.Reply(reply)
 		},
@@ -571,8 +578,9 @@ func TestUpdatePlan(t *testing.T) {
 
 UNIT         FDNAME  TYPE   FATE     SIZE  REASON
 web.service  state   memfd  inherit  4.0K  inherited by the new luod
+web.service  listen  sock   inherit  -     inherited by the new luod
 
-Total: 4.0K in 1 preserved fd, 0 sessions; 0 fds lost
+Total: 1 memfd (4.0K), 0 sessions, 1 other fd inherited; 0 fds lost
 Plan: OK
 `, "")
 
@@ -739,7 +747,7 @@ func TestUpdateReport(t *testing.T) {
 		Problems: []string{"db.service did not become ready"},
 	}
 	sock := controltest.New(t, map[string]func(*control.Call){control.MethodGetUpdateReport: controltest.Reply(report)})
-	check(t, run(t, sock, "update", "report"), 0, `Update 1 (kexec): 7.2.12 -> 7.2.13
+	check(t, run(t, sock, "update", "report"), 0, `Live update 1 (kexec): 7.2.12 -> 7.2.13
 
 EVENT         UNIT         TIME                         OFFSET
 requested     -            2026-08-04 10:00:00.000 UTC  +0.000s
@@ -766,6 +774,40 @@ Problems:
 
 	sock = controltest.New(t, map[string]func(*control.Call){control.MethodGetUpdateReport: controltest.Error(control.ErrNoReport, nil)})
 	check(t, run(t, sock, "update", "report"), cli.ExitFailure, "", "luoctl: no update report: no live update since the last cold boot\n")
+
+	// A soft update's report says what a soft update does and where the
+	// last kexec's report is; --kind asks for that one.
+	var kinds atomic.Value
+	soft := control.Report{Count: 2, Kind: "soft", From: "7.2.13", To: "7.2.13", Also: []string{"kexec"},
+		Timeline: []control.Event{{Name: "requested", Time: at(0)}, {Name: "exec", Time: at(20)}, {Name: "luod-up", Time: at(90)}, {Name: "finished", Time: at(100)}},
+		Units:    []control.ReportUnit{{Name: "web.service", Delivered: []string{"state"}}}}
+	sock = controltest.New(t, map[string]func(*control.Call){control.MethodGetUpdateReport: func(c *control.Call) {
+		var p control.ReportParams
+		if c.Params(&p) != nil {
+			return
+		}
+		kinds.Store(p.Kind)
+		_ = c.Reply(map[string]control.Report{"": soft, "kexec": report}[p.Kind])
+	}})
+	check(t, run(t, sock, "update", "report"), 0, `Soft update 2: luod re-executed itself, kernel 7.2.13 kept
+
+EVENT      UNIT  TIME                         OFFSET
+requested  -     2026-08-04 10:00:00.000 UTC  +0.000s
+exec       -     2026-08-04 10:00:00.020 UTC  +0.020s
+luod-up    -     2026-08-04 10:00:00.090 UTC  +0.090s
+finished   -     2026-08-04 10:00:00.100 UTC  +0.100s
+
+UNIT         STOPPED  READY  BLACKOUT  DELIVERED  LOST
+web.service  -        -      -         state      -
+
+The last kexec update has a report too: luoctl update report --kind=kexec
+`, "")
+	if r := run(t, sock, "update", "report", "--kind=kexec"); r.code != 0 || kinds.Load() != "kexec" || !strings.HasPrefix(r.stdout, "Live update 1 (kexec)") {
+		t.Errorf("update report --kind=kexec = %d %q (asked for %v)", r.code, r.stdout, kinds.Load())
+	}
+	if r := run(t, sock, "update", "report", "--kind=other"); r.code != cli.ExitUsage {
+		t.Errorf("update report --kind=other = %d, want a usage error", r.code)
+	}
 }
 
 func TestExitCodes(t *testing.T) {

@@ -192,10 +192,14 @@ func (a *app) printUnit(u control.Unit) {
 	if u.Errno != 0 {
 		f.line("Error", "%d (%v)", u.Errno, syscall.Errno(u.Errno))
 	}
-	if u.FDStoreMax > 0 || u.FDStoreCount > 0 {
+	if u.FDStoreMax > 0 || u.FDStoreCount > 0 || u.FDStoreRefused > 0 {
 		store := fmt.Sprintf("%d/%d", u.FDStoreCount, u.FDStoreMax)
 		if u.FDStorePreserve != "" {
 			store += " (preserve=" + u.FDStorePreserve + ")"
+		}
+		if r := u.FDStoreLastRefused; u.FDStoreRefused > 0 && r != nil {
+			store += fmt.Sprintf(", %d refused: %s, last fdname=%s at %s", u.FDStoreRefused, r.Reason, r.FDName,
+				r.Time.In(a.env.location()).Format("2006-01-02 15:04:05 MST"))
 		}
 		f.line("FD Store", "%s", store)
 	}

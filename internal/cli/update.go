@@ -166,9 +166,16 @@ func (a *app) printPlan(p control.Plan) {
 	}
 	t.write(a.out)
 
-	fmt.Fprintf(a.out, "\nTotal: %s in %s, %s; %s\n", humanBytes(p.TotalBytes),
-		plural(p.Preserved, "preserved fd", "preserved fds"), plural(p.Sessions, "session", "sessions"),
-		plural(p.Lost, "fd lost", "fds lost"))
+	carried := []string{fmt.Sprintf("%s (%s)", plural(p.Memfds, "memfd", "memfds"), humanBytes(p.TotalBytes)),
+		plural(p.Sessions, "session", "sessions")}
+	if p.Others > 0 {
+		carried = append(carried, plural(p.Others, "other fd", "other fds"))
+	}
+	verb := "carried"
+	if p.Kind == "soft" {
+		verb = "inherited"
+	}
+	fmt.Fprintf(a.out, "\nTotal: %s %s; %s\n", strings.Join(carried, ", "), verb, plural(p.Lost, "fd lost", "fds lost"))
 	if p.OK {
 		fmt.Fprintln(a.out, "Plan: OK")
 		return
@@ -263,16 +270,22 @@ Exits with status 4 when the update was refused or failed.`,
 }
 
 func (a *app) reportCommand() *cobra.Command {
-	return &cobra.Command{
-		Use:   "report",
+	var kind string
+	cmd := &cobra.Command{
+		Use:   "report [--kind kexec|soft]",
 		Short: "Show the last update: its timeline and each unit's blackout",
-		Long: `Show the last live update, carried across the kexec: its timeline (with the
-offset of each event from the first), each unit's blackout (from stopped to
-ready again), the fds handed back and those lost, and any problems.`,
+		Long: `Show the last update, carried across the kexec (or luod's re-exec, for a soft
+update): its timeline (with the offset of each event from the first), each
+unit's blackout (from stopped to ready again), the fds handed back and those
+lost, and any problems. A soft update does not replace the report of the last
+kexec live update: --kind=kexec shows that one.`,
 		Args: args(0, 0, ""),
-		RunE: a.runE(queryTimeout, func(ctx context.Context, _ *cobra.Command, _ []string) error {
+		RunE: a.runE(queryTimeout, func(ctx context.Context, cmd *cobra.Command, _ []string) error {
+			if kind != "" && kind != "kexec" && kind != "soft" {
+				return usagef(cmd, "--kind must be kexec or soft")
+			}
 			var r control.Report
-			if err := a.call(ctx, control.MethodGetUpdateReport, nil, &r); err != nil {
+			if err := a.call(ctx, control.MethodGetUpdateReport, control.ReportParams{Kind: kind}, &r); err != nil {
 				return err
 			}
 			if a.json {
@@ -282,11 +295,17 @@ ready again), the fds handed back and those lost, and any problems.`,
 			return nil
 		}),
 	}
+	cmd.Flags().StringVar(&kind, "kind", "", "the last update of this kind: kexec or soft")
+	return cmd
 }
 
 // printReport prints an update report.
 func (a *app) printReport(r control.Report) {
-	fmt.Fprintf(a.out, "Update %d (%s): %s -> %s\n", r.Count, orDash(r.Kind), orDash(r.From), orDash(r.To))
+	if r.Kind == "soft" {
+		fmt.Fprintf(a.out, "Soft update %d: luod re-executed itself, kernel %s kept\n", r.Count, orDash(r.To))
+	} else {
+		fmt.Fprintf(a.out, "Live update %d (%s): %s -> %s\n", r.Count, orDash(r.Kind), orDash(r.From), orDash(r.To))
+	}
 
 	var first time.Time
 	if len(r.Timeline) > 0 {
@@ -332,5 +351,8 @@ func (a *app) printReport(r control.Report) {
 		for _, p := range r.Problems {
 			fmt.Fprintf(a.out, "  %s\n", p)
 		}
+	}
+	for _, k := range r.Also {
+		fmt.Fprintf(a.out, "\nThe last %s update has a report too: luoctl update report --kind=%s\n", k, k)
 	}
 }

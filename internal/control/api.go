@@ -71,33 +71,51 @@ type LUOStatus struct {
 
 // Unit is a unit's state, as in `luoctl status` and `luoctl list`.
 type Unit struct {
-	Name            string    `json:"name"`
-	Description     string    `json:"description,omitempty"`
-	Path            string    `json:"path,omitempty"`
-	LoadState       string    `json:"load_state"` // loaded, not-found (store pinned, unit file missing), error
-	LoadError       string    `json:"load_error,omitempty"`
-	ActiveState     string    `json:"active_state"` // inactive, activating, active, deactivating, failed
-	SubState        string    `json:"sub_state"`    // dead, start, running, exited, stop-sigterm, stop-sigkill, auto-restart, failed, dead-resources-pinned
-	Since           time.Time `json:"since"`        // last ActiveState change
-	Type            string    `json:"type,omitempty"`
-	MainPID         int       `json:"main_pid,omitempty"`
-	Status          string    `json:"status,omitempty"` // last STATUS=
-	Errno           int       `json:"errno,omitempty"`  // last ERRNO=
-	Result          string    `json:"result,omitempty"` // success, exit-code, signal, timeout, start-limit-hit, exec ...
-	ExitCode        int       `json:"exit_code,omitempty"`
-	ExitSignal      string    `json:"exit_signal,omitempty"`
-	Restarts        int       `json:"restarts"`
-	NotifyAccess    string    `json:"notify_access,omitempty"`
-	FDStoreCount    int       `json:"fdstore_count"`
-	FDStoreMax      int       `json:"fdstore_max"`
-	FDStorePreserve string    `json:"fdstore_preserve,omitempty"`
-	LUOSessions     []string  `json:"luo_sessions,omitempty"`
-	Warnings        []string  `json:"warnings,omitempty"`
+	Name         string    `json:"name"`
+	Description  string    `json:"description,omitempty"`
+	Path         string    `json:"path,omitempty"`
+	LoadState    string    `json:"load_state"` // loaded, not-found (store pinned, unit file missing), error
+	LoadError    string    `json:"load_error,omitempty"`
+	ActiveState  string    `json:"active_state"` // inactive, activating, active, deactivating, failed
+	SubState     string    `json:"sub_state"`    // dead, start, running, exited, stop-sigterm, stop-sigkill, auto-restart, failed, dead-resources-pinned
+	Since        time.Time `json:"since"`        // last ActiveState change
+	Type         string    `json:"type,omitempty"`
+	MainPID      int       `json:"main_pid,omitempty"`
+	Status       string    `json:"status,omitempty"` // last STATUS=
+	Errno        int       `json:"errno,omitempty"`  // last ERRNO=
+	Result       string    `json:"result,omitempty"` // success, exit-code, signal, timeout, start-limit-hit, exec ...
+	ExitCode     int       `json:"exit_code,omitempty"`
+	ExitSignal   string    `json:"exit_signal,omitempty"`
+	Restarts     int       `json:"restarts"`
+	NotifyAccess string    `json:"notify_access,omitempty"`
+	// FDStoreCount is the fd store's slots in use, which FDStoreMax
+	// bounds: each LUOSession= name takes one, however many LUO sessions
+	// luod holds under it; every other fd one.
+	FDStoreCount    int    `json:"fdstore_count"`
+	FDStoreMax      int    `json:"fdstore_max"`
+	FDStorePreserve string `json:"fdstore_preserve,omitempty"`
+	// FDStoreRefused counts the fds luod refused to store or dropped from
+	// the store since it started, FDStoreLastRefused is the last one: the
+	// service cannot tell.
+	FDStoreRefused     int             `json:"fdstore_refused,omitempty"`
+	FDStoreLastRefused *FDStoreRefusal `json:"fdstore_last_refused,omitempty"`
+	LUOSessions        []string        `json:"luo_sessions,omitempty"`
+	Warnings           []string        `json:"warnings,omitempty"`
 	// CGroup is the unit's cgroup ("" when luod has no cgroups), and
 	// Processes the processes in it (GetUnit only), as in systemctl
 	// status.
 	CGroup    string    `json:"cgroup,omitempty"`
 	Processes []Process `json:"processes,omitempty"`
+}
+
+// FDStoreRefusal is an fd luod refused to store or dropped from a store.
+type FDStoreRefusal struct {
+	FDName string `json:"fdname"`
+	// Reason is such as "full (FileDescriptorStoreMax=5)", "duplicate of
+	// an fd already stored", "dropped on EPOLLHUP", "dropped to honor
+	// FileDescriptorStoreMax=2".
+	Reason string    `json:"reason"`
+	Time   time.Time `json:"time"`
 }
 
 // Process is one process of a unit.
@@ -174,7 +192,7 @@ type Session struct {
 	Unit      string `json:"unit,omitempty"` // store holding it
 	FDName    string `json:"fdname,omitempty"`
 	Direction string `json:"direction"` // outgoing, incoming
-	Owner     string `json:"owner"`     // luod (manifest session), luod (LUOSession=), service
+	Owner     string `json:"owner"`     // luod (manifest session, ...), luod, handed out for LUOSession=NAME; service
 }
 
 // Sessions is the reply of ListSessions.
@@ -212,7 +230,7 @@ type PlanEntry struct {
 	// outgoing one) or lost (the unit will not get it back).
 	Fate   string `json:"fate"`
 	Reason string `json:"reason,omitempty"`
-	Bytes  int64  `json:"bytes,omitempty"`
+	Bytes  int64  `json:"bytes,omitempty"` // a memfd's size
 }
 
 // PlanUnit is one unit's part of a plan.
@@ -225,16 +243,22 @@ type PlanUnit struct {
 
 // Plan is the reply of PlanUpdate: what an update would do, changing nothing.
 type Plan struct {
-	Kind       string     `json:"kind"` // kexec or soft
-	Kernel     string     `json:"kernel,omitempty"`
-	Initrd     string     `json:"initrd,omitempty"`
-	Cmdline    string     `json:"cmdline,omitempty"`
-	Checks     []Check    `json:"checks"`
-	Units      []PlanUnit `json:"units"`
-	TotalBytes int64      `json:"total_bytes"`
-	Preserved  int        `json:"preserved"`
-	Sessions   int        `json:"sessions"`
-	Lost       int        `json:"lost"`
+	Kind    string     `json:"kind"` // kexec or soft
+	Kernel  string     `json:"kernel,omitempty"`
+	Initrd  string     `json:"initrd,omitempty"`
+	Cmdline string     `json:"cmdline,omitempty"`
+	Checks  []Check    `json:"checks"`
+	Units   []PlanUnit `json:"units"`
+	// The carried fds by kind: Memfds memfds of TotalBytes bytes (in
+	// luod's session, the unit's own, or inherited), Preserved of them in
+	// luod's session; Sessions LUO session fds; Others other fds, which
+	// only a soft update inherits. Lost fds are not carried.
+	TotalBytes int64 `json:"total_bytes"`
+	Memfds     int   `json:"memfds"`
+	Preserved  int   `json:"preserved"`
+	Sessions   int   `json:"sessions"`
+	Others     int   `json:"others"`
+	Lost       int   `json:"lost"`
 	// OK is true when every check passed and nothing would be lost (or the
 	// loss was allowed).
 	OK bool `json:"ok"`
@@ -258,7 +282,7 @@ type UpdateFailure struct {
 
 // Event is one moment of an update's timeline.
 type Event struct {
-	Name string    `json:"name"`           // requested, loaded, stop-begin, last-stopped, preserved, reboot, kernel-up, luod-up, restored, ready, finished
+	Name string    `json:"name"`           // requested, loaded, stop-begin, last-stopped, preserved, reboot, kernel-up (soft: exec), luod-up, restored, ready, finished
 	Unit string    `json:"unit,omitempty"` // for per-unit events
 	Time time.Time `json:"time"`
 }
@@ -273,13 +297,26 @@ type ReportUnit struct {
 	Lost      []PlanEntry   `json:"lost,omitempty"`
 }
 
-// Report is the reply of GetUpdateReport: the last update across the kexec.
+// ReportParams are the parameters of GetUpdateReport.
+type ReportParams struct {
+	// Kind asks for the last update of that kind, kexec or soft; "" for
+	// the last update.
+	Kind string `json:"kind,omitempty"`
+}
+
+// Report is the reply of GetUpdateReport: an update across the kexec or
+// re-exec.
 type Report struct {
+	// Count numbers the update among those of its kind: kexec live updates
+	// since the last cold boot, soft updates since luod started.
 	Count    int          `json:"count"`
-	Kind     string       `json:"kind"`
+	Kind     string       `json:"kind"` // kexec or soft
 	From     string       `json:"from"` // kernel release before
 	To       string       `json:"to"`   // kernel release after
 	Timeline []Event      `json:"timeline"`
 	Units    []ReportUnit `json:"units"`
 	Problems []string     `json:"problems,omitempty"`
+	// Also are the kinds of the other reports luod holds (the last kexec's,
+	// after a soft update), for GetUpdateReport's Kind.
+	Also []string `json:"also,omitempty"`
 }

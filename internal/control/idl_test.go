@@ -312,7 +312,7 @@ var methodTypes = map[string][2]any{
 	MethodListSessions:    {nil, Sessions{}},
 	MethodPlanUpdate:      {UpdateParams{}, Plan{}},
 	MethodRunUpdate:       {UpdateParams{}, Progress{}},
-	MethodGetUpdateReport: {nil, Report{}},
+	MethodGetUpdateReport: {ReportParams{}, Report{}},
 }
 
 type messageParams struct {

@@ -28,7 +28,7 @@ import (
 
 func TestMain(m *testing.M) { vmtest.GuestMain(m) }
 
-var counters = []string{"mem.service", "own.service", "luos.service", "sock.service"}
+var counters = []string{"mem.service", "own.service", "luos.service", "tight.service", "sock.service"}
 
 func call(t *testing.T, socket, method string, params, reply any) error {
 	t.Helper()
@@ -208,22 +208,33 @@ func TestLiveUpdate(t *testing.T) {
 			t.Errorf("stage %d %s: %q; want generation=%d origin=%s verified=%s live_updates=%d",
 				stage, name, st.raw, wantGen, origin, verified, stage-1)
 		}
+		checkNothingRefused(t, us[name])
 	}
 	if stage >= 2 {
 		checkReport(t, stage)
+		checkRestoredMemfds(t)
 	}
 	if stage < vm.Stages() {
 		checkPlan(t, plan(t), stage)
 	}
 	if stage == 2 {
 		// A plain restart after a live update: state from the fd store.
+		// tight.service's store holds two sessions under LUOSession=state
+		// now, which take one slot: keep.index was not refused, so it
+		// comes back (it crash-looped when it was).
 		for _, name := range counters {
-			mustCall(t, control.MethodRestartUnit, control.UnitName{Name: name}, nil)
-			st := parseStatus(t, unit(t, name).Status)
+			if out, code := luoctl(t, "restart", name); code != 0 {
+				t.Errorf("luoctl restart %s: exit %d\n%s", name, code, out)
+				continue
+			}
+			u := waitActive(t, name)[name]
+			st := parseStatus(t, u.Status)
 			if st.gen != stage+1 || st.origin != "fdstore" || st.verified != "ok" {
 				t.Errorf("%s after restart: %q", name, st.raw)
 			}
+			checkNothingRefused(t, u)
 		}
+		softUpdateKeepsKexecReport(t, stage)
 	}
 	if stage == 3 {
 		// luod re-executes itself holding LUO sessions (own, LUOSession=,
@@ -249,6 +260,67 @@ func TestLiveUpdate(t *testing.T) {
 	liveUpdate(t)
 }
 
+// softUpdateKeepsKexecReport: a soft update after a kexec reports itself
+// as soft update 1 (an exec, no preserve or reboot), and the kexec's
+// report stays available.
+func softUpdateKeepsKexecReport(t *testing.T, stage int) {
+	t.Helper()
+	if out, code := luoctl(t, "update", "run", "--no-kexec"); code != 0 {
+		t.Fatalf("soft update: exit %d\n%s", code, out)
+	}
+	var rep control.Report
+	poll(t, "soft update report", time.Minute, func() error {
+		if err := call(t, control.DefaultSocket, control.MethodGetUpdateReport, nil, &rep); err != nil {
+			return err
+		}
+		if rep.Kind != "soft" {
+			return fmt.Errorf("report of a %s update", rep.Kind)
+		}
+		return nil
+	})
+	var events []string
+	for _, ev := range rep.Timeline {
+		events = append(events, ev.Name)
+	}
+	if rep.Count != 1 || !slices.Contains(events, "exec") || slices.Contains(events, "reboot") || slices.Contains(events, "preserved") ||
+		!slices.Equal(rep.Also, []string{"kexec"}) {
+		t.Errorf("soft update report: count %d, events %v, also %v; want 1, exec without preserved or reboot, also kexec", rep.Count, events, rep.Also)
+	}
+	var kx control.Report
+	mustCall(t, control.MethodGetUpdateReport, control.ReportParams{Kind: "kexec"}, &kx)
+	if kx.Kind != "kexec" || kx.Count != stage-1 {
+		t.Errorf("the kexec report after a soft update: %s %d, want kexec %d", kx.Kind, kx.Count, stage-1)
+	}
+	if out, code := luoctl(t, "update", "report"); code != 0 || !strings.Contains(out, "Soft update 1") || !strings.Contains(out, "--kind=kexec") {
+		t.Errorf("luoctl update report after a soft update: exit %d", code)
+	}
+}
+
+// checkRestoredMemfds: the memfds luod restored after the kexec are
+// memfds, shown with the names they had (the kernel restores them
+// nameless: "/ (deleted)"), in luoctl fdstore and in the plan.
+func checkRestoredMemfds(t *testing.T) {
+	t.Helper()
+	var fs control.FDStore
+	mustCall(t, control.MethodDumpFDStore, control.UnitName{Name: "mem.service"}, &fs)
+	for _, e := range fs.Entries {
+		if want := "/memfd:" + e.Name + " (deleted)"; e.Type != "memfd" || e.Path != want {
+			t.Errorf("mem.service %q after the kexec: type %s path %q, want memfd %q", e.Name, e.Type, e.Path, want)
+		}
+	}
+	if out, code := luoctl(t, "fdstore", "mem.service"); code != 0 || strings.Contains(out, "/ (deleted)") || strings.Contains(out, " reg ") {
+		t.Errorf("luoctl fdstore mem.service: exit %d\n%s", code, out)
+	}
+}
+
+// checkNothingRefused: luod stored every fd the unit handed over.
+func checkNothingRefused(t *testing.T, u control.Unit) {
+	t.Helper()
+	if u.FDStoreRefused != 0 || u.FDStoreCount > u.FDStoreMax {
+		t.Errorf("%s: fd store %d/%d, %d refused, last %+v", u.Name, u.FDStoreCount, u.FDStoreMax, u.FDStoreRefused, u.FDStoreLastRefused)
+	}
+}
+
 func checkPlan(t *testing.T, p *control.Plan, stage int) {
 	t.Helper()
 	for _, c := range p.Checks {
@@ -260,14 +332,39 @@ func checkPlan(t *testing.T, p *control.Plan, stage int) {
 		t.Errorf("plan: ok=%v lost=%d, want not ok with the one socket lost", p.OK, p.Lost)
 	}
 	want := map[string]map[string][]string{
-		"mem.service":  {"keep.index": {"preserve"}, "counter": {"preserve"}},
-		"own.service":  {"keep.index": {"session"}, "counter": {"session"}, "own": {"session"}},
-		"luos.service": {"keep.index": {"session"}, "counter": {"session"}, "state": {"session"}},
-		"sock.service": {"keep.index": {"preserve"}, "counter": {"preserve"}, "socket": {"lost"}},
+		"mem.service":   {"keep.index": {"preserve"}, "counter": {"preserve"}},
+		"own.service":   {"keep.index": {"session"}, "counter": {"session"}, "own": {"session"}},
+		"luos.service":  {"keep.index": {"session"}, "counter": {"session"}, "state": {"session"}},
+		"tight.service": {"keep.index": {"session"}, "counter": {"session"}, "state": {"session"}},
+		"sock.service":  {"keep.index": {"preserve"}, "counter": {"preserve"}, "socket": {"lost"}},
 	}
 	if stage >= 2 {
 		// luod handed the incoming session back next to a new outgoing one.
 		want["luos.service"]["state"] = []string{"drop", "session"}
+		want["tight.service"]["state"] = []string{"drop", "session"}
+	}
+	// luoctl fdstore says of every entry what the plan says (session-mode
+	// regions are carried by the unit's own session in both).
+	for _, pu := range p.Units {
+		var fs control.FDStore
+		mustCall(t, control.MethodDumpFDStore, control.UnitName{Name: pu.Name}, &fs)
+		if len(fs.Entries) != len(pu.Entries) {
+			t.Errorf("%s: fdstore lists %d entries, the plan %d", pu.Name, len(fs.Entries), len(pu.Entries))
+			continue
+		}
+		for i, fe := range fs.Entries {
+			pe := pu.Entries[i]
+			if fe.Name != pe.Name || fe.Why != pe.Reason || (fe.Survives == "yes") != (pe.Fate == "preserve" || pe.Fate == "session") {
+				t.Errorf("%s %q: fdstore says %s (%s), the plan %s (%s)", pu.Name, fe.Name, fe.Survives, fe.Why, pe.Fate, pe.Reason)
+			}
+		}
+	}
+	for _, pu := range p.Units {
+		for _, e := range pu.Entries {
+			if pu.Name == "mem.service" && (e.Type != "memfd" || e.Bytes == 0 || !strings.HasPrefix(e.Reason, "memfd,")) {
+				t.Errorf("plan mem.service %q: type %s, %d bytes, %q; want a memfd with its size", e.Name, e.Type, e.Bytes, e.Reason)
+			}
+		}
 	}
 	for u, w := range want {
 		got := entryFates(p, u)
@@ -309,7 +406,7 @@ func checkReport(t *testing.T, stage int) {
 		}
 	}
 	delivered := map[string][]string{
-		"mem.service": {"counter", "keep.index"}, "own.service": {"own"}, "luos.service": {"state"}, "sock.service": {"counter", "keep.index"},
+		"mem.service": {"counter", "keep.index"}, "own.service": {"own"}, "luos.service": {"state"}, "tight.service": {"state"}, "sock.service": {"counter", "keep.index"},
 	}
 	for _, ru := range rep.Units {
 		want, ok := delivered[ru.Name]
@@ -335,11 +432,24 @@ func checkReport(t *testing.T, stage int) {
 	// luod's incoming session is finished and closed.
 	var ss control.Sessions
 	mustCall(t, control.MethodListSessions, nil, &ss)
+	handedOut := 0
 	for _, s := range ss.Sessions {
 		if s.Name == "luod" {
 			t.Errorf("luod's session still listed after finish: %+v", s)
 		}
+		// The sessions luod handed out for LUOSession=state, the incoming
+		// one and the outgoing one next to it, are luod's.
+		if (s.Unit == "luos.service" || s.Unit == "tight.service") && s.FDName == "state" {
+			handedOut++
+			if s.Owner != "luod, handed out for LUOSession=state" {
+				t.Errorf("session %+v: owner %q, want luod, handed out for LUOSession=state", s, s.Owner)
+			}
+		}
 	}
+	if handedOut == 0 {
+		t.Errorf("no LUOSession= session listed: %+v", ss.Sessions)
+	}
+	luoctl(t, "sessions")
 	out, code := luoctl(t, "update", "report")
 	if code != 0 || !strings.Contains(out, "mem.service") {
 		t.Errorf("luoctl update report: exit %d", code)

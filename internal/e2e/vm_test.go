@@ -40,6 +40,17 @@ FileDescriptorStoreMax=8
 FileDescriptorStorePreserve=yes
 LUOSession=state
 `,
+	// Sized exactly as keep's docs say: one region, keep.index and the
+	// session. After a kexec luod holds two sessions under the name.
+	"tight.service": `[Unit]
+Description=counter, in a LUOSession= session, FileDescriptorStoreMax= as keep's docs size it
+[Service]
+Type=notify
+ExecStart=/vmtest/bin/counter -size 1048576 -session state
+FileDescriptorStoreMax=3
+FileDescriptorStorePreserve=yes
+LUOSession=state
+`,
 	"sock.service": `[Unit]
 Description=counter that also stores a socket
 [Service]

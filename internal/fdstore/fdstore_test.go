@@ -5,12 +5,14 @@ package fdstore
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -80,9 +82,68 @@ func TestAddLimitDuplicateRemove(t *testing.T) {
 	if removed := s.RemoveName("x"); len(removed) != 2 {
 		t.Fatalf("RemoveName removed %d, want 2", len(removed))
 	}
-	if dropped := s.SetMax(0); len(dropped) != 1 || dropped[0].Name != "y" || s.Len() != 0 {
-		t.Fatalf("SetMax(0) dropped %v, store has %d", dropped, s.Len())
+	if dropped := s.SetLimits(0, nil); len(dropped) != 1 || dropped[0].Name != "y" || s.Len() != 0 {
+		t.Fatalf("SetLimits(0) dropped %v, store has %d", dropped, s.Len())
 	}
+}
+
+// TestLUOSessionSlot: a LUOSession= name takes one slot, however many
+// sessions luod holds under it. The store keep's docs size for one region
+// (FileDescriptorStoreMax=3: region, keep.index, session) still takes both
+// after a live update, when luod holds the incoming session next to a
+// fresh outgoing one.
+func TestLUOSessionSlot(t *testing.T) {
+	s := New(3)
+	s.SetLimits(3, []string{"state"})
+	// The incoming session, restored by luod after the kexec.
+	in := s.Adopt("state", newMemfd(t, "in"), false, OriginLUO)
+	in.LUOSession = true
+	// The outgoing session luod hands out next to it.
+	if _, err := s.Add("state", newMemfd(t, "out"), false, OriginHandedOut); err != nil {
+		t.Fatalf("hand out the outgoing session: %v", err)
+	}
+	for _, name := range []string{"counter", "keep.index"} {
+		if _, err := s.Add(name, newMemfd(t, name), false, OriginNotify); err != nil {
+			t.Fatalf("Add(%s) with two sessions under LUOSession=state: %v", name, err)
+		}
+	}
+	if s.Used() != 3 || s.Len() != 4 {
+		t.Errorf("used %d slots by %d entries, want 3 by 4", s.Used(), s.Len())
+	}
+	if _, err := s.Add("more", newMemfd(t, "more"), false, OriginNotify); !errors.Is(err, ErrFull) {
+		t.Errorf("Add over the limit = %v, want ErrFull", err)
+	}
+	// The slot is reserved before the session is there: the service
+	// cannot take it.
+	r := New(0)
+	r.SetLimits(2, []string{"state"})
+	if _, err := r.Add("a", newMemfd(t, "a"), false, OriginNotify); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Add("b", newMemfd(t, "b"), false, OriginNotify); !errors.Is(err, ErrFull) {
+		t.Errorf("Add into the reserved slot = %v, want ErrFull", err)
+	}
+	// A session the service stores itself is not luod's: it takes a slot
+	// of its own, even under the name.
+	if _, err := r.Add("state", newMemfd(t, "own"), false, OriginNotify); !errors.Is(err, ErrFull) {
+		t.Errorf("Add(state) by the service = %v, want ErrFull", err)
+	}
+	// A reload lowering the limit drops the newest other entries, never a
+	// session in its slot; one dropping the name makes its sessions
+	// ordinary entries.
+	if dropped := s.SetLimits(2, []string{"state"}); len(dropped) != 1 || dropped[0].Name != "keep.index" {
+		t.Errorf("SetLimits(2) dropped %v, want keep.index", names(dropped))
+	}
+	if dropped := s.SetLimits(2, nil); len(dropped) != 1 || dropped[0].Name != "counter" || s.Used() != 2 {
+		t.Errorf("SetLimits(2, no sessions) dropped %v, used %d; want counter, 2", names(dropped), s.Used())
+	}
+}
+
+func names(es []*Entry) (ns []string) {
+	for _, e := range es {
+		ns = append(ns, e.Name)
+	}
+	return ns
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }
@@ -215,5 +276,45 @@ func TestPoller(t *testing.T) {
 	defer cancel()
 	if evs, err := p.Wait(ctx); len(evs) != 0 {
 		t.Fatalf("events after Unwatch: %+v %v", evs, err)
+	}
+}
+
+// TestDescribeNamelessMemfd: a memfd LUO restored after a kexec has no name
+// (the kernel creates it with ""), so its /proc link reads "/ (deleted)",
+// not "/memfd:...". It is still a memfd, not a regular file. The nearest
+// such file on any kernel is the shmem file behind a shared anonymous
+// mapping, opened through /proc/self/map_files (CAP_SYS_ADMIN); the VM
+// test checks real restored memfds.
+func TestDescribeNamelessMemfd(t *testing.T) {
+	b, err := unix.Mmap(-1, 0, 4096, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED|unix.MAP_ANONYMOUS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Munmap(b)
+	start := uintptr(unsafe.Pointer(&b[0]))
+	f, err := os.OpenFile(fmt.Sprintf("/proc/self/map_files/%x-%x", start, start+4096), os.O_RDWR, 0)
+	if errors.Is(err, os.ErrPermission) || errors.Is(err, os.ErrNotExist) {
+		t.Skipf("cannot open a shmem file without a memfd name: %v", err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	info, err := Describe(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.HasPrefix(info.Path, "/memfd:") || info.Type != "memfd" || info.Unpreservable != nil {
+		t.Errorf("Describe(shmem file %q) = type %s, unpreservable %v; want a preservable memfd", info.Path, info.Type, info.Unpreservable)
+	}
+	// A tmpfs file is not one, even unlinked.
+	tf, err := os.CreateTemp("/dev/shm", "fdstore-test")
+	if err != nil {
+		t.Skip(err)
+	}
+	defer tf.Close()
+	os.Remove(tf.Name())
+	if info, _ := Describe(tf); info.Type != "reg" {
+		t.Errorf("Describe(unlinked tmpfs file) = type %s, want reg", info.Type)
 	}
 }

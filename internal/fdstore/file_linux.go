@@ -5,10 +5,12 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/liveupdate/luo"
+	"github.com/liveupdate/luo/memfd"
 )
 
 // fDupfdQuery is F_DUPFD_QUERY (Linux 6.10): fcntl(a, F_DUPFD_QUERY, b)
@@ -117,6 +119,9 @@ func Describe(f *os.File) (Info, error) {
 			info.RDev = &[2]uint32{unix.Major(st.Rdev), unix.Minor(st.Rdev)}
 		}
 		info.Type = typeName(st.Mode)
+		if info.Type == "reg" && st.Nlink == 0 && isMemfdDev(uint64(st.Dev)) {
+			info.Type = "memfd"
+		}
 		info.Path, _ = os.Readlink("/proc/self/fd/" + strconv.Itoa(int(fd)))
 		if fl, err := unix.FcntlInt(fd, unix.F_GETFL, 0); err == nil {
 			info.Flags = flagString(fl)
@@ -144,6 +149,32 @@ func Describe(f *os.File) (Info, error) {
 	info.Unpreservable = luo.CheckPreservable(f)
 	return info, nil
 }
+
+// shmDev is the device of the kernel's internal shmem mount, 0 when unknown.
+var shmDev = sync.OnceValue(func() uint64 {
+	f, err := memfd.New("luod-probe", 0)
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	var st unix.Stat_t
+	withFd(f, func(fd int) {
+		if unix.Fstat(fd, &st) != nil {
+			st.Dev = 0
+		}
+	})
+	return uint64(st.Dev)
+})
+
+// isMemfdDev reports whether dev is the kernel's internal shmem mount,
+// where every memfd lives: one from memfd_create, whose /proc link reads
+// "/memfd:NAME (deleted)", and one LUO restored after a kexec, which the
+// kernel creates without a name (its link reads "/ (deleted)"). No other
+// file an fd store can hold lives there, and the memfd files of the
+// mount are always unlinked. (The others there, anonymous shared memory
+// and SysV segments, are the same kind of shmem file and only reachable
+// through /proc/PID/map_files.)
+func isMemfdDev(dev uint64) bool { return dev != 0 && dev == shmDev() }
 
 // sessionFacts returns the name and direction of the LUO session f,
 // probing a duplicate of it that is closed again before it returns.

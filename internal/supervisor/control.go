@@ -84,12 +84,7 @@ func (m *Manager) handle(ctx context.Context, call *control.Call) {
 	case control.MethodRunUpdate:
 		m.runUpdateCall(ctx, call)
 	case control.MethodGetUpdateReport:
-		var rep *update.Report
-		if m.do(func() { rep = m.report }); rep == nil {
-			call.ReplyError(control.ErrNoReport, map[string]string{"message": "no update since luod started on a cold boot"})
-			return
-		}
-		call.Reply(wireReport(rep.Sorted()))
+		m.reportCall(call)
 	default:
 		call.ReplyError("org.varlink.service.MethodNotFound", map[string]string{"method": call.Method()})
 	}
@@ -156,8 +151,11 @@ func (u *Unit) info() control.Unit {
 	i := control.Unit{
 		Name: u.name, LoadState: "loaded", LoadError: u.loadErr, ActiveState: string(u.state.Active()), SubState: string(u.state), Since: u.since,
 		MainPID: u.mainPID, Status: u.status, Errno: u.errno, Result: u.result, ExitCode: u.exitCode,
-		ExitSignal: sigName(u.exitSig), Restarts: u.restarts, FDStoreCount: u.store.Len(), FDStoreMax: u.store.Max(),
-		FDStorePreserve: u.preserve().String(),
+		ExitSignal: sigName(u.exitSig), Restarts: u.restarts, FDStoreCount: u.store.Used(), FDStoreMax: u.store.Max(),
+		FDStorePreserve: u.preserve().String(), FDStoreRefused: u.refused,
+	}
+	if r := u.lastRefused; u.refused > 0 {
+		i.FDStoreLastRefused = &control.FDStoreRefusal{FDName: r.fdname, Reason: r.why, Time: r.at}
 	}
 	if u.group != nil {
 		i.CGroup = u.group.Name()
@@ -256,8 +254,7 @@ func (m *Manager) resetFailedCall(call *control.Call) {
 	call.Reply(rep)
 }
 
-// dumpFDStore answers DumpFDStore: each entry described, with what a kexec
-// would do with it (update.Decide, without asking the kernel).
+// dumpFDStore answers DumpFDStore.
 func (m *Manager) dumpFDStore(call *control.Call) {
 	var p control.UnitName
 	if err := call.Params(&p); err != nil {
@@ -265,20 +262,8 @@ func (m *Manager) dumpFDStore(call *control.Call) {
 	}
 	var rep *control.FDStore
 	m.do(func() {
-		u := m.units[p.Name]
-		if u == nil {
-			return
-		}
-		rep = &control.FDStore{Unit: u.name, Max: u.store.Max(), Preserve: u.preserve().String(), Entries: []control.FDStoreEntry{}}
-		fates := update.Decide(update.Snapshot{Kind: update.Kexec, Units: []update.Unit{m.unitSnapshot(u, true)}})[0].Entries
-		for i, e := range u.store.Entries() {
-			info, _ := fdstore.Describe(e.File)
-			ent := control.FDStoreEntry{Name: e.Name, Type: info.Type, DevNo: info.Dev, Inode: info.Inode, RDevNo: info.RDev,
-				Path: info.Path, Flags: info.Flags, Size: info.Size, Poll: e.Poll, Survives: "no", Why: fates[i].Reason}
-			if fates[i].Fate.Carried() {
-				ent.Survives = "yes"
-			}
-			rep.Entries = append(rep.Entries, ent)
+		if u := m.units[p.Name]; u != nil {
+			rep = m.fdStoreDump(u)
 		}
 	})
 	if rep == nil {
@@ -286,6 +271,31 @@ func (m *Manager) dumpFDStore(call *control.Call) {
 		return
 	}
 	call.Reply(rep)
+}
+
+// fdStoreDump describes each entry of u's store, with what a kexec would
+// do with it, decided as a plan decides it (update.DecideTried, the kernel
+// asked), so that both say the same. While an update runs, the kernel is
+// not asked: the update holds the memfds. Called in the loop.
+func (m *Manager) fdStoreDump(u *Unit) *control.FDStore {
+	rep := &control.FDStore{Unit: u.name, Max: u.store.Max(), Preserve: u.preserve().String(), Entries: []control.FDStoreEntry{}}
+	s := update.Snapshot{Kind: update.Kexec, Units: []update.Unit{m.unitSnapshot(u, true)}}
+	var fates []update.Entry
+	if m.updating {
+		fates = update.Decide(s)[0].Entries
+	} else {
+		fates = update.DecideTried(m.kernel, s)[0].Entries
+	}
+	for i, e := range u.store.Entries() {
+		info, _ := e.Describe()
+		ent := control.FDStoreEntry{Name: e.Name, Type: info.Type, DevNo: info.Dev, Inode: info.Inode, RDevNo: info.RDev,
+			Path: info.Path, Flags: info.Flags, Size: info.Size, Poll: e.Poll, Survives: "no", Why: fates[i].Reason}
+		if fates[i].Fate.Carried() {
+			ent.Survives = "yes"
+		}
+		rep.Entries = append(rep.Entries, ent)
+	}
+	return rep
 }
 
 func (m *Manager) sessions() control.Sessions {
@@ -306,8 +316,10 @@ func (m *Manager) sessions() control.Sessions {
 			if info.Incoming {
 				dir = "incoming"
 			}
-			if e.Origin == fdstore.OriginHandedOut {
-				owner = "luod (LUOSession=)"
+			// luod's mark, or its name for the session (a store of a luod
+			// that did not mark them): incoming ones after a kexec too.
+			if e.LUOSession || info.Session == update.LUOSessionName(u.name, e.Name) {
+				owner = "luod, handed out for LUOSession=" + e.Name
 			}
 			rep.Sessions = append(rep.Sessions, control.Session{Name: info.Session, Unit: u.name, FDName: e.Name, Direction: dir, Owner: owner})
 		}

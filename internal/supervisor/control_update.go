@@ -90,8 +90,8 @@ func (m *Manager) runUpdateCall(ctx context.Context, call *control.Call) {
 func wirePlan(p *update.Plan, allowLoss bool) control.Plan {
 	c := p.Counts()
 	w := control.Plan{Kind: string(p.Kind), Kernel: p.Target.Kernel, Initrd: p.Target.Initrd, Cmdline: p.Target.Cmdline,
-		Checks: []control.Check{}, Units: []control.PlanUnit{}, TotalBytes: c.Bytes, Preserved: c.Preserved + c.Inherited,
-		Sessions: c.Sessions, Lost: c.Lost, OK: p.Refusal(allowLoss) == nil}
+		Checks: []control.Check{}, Units: []control.PlanUnit{}, TotalBytes: c.Bytes, Memfds: c.Memfds, Preserved: c.Preserved,
+		Sessions: c.Sessions, Others: c.Others, Lost: c.Lost, OK: p.Refusal(allowLoss) == nil}
 	if p.Kind != update.Kexec {
 		w.Kernel, w.Initrd, w.Cmdline = "", "", ""
 	}
@@ -102,7 +102,7 @@ func wirePlan(p *update.Plan, allowLoss bool) control.Plan {
 		pu := control.PlanUnit{Name: u.Name, Active: u.Active, Preserve: u.Preserve.String(), Entries: []control.PlanEntry{}}
 		for _, e := range u.Entries {
 			pe := control.PlanEntry{Name: e.Name, Type: e.Type, Fate: string(e.Fate), Reason: e.Reason}
-			if e.Fate == update.FatePreserve {
+			if e.IsMemfd() {
 				pe.Bytes = e.Size
 			}
 			pu.Entries = append(pu.Entries, pe)
@@ -110,6 +110,41 @@ func wirePlan(p *update.Plan, allowLoss bool) control.Plan {
 		w.Units = append(w.Units, pu)
 	}
 	return w
+}
+
+// reportCall answers GetUpdateReport: the last update's report, or the
+// last one of the kind asked for.
+func (m *Manager) reportCall(call *control.Call) {
+	var p control.ReportParams
+	if err := call.Params(&p); err != nil {
+		return
+	}
+	if p.Kind != "" && p.Kind != string(update.Kexec) && p.Kind != string(update.Soft) {
+		call.ReplyError("org.varlink.service.InvalidParameter", map[string]string{"parameter": "kind"})
+		return
+	}
+	var rep, kexec *update.Report
+	m.do(func() { rep, kexec = m.report, m.kexecReport })
+	var also []string
+	switch {
+	case p.Kind == string(update.Kexec) && rep != nil && rep.Kind != update.Kexec:
+		rep = kexec
+	case p.Kind != "" && rep != nil && string(rep.Kind) != p.Kind:
+		rep = nil
+	case kexec != nil:
+		also = []string{string(update.Kexec)}
+	}
+	if rep == nil {
+		msg := "no update since luod started on a cold boot"
+		if p.Kind != "" {
+			msg = fmt.Sprintf("no %s update since luod started on a cold boot", p.Kind)
+		}
+		call.ReplyError(control.ErrNoReport, map[string]string{"message": msg})
+		return
+	}
+	w := wireReport(rep.Sorted())
+	w.Also = also
+	call.Reply(w)
 }
 
 func wireReport(r *update.Report) control.Report {

@@ -64,8 +64,8 @@ func FuzzNotifyPath(f *testing.F) {
 			m.handleNotify(msg)
 		}
 		for _, u := range m.units {
-			if u.store.Max() > 0 && u.store.Len() > u.store.Max() {
-				t.Errorf("%s holds %d fds, FileDescriptorStoreMax=%d", u.name, u.store.Len(), u.store.Max())
+			if u.store.Max() > 0 && u.store.Used() > u.store.Max() {
+				t.Errorf("%s uses %d slots, FileDescriptorStoreMax=%d", u.name, u.store.Used(), u.store.Max())
 			}
 			if _, ok := activeOf[u.state]; !ok {
 				t.Errorf("%s in unknown state %q", u.name, u.state)

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -248,6 +249,32 @@ func TestSoftUpdate(t *testing.T) {
 	}
 	if rep.Kind != "soft" || len(rep.Units) != 1 || len(rep.Units[0].Delivered) != 2 {
 		t.Errorf("report %+v", rep)
+	}
+	// It reports what a soft update does: an exec, nothing preserved, no
+	// reboot; and it is soft update 1 (not "update 0"). A second one is 2.
+	checkSoftReport(t, rep, 1)
+	if out, code := luoctl(t, d, "update", "run", "--no-kexec"); code != 0 {
+		t.Fatalf("second soft update: exit %d\n%s", code, out)
+	}
+	waitReexecs(t, d, 2)
+	d.MustCall(control.MethodGetUpdateReport, nil, &rep)
+	checkSoftReport(t, rep, 2)
+	if out, code := luoctl(t, d, "update", "report"); code != 0 || !strings.HasPrefix(out, "Soft update 2: luod re-executed itself") {
+		t.Errorf("luoctl update report: exit %d\n%s", code, out)
+	}
+	if err := d.Call(control.MethodGetUpdateReport, control.ReportParams{Kind: "kexec"}, &rep); err == nil {
+		t.Errorf("a kexec report without a kexec: %+v", rep)
+	}
+}
+
+func checkSoftReport(t *testing.T, rep control.Report, count int) {
+	t.Helper()
+	var events []string
+	for _, ev := range rep.Timeline {
+		events = append(events, ev.Name)
+	}
+	if rep.Count != count || slices.Contains(events, "preserved") || slices.Contains(events, "reboot") || !slices.Contains(events, "exec") {
+		t.Errorf("soft update report: count %d (want %d), events %v (want exec, no preserved or reboot)", rep.Count, count, events)
 	}
 }
 

@@ -200,6 +200,7 @@ func (m *Manager) lateNotify(u *Unit, msg *notify.Message) {
 		}
 	case msg.FDStore && u.storeReleased():
 		u.say(slog.LevelInfo, "closing fds stored after the unit stopped: its store was released", "fds", len(msg.Files))
+		u.refuse(msg.StoreName(), "stored after the unit stopped, its store released", len(msg.Files))
 		for _, f := range msg.TakeFiles() {
 			m.closer.close(f)
 		}

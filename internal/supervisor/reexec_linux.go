@@ -93,7 +93,11 @@ func (m *Manager) reexecManifest(soft *update.Manifest) (*update.Manifest, []*os
 	if mf == nil {
 		mf = &update.Manifest{Version: update.ManifestVersion, Kind: update.Reexec, Count: m.liveUpdates}
 	}
-	mg := &update.Manager{Started: m.started, Reexecs: m.reexecs + 1, NotifyFD: fdOf(nf), ControlFD: fdOf(cf), Report: m.report}
+	mg := &update.Manager{Started: m.started, Reexecs: m.reexecs + 1, NotifyFD: fdOf(nf), ControlFD: fdOf(cf),
+		Report: m.report, KexecReport: m.kexecReport, SoftUpdates: m.softUpdates}
+	if mf.Kind == update.Soft {
+		mg.SoftUpdates++
+	}
 	if c := m.completion; c != nil {
 		mg.Completion = c.Save(fdOf)
 	}
@@ -127,6 +131,7 @@ func (u *Unit) process() *update.Process {
 		StartedAt: u.startedAt, ReadyAt: u.readyAt, PendingStart: u.pendingStart, StopReason: u.stopReason,
 		HoldStore: u.holdStore, Timer: u.timerKind, TimerDeadline: u.timerDeadline, StoreMax: u.store.Max(), Missing: u.def == nil,
 		StartWindow: u.startWindow, Starts: u.starts,
+		Refused: u.refused, RefusedName: u.lastRefused.fdname, RefusedWhy: u.lastRefused.why, RefusedAt: u.lastRefused.at,
 	}
 }
 
@@ -143,6 +148,7 @@ func (u *Unit) resumeProcess(p *update.Process) error {
 	u.restarts, u.consecutive, u.stopping, u.notifyAccessOverride = p.Restarts, p.Consecutive, p.Stopping, p.NotifyAccess
 	u.startedAt, u.readyAt, u.pendingStart, u.stopReason, u.holdStore = p.StartedAt, p.ReadyAt, p.PendingStart, p.StopReason, p.HoldStore
 	u.startWindow, u.starts = p.StartWindow, p.Starts
+	u.refused, u.lastRefused = p.Refused, refusal{fdname: p.RefusedName, why: p.RefusedWhy, at: p.RefusedAt}
 	if p.Timer != "" {
 		u.setTimer(p.Timer, max(time.Until(p.TimerDeadline), 0))
 	}
@@ -170,7 +176,8 @@ func (m *Manager) resume(sf *os.File) error {
 		return f
 	}
 	mg := mf.Manager
-	m.started, m.reexecs, m.liveUpdates, m.report = mg.Started, mg.Reexecs, mf.Count, mg.Report
+	m.started, m.reexecs, m.liveUpdates, m.report, m.kexecReport = mg.Started, mg.Reexecs, mf.Count, mg.Report, mg.KexecReport
+	m.softUpdates = mg.SoftUpdates
 	nf := adopt(mg.NotifyFD, "notify")
 	m.notify, err = notify.FromFile(nf) // a duplicate: nf is ours to close
 	nf.Close()
@@ -227,7 +234,7 @@ func (m *Manager) resumeUnit(mu update.Unit, adopt func(int, string) *os.File) {
 	m.watchMain(u)
 	for _, e := range mu.Entries {
 		se := m.adopt(u, e.Name, adopt(e.FD, e.Name), e.Poll, e.Origin)
-		se.Added = e.Added
+		se.Added, se.LUOSession, se.MemfdPath = e.Added, e.LUOSession, e.Path
 	}
 }
 

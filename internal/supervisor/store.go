@@ -21,12 +21,14 @@ func (m *Manager) storeFiles(u *Unit, name string, files []*os.File, poll bool, 
 			if errors.Is(err, fdstore.ErrFull) {
 				u.say(slog.LevelWarn, fmt.Sprintf("cannot store more fds than FileDescriptorStoreMax=%d, closing remaining", u.store.Max()),
 					"fdname", name, "closed", len(files)-i)
+				u.refuse(name, fmt.Sprintf("full (FileDescriptorStoreMax=%d)", u.store.Max()), len(files)-i)
 				for _, g := range files[i:] {
 					m.closer.close(g)
 				}
 				return
 			}
 			u.say(slog.LevelDebug, "suppressing duplicate fd in fd store", "fdname", name, "err", err)
+			u.refuse(name, "duplicate of an fd already stored", 1)
 			m.closer.close(f)
 			continue
 		}
@@ -66,6 +68,7 @@ func (m *Manager) handlePoll(evs []fdstore.Event) {
 				what = "EPOLLERR"
 			}
 			u.say(slog.LevelInfo, fmt.Sprintf("received %s on stored fd, closing", what), "fdname", e.Name)
+			u.refuse(e.Name, "dropped on "+what, 1)
 			u.closeEntry(e)
 			u.unpinIfEmpty()
 			if u.def == nil && u.store.Len() == 0 && u.dead() {
@@ -146,7 +149,7 @@ func (m *Manager) unitSnapshot(u *Unit, facts bool) update.Unit {
 	a := u.state.Active()
 	uu := update.Unit{Name: u.name, Preserve: u.preserve(), Active: u.mainPID != 0 || a == Active || a == Activating}
 	for _, se := range u.store.Entries() {
-		e := update.Entry{Name: se.Name, Poll: se.Poll, Origin: se.Origin, Added: se.Added, File: se.File}
+		e := update.Entry{Name: se.Name, Poll: se.Poll, Origin: se.Origin, Added: se.Added, LUOSession: se.LUOSession, Path: se.MemfdPath, File: se.File}
 		if facts {
 			e = update.FromStore(se)
 		}

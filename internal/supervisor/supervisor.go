@@ -142,8 +142,12 @@ type Manager struct {
 	finishTimer *time.Timer
 	// held is luod's incoming session kept unfinished for good.
 	held *heldSession
-	// report is the report of the last update.
-	report *update.Report
+	// report is the report of the last update; kexecReport the one of the
+	// last kexec live update while report is a soft update's (see
+	// setReport).
+	report, kexecReport *update.Report
+	// softUpdates counts the soft updates since luod started.
+	softUpdates int
 
 	stopReceivers context.CancelFunc
 	receivers     chan struct{}

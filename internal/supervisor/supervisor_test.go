@@ -70,9 +70,15 @@ func TestFDStoreHandedBack(t *testing.T) {
 	if second.Err != "" {
 		t.Errorf("activation in the service: %s", second.Err)
 	}
-	// The second instance stored three more: one fits (4 = max).
-	if n := d.Unit("a.service").FDStoreCount; n != 4 {
-		t.Errorf("after the second instance: %d entries, want 4", n)
+	// The second instance stored three more: one fits (4 = max). luod
+	// closed the other two, which the service cannot notice: status says
+	// so.
+	u := d.Unit("a.service")
+	if u.FDStoreCount != 4 {
+		t.Errorf("after the second instance: %d entries, want 4", u.FDStoreCount)
+	}
+	if r := u.FDStoreLastRefused; u.FDStoreRefused != 2 || r == nil || r.FDName != "a" || r.Reason != "full (FileDescriptorStoreMax=4)" || r.Time.IsZero() {
+		t.Errorf("refused %d, last %+v; want 2, the last a: full (FileDescriptorStoreMax=4)", u.FDStoreRefused, r)
 	}
 }
 
@@ -368,4 +374,26 @@ ExecStart=@BIN@/testsvc -report @DIR@/report-%n -status $FOO
 	d.Call(control.MethodStartUnit, control.UnitName{Name: "noenv.service"}, nil)
 	d.WaitUnit("noenv.service", "failed", failed)
 	d.WaitLog("EnvironmentFile=" + filepath.Join(d.Dir, "nope"))
+}
+
+// TestSoftPlanCountsByKind: a soft update inherits every fd; the plan
+// counts the memfds as memfds, with their sizes, and the pipe and socket
+// as other fds (it once called all of them memfds of 0 B).
+func TestSoftPlanCountsByKind(t *testing.T) {
+	d := luodtest.Start(t, map[string]string{"a.service": svc(`-store m=memfd:hello -store p=pipe -store s=socket`) +
+		"FileDescriptorStoreMax=4\n"})
+	d.WaitUnit("a.service", "three fds stored", func(u control.Unit) bool { return active(u) && u.FDStoreCount == 3 })
+	var p control.Plan
+	d.MustCall(control.MethodPlanUpdate, control.UpdateParams{NoKexec: true}, &p)
+	if p.Memfds != 1 || p.TotalBytes != 5 || p.Preserved != 0 || p.Sessions != 0 || p.Others != 2 || p.Lost != 0 {
+		t.Errorf("soft plan: %d memfds (%d B), %d preserved, %d sessions, %d others, %d lost; want 1 (5 B), 0, 0, 2, 0",
+			p.Memfds, p.TotalBytes, p.Preserved, p.Sessions, p.Others, p.Lost)
+	}
+	for _, u := range p.Units {
+		for _, e := range u.Entries {
+			if want := map[string]int64{"m": 5}[e.Name]; e.Bytes != want {
+				t.Errorf("entry %s (%s): %d bytes, want %d", e.Name, e.Type, e.Bytes, want)
+			}
+		}
+	}
 }

@@ -66,6 +66,12 @@ type Unit struct {
 	timerDeadline time.Time
 
 	store *fdstore.Store
+	// refused counts the fds luod refused to store or dropped from the
+	// store (full, duplicate, store released, a reload lowering the limit,
+	// POLLHUP), lastRefused is the last of them: a service cannot tell, so
+	// luoctl status does.
+	refused     int
+	lastRefused refusal
 	// group is the unit's cgroup (see Manager.group), nil without cgroups.
 	group *cgroup.Group
 	// logLimit bounds the log lines its service's input makes (see say).
@@ -79,6 +85,18 @@ type Unit struct {
 	starts      int
 }
 
+// refusal is one fd luod refused or dropped.
+type refusal struct {
+	fdname, why string
+	at          time.Time
+}
+
+// refuse records that n fds named fdname were refused or dropped, and why.
+func (u *Unit) refuse(fdname, why string, n int) {
+	u.refused += n
+	u.lastRefused = refusal{fdname: fdname, why: why, at: time.Now()}
+}
+
 func newUnit(m *Manager, name string) *Unit {
 	return &Unit{m: m, name: name, state: StateDead, since: time.Now(), store: fdstore.New(0)}
 }
@@ -88,8 +106,9 @@ func (u *Unit) setDef(d *unit.Unit) {
 	u.def = d
 	u.loadErr = ""
 	u.logLimit.interval, u.logLimit.burst = d.LogRateLimitIntervalSec, int(min(d.LogRateLimitBurst, 1<<31-1))
-	for _, e := range u.store.SetMax(int(d.EffectiveFileDescriptorStoreMax())) {
+	for _, e := range u.store.SetLimits(int(d.EffectiveFileDescriptorStoreMax()), d.LUOSessions) {
 		u.m.log.Warn(fmt.Sprintf("dropping stored fd %q to honor FileDescriptorStoreMax=%d", e.Name, d.EffectiveFileDescriptorStoreMax()), "unit", u.name)
+		u.refuse(e.Name, fmt.Sprintf("dropped to honor FileDescriptorStoreMax=%d", d.EffectiveFileDescriptorStoreMax()), 1)
 		u.closeEntry(e)
 	}
 	u.unpinIfEmpty()

@@ -154,8 +154,8 @@ func (m *Manager) restore() {
 	case r.Manifest == nil:
 		m.held = &heldSession{session: r.Session, why: r.Err.Error()}
 		m.log.Error("live update manifest unusable; keeping luod's LUO session open and unfinished so that nothing more is lost", "err", r.Err)
-		m.report = &update.Report{Kind: update.Kexec, To: release(), Problems: []string{"manifest unusable: " + r.Err.Error() +
-			"; luod's LUO session is kept unfinished, so nothing more of it is discarded"}}
+		m.setReport(&update.Report{Kind: update.Kexec, To: release(), Problems: []string{"manifest unusable: " + r.Err.Error() +
+			"; luod's LUO session is kept unfinished, so nothing more of it is discarded"}})
 		return
 	}
 	restoredAt := time.Now()
@@ -170,7 +170,7 @@ func (m *Manager) restore() {
 	}
 	rep.Add("luod-up", "", m.started)
 	rep.Add("restored", "", restoredAt)
-	m.report = rep
+	m.setReport(rep)
 	m.completion = update.NewCompletion(r.Session, rep, pending, restoredAt.Add(m.cfg.LiveUpdate.FinishTimeout))
 	m.log.Info("live update restored", "count", r.Manifest.Count, "from", r.Manifest.From.Release, "units", len(r.Units), "problems", len(r.Problems))
 }
@@ -227,9 +227,14 @@ func (m *Manager) restoreUnit(mu update.Unit, rep *update.Report) *Unit {
 		if !e.Added.IsZero() {
 			se.Added = e.Added
 		}
+		// The session luod handed out before the kexec keeps sharing its
+		// LUOSession= name's slot with the one handed out now (a manifest
+		// of an older luod only has the origin).
+		se.LUOSession = e.LUOSession || e.Origin == fdstore.OriginHandedOut
+		se.MemfdPath = e.Path
 		ru.Delivered = append(ru.Delivered, e.Name)
 	}
-	if u.store.Max() < u.store.Len() {
+	if u.store.Max() < u.store.Used() {
 		m.log.Warn("restored store exceeds FileDescriptorStoreMax=; keeping every entry", "unit", mu.Name, "fds", u.store.Len())
 	}
 	if (u.def == nil || !mu.Active) && u.store.Len() > 0 {
@@ -242,6 +247,7 @@ func (m *Manager) restoreUnit(mu update.Unit, rep *update.Report) *Unit {
 // that were active and are not running are started again.
 func (m *Manager) completeSoft(mf *update.Manifest) {
 	rep := update.NewReport(mf, release(), time.Time{})
+	rep.Count = m.softUpdates
 	rep.Add("luod-up", "", time.Now())
 	var pending []string
 	for _, mu := range mf.Units {
@@ -258,11 +264,23 @@ func (m *Manager) completeSoft(mf *update.Manifest) {
 			pending = append(pending, mu.Name)
 		}
 	}
-	m.report = rep
+	m.setReport(rep)
 	m.completion = update.NewCompletion(nil, rep, pending, time.Now().Add(m.cfg.LiveUpdate.FinishTimeout))
 	for _, n := range pending {
 		m.units[n].start("soft update")
 	}
+}
+
+// setReport makes r the report of the last update. A soft update's does
+// not replace the last kexec's: that one is kept as kexecReport.
+func (m *Manager) setReport(r *update.Report) {
+	switch {
+	case r.Kind == update.Kexec:
+		m.kexecReport = nil
+	case m.report != nil && m.report.Kind == update.Kexec:
+		m.kexecReport = m.report
+	}
+	m.report = r
 }
 
 // armFinish starts the timer that finishes the completion at its

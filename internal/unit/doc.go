@@ -111,8 +111,10 @@
 //
 // LUOSession= names follow systemd's rules: printable ASCII without ':',
 // quotes, backslash or space, at most 255 bytes; a duplicate is a warning.
-// Each session takes one entry of the fd store, so the store holds at least
-// as many entries as there are sessions: see
+// Each name takes one slot of FileDescriptorStoreMax=, however many LUO
+// sessions luod holds under it (after a live update, the incoming one and
+// a fresh outgoing one, where systemd holds one), so the store has at least
+// as many slots as there are names: see
 // [Unit.EffectiveFileDescriptorStoreMax]. Sessions are only preserved across
 // a live update with FileDescriptorStorePreserve=yes or on-success; without
 // it the unit loads with a warning.

@@ -135,12 +135,7 @@ func MakePlan(k Kernel, stores Stores, kind Kind, t kexec.Image, tryLoad bool) *
 		p.incompatible = cmp.Or(facts.Panics, facts.Formats)
 	}
 	stores.Locked(func(units []Unit) {
-		s := Snapshot{Kind: kind, Units: units, Incompatible: p.incompatible}
-		p.Units = Decide(s)
-		if kind == Kexec && TrialPreserve(k, p.Units) == nil { // else the device check says why
-			s.Units = p.Units
-			p.Units = Decide(s)
-		}
+		p.Units = DecideTried(k, Snapshot{Kind: kind, Units: units, Incompatible: p.incompatible})
 	})
 	if kind != Kexec {
 		return p
@@ -176,6 +171,21 @@ func (p *Plan) Redecide(units []Unit) *Plan {
 	}
 	s.Incompatible = p.incompatible
 	return &Plan{Kind: s.Kind, Target: p.Target, Units: Decide(s), incompatible: p.incompatible}
+}
+
+// DecideTried is Decide with the kernel's answers, what a plan says of the
+// stores: for a kexec it asks the kernel which memfds it would take
+// (TrialPreserve) and decides again with what it learnt, which settles
+// rule 7. Without an answer (no device, or the device busy) the first
+// decision stands, and a plan's device check says why. Every view of an
+// entry's fate (the plan, luoctl fdstore) comes from here.
+func DecideTried(k Kernel, s Snapshot) []Unit {
+	units := Decide(s)
+	if s.Kind == Kexec && TrialPreserve(k, units) == nil {
+		s.Units = units
+		units = Decide(s)
+	}
+	return units
 }
 
 // TrialPreserve asks the kernel, changing nothing, which of the memfds the

@@ -9,10 +9,13 @@ import (
 	"time"
 )
 
-// Report is the account of the last update: its timeline across the kexec
-// (or re-exec), and per unit when it stopped, when it was ready again and
-// what it got back.
+// Report is the account of an update: its timeline across the kexec (or
+// re-exec), and per unit when it stopped, when it was ready again and what
+// it got back.
 type Report struct {
+	// Count numbers the update: the kexec live updates since the last cold
+	// boot for a kexec, the soft updates since luod started for a soft
+	// update.
 	Count    int          `json:"count"`
 	Kind     Kind         `json:"kind"`
 	From     string       `json:"from"` // kernel release before
@@ -23,8 +26,9 @@ type Report struct {
 }
 
 // Event is one moment of an update: requested, loaded, stop-begin,
-// last-stopped, preserved, reboot, kernel-up, luod-up, restored, and per
-// unit stopped and ready, then finished.
+// last-stopped, preserved, reboot, kernel-up (a soft update: exec instead
+// of these three), luod-up, restored, and per unit stopped and ready, then
+// finished.
 type Event struct {
 	Name string    `json:"name"`
 	Unit string    `json:"unit,omitempty"`
@@ -45,13 +49,23 @@ type ReportUnit struct {
 
 // NewReport starts the report of the update m describes, seen from the
 // next luod: release is the running kernel's, kernelUp when it booted
-// (zero for a re-exec).
+// (zero for a re-exec). A soft update's report has the exec where a
+// kexec's has preserved, reboot and kernel-up; its Count is the caller's
+// to set (m.Count counts kexecs).
 func NewReport(m *Manifest, release string, kernelUp time.Time) *Report {
 	r := &Report{Count: m.Count, Kind: m.Kind, From: m.From.Release, To: release}
 	tl := m.Timeline
-	for _, ev := range []Event{{Name: "requested", Time: tl.Requested}, {Name: "loaded", Time: tl.Loaded},
-		{Name: "stop-begin", Time: tl.StopBegin}, {Name: "last-stopped", Time: tl.LastStopped},
-		{Name: "preserved", Time: tl.Preserved}, {Name: "reboot", Time: tl.Reboot}, {Name: "kernel-up", Time: kernelUp}} {
+	if m.Kind != Kexec && tl.Exec.IsZero() {
+		tl.Exec = tl.Reboot // the manifest of an older luod
+	}
+	evs := []Event{{Name: "requested", Time: tl.Requested}, {Name: "loaded", Time: tl.Loaded},
+		{Name: "stop-begin", Time: tl.StopBegin}, {Name: "last-stopped", Time: tl.LastStopped}}
+	if m.Kind == Kexec {
+		evs = append(evs, Event{Name: "preserved", Time: tl.Preserved}, Event{Name: "reboot", Time: tl.Reboot}, Event{Name: "kernel-up", Time: kernelUp})
+	} else {
+		evs = append(evs, Event{Name: "exec", Time: tl.Exec})
+	}
+	for _, ev := range evs {
 		r.Add(ev.Name, "", ev.Time)
 	}
 	for _, u := range m.Units {

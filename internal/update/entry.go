@@ -65,12 +65,19 @@ type Entry struct {
 	Origin fdstore.Origin `json:"origin,omitempty"`
 	// Added is when it was first stored; it is kept across both.
 	Added time.Time `json:"added,omitzero"`
+	// LUOSession marks a session luod handed out for the unit's
+	// LUOSession= (fdstore.Entry.LUOSession); it is kept across both.
+	LUOSession bool `json:"luo_session,omitempty"`
 
 	// Type is the file's type as `luoctl fdstore` shows it: memfd,
 	// luo-session, sock, fifo, reg, ... (fdstore.Info.Type).
 	Type string `json:"type,omitempty"`
 	// Size is the file's size in bytes.
 	Size int64 `json:"size,omitempty"`
+	// Path is a memfd's /proc link, "/memfd:NAME (deleted)": the next
+	// kernel restores it without its name, and luod shows this one
+	// (fdstore.Entry.MemfdPath).
+	Path string `json:"path,omitempty"`
 	// Session is the kernel's name of a LUO session fd, and Incoming its
 	// direction.
 	Session  string `json:"session,omitempty"`
@@ -102,13 +109,16 @@ type Entry struct {
 // FromStore returns the Entry of a store entry, with the facts about its
 // file (fdstore.Describe). The file stays the store's.
 func FromStore(se *fdstore.Entry) Entry {
-	e := Entry{Name: se.Name, Poll: se.Poll, Origin: se.Origin, Added: se.Added, File: se.File}
-	info, err := fdstore.Describe(se.File)
+	e := Entry{Name: se.Name, Poll: se.Poll, Origin: se.Origin, Added: se.Added, LUOSession: se.LUOSession, File: se.File}
+	info, err := se.Describe()
 	if err != nil {
 		e.Problem = err.Error()
 		return e
 	}
 	e.Type, e.Size, e.Session, e.Incoming = info.Type, info.Size, info.Session, info.Incoming
+	if info.Type == "memfd" {
+		e.Path = info.Path
+	}
 	if info.Unpreservable != nil {
 		e.Unpreservable = strings.TrimSuffix(info.Unpreservable.Error(), ": "+luo.ErrNotPreservable.Error())
 	}

@@ -64,6 +64,9 @@ type Timeline struct {
 	LastStopped time.Time `json:"last_stopped,omitzero"`
 	Preserved   time.Time `json:"preserved,omitzero"`
 	Reboot      time.Time `json:"reboot,omitzero"`
+	// Exec is when luod re-executed itself, in a soft update (which
+	// preserves nothing and does not reboot).
+	Exec time.Time `json:"exec,omitzero"`
 }
 
 // Manager is the state of a luod that re-executes itself, beyond its units:
@@ -74,8 +77,13 @@ type Manager struct {
 	// NotifyFD and ControlFD are the inherited sockets.
 	NotifyFD  int `json:"notify_fd"`
 	ControlFD int `json:"control_fd"`
-	// Report is the report of the last update, if any.
-	Report *Report `json:"report,omitempty"`
+	// Report is the report of the last update, if any; KexecReport the
+	// one of the last kexec live update when Report is a soft update's.
+	Report      *Report `json:"report,omitempty"`
+	KexecReport *Report `json:"kexec_report,omitempty"`
+	// SoftUpdates counts the soft updates since luod started, this one
+	// included in a soft update's manifest.
+	SoftUpdates int `json:"soft_updates,omitempty"`
 	// Completion is a live update restored but not finished yet.
 	Completion *CompletionState `json:"completion,omitempty"`
 	// Held is an incoming session of luod's kept unfinished for good.
@@ -113,6 +121,12 @@ type Process struct {
 	// not found (the store is pinned).
 	StoreMax int  `json:"store_max"`
 	Missing  bool `json:"missing,omitempty"`
+	// Refused counts the fds refused or dropped from the store, and the
+	// last one's name, reason and time.
+	Refused     int       `json:"refused,omitempty"`
+	RefusedName string    `json:"refused_name,omitempty"`
+	RefusedWhy  string    `json:"refused_why,omitempty"`
+	RefusedAt   time.Time `json:"refused_at,omitzero"`
 }
 
 // Encode returns m as JSON padded with NUL bytes to size bytes (the

@@ -115,32 +115,42 @@ func inOwnSession(u *Unit, err error) bool {
 	return errors.Is(err, syscall.EBUSY) && u.holdsOutgoingSession()
 }
 
-// Counts sums up a plan.
+// Counts sums up a plan by what the carried fds are, whatever carries
+// them, and the lost ones.
 type Counts struct {
-	Preserved int   // memfds preserved in luod's session
-	Bytes     int64 // their size
-	Sessions  int   // session fds kept open
-	Inherited int   // fds inherited by the next luod (soft update)
+	Memfds int   // memfds carried: in luod's session, the unit's own, or inherited
+	Bytes  int64 // their size
+	// Preserved are the memfds (and unlinked tmpfs files) preserved in
+	// luod's session, of Memfds.
+	Preserved int
+	Sessions  int // LUO session fds kept open, or inherited
+	Others    int // other fds inherited by the next luod (pipes, sockets, ...: soft update)
 	Lost      int
 }
 
-// Counts sums up p's entries by fate.
+// IsMemfd reports whether e is, or comes back as, a memfd: a memfd, or an
+// unlinked tmpfs file preserved in luod's session.
+func (e *Entry) IsMemfd() bool { return e.Type == "memfd" || e.Fate == FatePreserve }
+
+// Counts sums up p's entries: the carried ones by kind, and the lost.
 func (p *Plan) Counts() Counts {
 	var c Counts
 	for _, u := range p.Units {
 		for _, e := range u.Entries {
-			switch e.Fate {
-			case FatePreserve:
-				c.Preserved++
-				c.Bytes += e.Size
-			case FateSession:
-				if e.Session != "" {
-					c.Sessions++
-				}
-			case FateInherit:
-				c.Inherited++
-			case FateLost:
+			switch {
+			case e.Fate == FateLost:
 				c.Lost++
+			case !e.Fate.Carried():
+			case e.Session != "":
+				c.Sessions++
+			case e.IsMemfd():
+				c.Memfds++
+				c.Bytes += e.Size
+				if e.Fate == FatePreserve {
+					c.Preserved++
+				}
+			default:
+				c.Others++
 			}
 		}
 	}
@@ -151,9 +161,11 @@ func (p *Plan) Counts() Counts {
 func (p *Plan) Summary() string {
 	c := p.Counts()
 	if p.Kind != Kexec {
-		return fmt.Sprintf("%d fds inherited by the re-executed luod, %d lost", c.Inherited, c.Lost)
+		return fmt.Sprintf("%d fds inherited by the re-executed luod (%d memfds (%s), %d sessions, %d others), %d lost",
+			c.Memfds+c.Sessions+c.Others, c.Memfds, HumanSize(c.Bytes), c.Sessions, c.Others, c.Lost)
 	}
-	return fmt.Sprintf("%d memfds (%s) to preserve, %d sessions to keep open, %d lost", c.Preserved, HumanSize(c.Bytes), c.Sessions, c.Lost)
+	return fmt.Sprintf("%d memfds (%s) carried, %d of them to preserve in luod's session; %d sessions to keep open; %d lost",
+		c.Memfds, HumanSize(c.Bytes), c.Preserved, c.Sessions, c.Lost)
 }
 
 // Refusal says why p must not be carried out, or returns nil: a failed

@@ -87,7 +87,7 @@ func TestPlanCountsAndRefusal(t *testing.T) {
 		{Name: "b.service", Preserve: unit.PreserveYes, Entries: []Entry{outgoing, incoming}},
 		{Name: "c.service"},
 	}})}
-	want := Counts{Preserved: 2, Bytes: 4096 + 1<<20, Sessions: 2, Lost: 1}
+	want := Counts{Memfds: 2, Preserved: 2, Bytes: 4096 + 1<<20, Sessions: 2, Lost: 1}
 	if got := p.Counts(); got != want {
 		t.Errorf("Counts = %+v, want %+v", got, want)
 	}
@@ -106,12 +106,21 @@ func TestPlanCountsAndRefusal(t *testing.T) {
 		t.Errorf("Refusal with a failed check = %v", err)
 	}
 
-	soft := &Plan{Kind: Soft, Units: Decide(Snapshot{Kind: Soft, Units: []Unit{{Name: "a", Entries: []Entry{memEntry, socket, outgoing}}}})}
-	if c := soft.Counts(); c != (Counts{Inherited: 3}) {
-		t.Errorf("soft Counts = %+v", c)
+	// A soft update inherits every fd: only the memfds are memfds, and
+	// their sizes count.
+	soft := &Plan{Kind: Soft, Units: Decide(Snapshot{Kind: Soft, Units: []Unit{{Name: "a", Entries: []Entry{memEntry, socket, outgoing,
+		{Name: "pipe", Type: "fifo"}}}}})}
+	if c, want := soft.Counts(), (Counts{Memfds: 1, Bytes: 4096, Sessions: 1, Others: 2}); c != want {
+		t.Errorf("soft Counts = %+v, want %+v", c, want)
 	}
-	if s := soft.Summary(); s != "3 fds inherited by the re-executed luod, 0 lost" {
+	if s := soft.Summary(); s != "4 fds inherited by the re-executed luod (1 memfds (4.0 KiB), 1 sessions, 2 others), 0 lost" {
 		t.Errorf("soft Summary = %q", s)
+	}
+	// A memfd in the unit's own session is a memfd carried, not a session.
+	own := &Plan{Kind: Kexec, Units: Decide(Snapshot{Kind: Kexec, Units: []Unit{{Name: "a", Preserve: unit.PreserveYes,
+		Entries: []Entry{outgoing, with(memEntry, func(e *Entry) { e.Trial = &syscallError{syscall.EBUSY} })}}}})}
+	if c, want := own.Counts(), (Counts{Memfds: 1, Bytes: 4096, Sessions: 1}); c != want {
+		t.Errorf("Counts with a memfd in the unit's session = %+v, want %+v", c, want)
 	}
 }
 

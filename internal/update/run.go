@@ -125,8 +125,7 @@ func Run(ctx context.Context, k Kernel, h Host, req Request) error {
 		for _, u := range plan.Units {
 			m.Units = append(m.Units, Unit{Name: u.Name, Active: u.Active, Stopped: r.stopped[u.Name], Entries: []Entry{}})
 		}
-		m.Timeline.Preserved = time.Now()
-		m.Timeline.Reboot = m.Timeline.Preserved
+		m.Timeline.Exec = time.Now()
 		h.Progress(PhaseExec, "re-executing luod")
 		return r.abort(PhaseExec, h.Reexec(m))
 	}
