@@ -135,7 +135,6 @@ type Store struct {
 	other    map[string][]*os.File // store entries that are not keep's
 	session  *luo.Session          // outgoing session (session mode)
 	ownSess  bool                  // created by keep in this instance
-	sessSlot bool                  // an entry named Config.Session is in the store
 	restored Origin                // origin of the restored regions
 }
 
@@ -232,15 +231,16 @@ func (s *Store) SessionName() string {
 
 // StoreMax returns the manager's fd-store limit keep works with (0:
 // unknown), and StoreUsed how many of its entries are in use: the index,
-// the regions, the session (one entry per name, however many sessions the
-// manager holds under it) and the other fds.
+// the regions, one for the session in session mode (reserved whether it is
+// there or not, as luod reserves it for a LUOSession= name; one however
+// many sessions the manager holds under the name) and the other fds.
 func (s *Store) StoreMax() int { return s.cfg.StoreMax }
 
 // StoreUsed: see StoreMax.
 func (s *Store) StoreUsed() int {
 	n := 1 + len(s.regions)
-	if s.sessSlot {
-		n++
+	if s.cfg.Session != "" {
+		n++ // the session's slot, taken or not
 	}
 	for _, fs := range s.other {
 		n += len(fs)
@@ -272,10 +272,10 @@ func (s *Store) fits(n int, what string) error {
 
 func (s *Store) usage() string {
 	u := fmt.Sprintf("%d regions, %s", len(s.regions), IndexName)
-	if s.sessSlot {
+	if s.cfg.Session != "" {
 		u += ", the session " + strconv.Quote(s.cfg.Session)
 	}
-	if n := s.StoreUsed() - 1 - len(s.regions) - boolInt(s.sessSlot); n > 0 {
+	if n := s.StoreUsed() - 1 - len(s.regions) - boolInt(s.cfg.Session != ""); n > 0 {
 		u += fmt.Sprintf(", %d other fds", n)
 	}
 	return u

@@ -32,13 +32,12 @@ func (s *Store) restore() error {
 	s.collectOther(incoming, outgoing)
 
 	if s.cfg.Session != "" {
-		s.sessSlot = len(s.files.Named(s.cfg.Session)) > 0
 		if len(outgoing) > 0 {
 			s.session = outgoing[0]
 		} else if sess, err := s.createSession(); err != nil {
 			s.log.Warn("keep: no outgoing LUO session: the regions are carried by the fd store only (FileDescriptorStorePreserve=yes)", "session", s.cfg.Session, "err", err)
 		} else {
-			s.session, s.ownSess, s.sessSlot = sess, true, true
+			s.session, s.ownSess = sess, true
 		}
 	}
 	if err := s.fits(0, "restoring"); err != nil {
@@ -220,7 +219,7 @@ func (s *Store) dropSessions() {
 	if s.session != nil {
 		s.session.Close()
 	}
-	s.session, s.ownSess, s.sessSlot = nil, false, false
+	s.session, s.ownSess = nil, false
 	s.idx.SessionName, s.idx.SessionBoot = "", ""
 	s.idx.Regions = s.idx.live()
 }

@@ -115,13 +115,13 @@ func (u modelUnit) needs() map[string]string {
 func (u modelUnit) modeOK(mode string) (bool, string) {
 	switch {
 	case u.mode == modeLUOSession && !u.noLUO:
-		want := fmt.Sprintf("LUO session ... (stored as %q)", u.session())
-		return strings.HasPrefix(mode, "LUO session ") && strings.HasSuffix(mode, fmt.Sprintf("(stored as %q)", u.session())), want
+		// The session luod handed out, not one keep made itself.
+		return strings.HasPrefix(mode, "session session="), "session session=<luod's session>"
 	case u.mode == modeOwn && !u.noLUO:
-		name := fmt.Sprintf("%q", "keep/"+strings.TrimSuffix(u.name, ".service"))
-		return strings.Contains(mode, "LUO session "+name), "LUO session " + name + " (keep's own)"
+		want := "own-session session=keep/" + strings.TrimSuffix(u.name, ".service")
+		return mode == want, want
 	}
-	return strings.HasPrefix(mode, "fd store "), "fd store ..."
+	return mode == "fd-store", "fd-store"
 }
 
 // vmModelUnits are the units of the VM: one per mode.
