@@ -156,10 +156,12 @@ func (s *Store) Entries() []*Entry { return slices.Clone(s.entries) }
 // Add stores f under name and returns the new entry. It fails with ErrFull
 // when the store is full and with ErrDuplicate when the same open file is
 // stored already; in both cases f is not taken (the caller closes it). A
-// session luod hands out (OriginHandedOut) is marked LUOSession: under a
-// LUOSession= name it goes into that name's slot, which is never full.
+// LUO session under a LUOSession= name, whether luod handed it out
+// (OriginHandedOut) or the service stored it back (keep does, after a live
+// update, to leave one session under the name), is marked LUOSession: it
+// goes into that name's slot, which is never full.
 func (s *Store) Add(name string, f *os.File, poll bool, origin Origin) (*Entry, error) {
-	luoSession := origin == OriginHandedOut
+	luoSession := origin == OriginHandedOut || (s.sessions[name] && isSession(f))
 	if !(luoSession && s.sessions[name]) && s.Used() >= s.max {
 		return nil, fmt.Errorf("%w (FileDescriptorStoreMax=%d)", ErrFull, s.max)
 	}
@@ -183,6 +185,12 @@ func (s *Store) Adopt(name string, f *os.File, poll bool, origin Origin) *Entry 
 	s.entries = append(s.entries, e)
 	s.byKey[e.key] = append(s.byKey[e.key], e)
 	return e
+}
+
+// isSession tells whether f is a LUO session.
+func isSession(f *os.File) bool {
+	info, err := Describe(f)
+	return err == nil && info.Session != ""
 }
 
 func (s *Store) unindex(e *Entry) {

@@ -123,8 +123,9 @@ func TestLUOSessionSlot(t *testing.T) {
 	if _, err := r.Add("b", newMemfd(t, "b"), false, OriginNotify); !errors.Is(err, ErrFull) {
 		t.Errorf("Add into the reserved slot = %v, want ErrFull", err)
 	}
-	// A session the service stores itself is not luod's: it takes a slot
-	// of its own, even under the name.
+	// What the service stores under the name and is not a LUO session
+	// takes a slot of its own. (A session it stores back goes into the
+	// name's slot: TestVMModel, keep in LUOSession= mode.)
 	if _, err := r.Add("state", newMemfd(t, "own"), false, OriginNotify); !errors.Is(err, ErrFull) {
 		t.Errorf("Add(state) by the service = %v, want ErrFull", err)
 	}
