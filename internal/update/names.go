@@ -48,11 +48,13 @@ func LUOSessionName(unit, name string) string {
 
 // sessionProblem says why a session fd stored by a unit cannot be carried
 // across a kexec, or "".
-func sessionProblem(e *Entry) string {
+// A session in luod's namespace is carried when luod handed it out for
+// this unit and name, whoever stored it last (keep stores it back).
+func sessionProblem(unit string, e *Entry) string {
 	switch {
 	case e.Incoming:
 		return "incoming LUO session: the kernel does not carry it again; its files must be retrieved and preserved into a new outgoing session"
-	case Reserved(e.Session) && e.Origin != fdstore.OriginHandedOut:
+	case Reserved(e.Session) && e.Origin != fdstore.OriginHandedOut && e.Session != LUOSessionName(unit, e.Name):
 		return fmt.Sprintf("session name %q is in luod's reserved namespace (%q, %q...)", e.Session, SessionName, SessionPrefix)
 	}
 	return ""

@@ -88,7 +88,7 @@ func fate(s Snapshot, u *Unit, e *Entry) (Fate, string) {
 		if e.Incoming && u.hasOutgoing(e.Name) {
 			return FateDrop, "incoming LUO session, superseded by the outgoing session of the same name"
 		}
-		if p := sessionProblem(e); p != "" {
+		if p := sessionProblem(u.Name, e); p != "" {
 			return FateLost, p
 		}
 		return FateSession, fmt.Sprintf("LUO session %q, kept open and handed back", e.Session)

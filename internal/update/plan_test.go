@@ -50,6 +50,8 @@ func TestDecide(t *testing.T) {
 		{"5 incoming, outgoing of another name", Kexec, nil, unit.PreserveYes, []Entry{with(outgoing, func(e *Entry) { e.Name = "x" }), incoming}, FateLost, "incoming"},
 		{"5 reserved name", Kexec, nil, unit.PreserveYes, []Entry{with(outgoing, func(e *Entry) { e.Session = "luod/x" })}, FateLost, "reserved namespace"},
 		{"5 reserved name luod", Kexec, nil, unit.PreserveYes, []Entry{with(outgoing, func(e *Entry) { e.Session = "luod" })}, FateLost, "reserved namespace"},
+		{"5 handed-out session stored back", Kexec, nil, unit.PreserveYes, []Entry{with(outgoing, func(e *Entry) { e.Name, e.Session = "state", LUOSessionName("u.service", "state") })}, FateSession, "kept open"},
+		{"5 another unit's handed-out session", Kexec, nil, unit.PreserveYes, []Entry{with(outgoing, func(e *Entry) { e.Name, e.Session = "state", LUOSessionName("v.service", "state") })}, FateLost, "reserved namespace"},
 		{"5 handed out by luod", Kexec, nil, unit.PreserveYes, []Entry{with(outgoing, func(e *Entry) { e.Session, e.Origin = "luod/c/state", fdstore.OriginHandedOut })}, FateSession, "kept open"},
 		{"6 socket", Kexec, nil, unit.PreserveYes, []Entry{socket}, FateLost, "a socket"},
 		{"7 refused", Kexec, nil, unit.PreserveYes, []Entry{with(memEntry, func(e *Entry) { e.Trial = nospc })}, FateLost, "the kernel refused it"},
