@@ -79,8 +79,11 @@ func (d *Device) RetrieveSession(name string) (*Session, error) {
 }
 
 func newSession(fd int, name string, incoming bool) *Session {
-	f := os.NewFile(uintptr(fd), sessionLinkPrefix+name)
-	rc, _ := f.SyscallConn() // cannot fail on a new, open file
+	return newSessionFile(os.NewFile(uintptr(fd), sessionLinkPrefix+name), name, incoming)
+}
+
+func newSessionFile(f *os.File, name string, incoming bool) *Session {
+	rc, _ := f.SyscallConn() // cannot fail on an open file
 	return &Session{f: f, rc: rc, name: name, incoming: incoming}
 }
 
@@ -135,7 +138,12 @@ func (s *Session) RetrieveFD(token uint64) (*os.File, error) {
 	}); err != nil {
 		return nil, &Error{Op: op, Session: s.name, Token: token, Err: err}
 	}
-	return os.NewFile(uintptr(arg.Fd), "luo:"+s.name+":"+strconv.FormatUint(token, 10)), nil
+	return s.retrievedFile(arg.Fd, token), nil
+}
+
+// retrievedFile wraps the fd RETRIEVE_FD returned.
+func (s *Session) retrievedFile(fd int32, token uint64) *os.File {
+	return os.NewFile(uintptr(fd), "luo:"+s.name+":"+strconv.FormatUint(token, 10))
 }
 
 // Finish wraps LIVEUPDATE_SESSION_FINISH: the incoming session's files are
