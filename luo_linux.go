@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -32,14 +33,40 @@ func OpenPath(path string) (*Device, error) {
 		}
 		return nil, e
 	}
-	f := os.NewFile(uintptr(fd), path)
-	rc, err := f.SyscallConn()
-	if err != nil {
-		f.Close()
-		return nil, &Error{Op: "open", Err: err}
-	}
-	return &Device{f: f, rc: rc, path: path}, nil
+	d := &Device{fd: fd, path: path}
+	d.cleanup = runtime.AddCleanup(d, closeFD, fd)
+	return d, nil
 }
+
+func closeFD(fd int) { unix.Close(fd) }
+
+// Close closes the device so another process can open it. Sessions stay
+// valid. Closing twice returns nil.
+func (d *Device) Close() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.fd >= 0 {
+		d.cleanup.Stop()
+		if err := unix.Close(d.fd); err != nil {
+			d.err = &Error{Op: "close", Err: err}
+		}
+		d.fd = -1
+	}
+	return d.err
+}
+
+// ioctl issues req on the device fd, which Close does not close meanwhile.
+func (d *Device) ioctl(req uintptr, arg unsafe.Pointer) error {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	if d.fd < 0 {
+		return errClosed
+	}
+	return ioctl(uintptr(d.fd), req, arg)
+}
+
+// errClosed is the error of an operation on a closed Device.
+var errClosed = fmt.Errorf("%w: %w", os.ErrClosed, unix.EBADF)
 
 // CreateSession wraps LIVEUPDATE_IOCTL_CREATE_SESSION: it creates an
 // outgoing session. Names are validated first (ValidateName); the kernel
@@ -52,9 +79,7 @@ func (d *Device) CreateSession(name string) (*Session, error) {
 	}
 	arg := LiveupdateIoctlCreateSession{Size: uint32(unsafe.Sizeof(LiveupdateIoctlCreateSession{}))}
 	copy(arg.Name[:], name)
-	if err := control(d.rc, func(fd uintptr) error {
-		return ioctl(fd, LIVEUPDATE_IOCTL_CREATE_SESSION, unsafe.Pointer(&arg))
-	}); err != nil {
+	if err := d.ioctl(LIVEUPDATE_IOCTL_CREATE_SESSION, unsafe.Pointer(&arg)); err != nil {
 		return nil, &Error{Op: op, Session: name, Err: err}
 	}
 	return newSession(int(arg.Fd), name, false), nil
@@ -70,9 +95,7 @@ func (d *Device) RetrieveSession(name string) (*Session, error) {
 	}
 	arg := LiveupdateIoctlRetrieveSession{Size: uint32(unsafe.Sizeof(LiveupdateIoctlRetrieveSession{}))}
 	copy(arg.Name[:], name)
-	if err := control(d.rc, func(fd uintptr) error {
-		return ioctl(fd, LIVEUPDATE_IOCTL_RETRIEVE_SESSION, unsafe.Pointer(&arg))
-	}); err != nil {
+	if err := d.ioctl(LIVEUPDATE_IOCTL_RETRIEVE_SESSION, unsafe.Pointer(&arg)); err != nil {
 		return nil, &Error{Op: op, Session: name, Err: err}
 	}
 	return newSession(int(arg.Fd), name, true), nil
