@@ -20,7 +20,7 @@ import (
 // real-kernel comparison is TestVMBench.
 
 // benchSession returns a session on /dev/null and its raw fd.
-func benchSession(b *testing.B) (*luo.Session, int) {
+func benchSession(b testing.TB) (*luo.Session, int) {
 	b.Helper()
 	f, err := os.Open(os.DevNull)
 	if err != nil {
@@ -31,7 +31,7 @@ func benchSession(b *testing.B) (*luo.Session, int) {
 	return s, int(f.Fd())
 }
 
-func benchMemfd(b *testing.B) *os.File {
+func benchMemfd(b testing.TB) *os.File {
 	b.Helper()
 	f, err := memfd.New("bench", 4096)
 	if err != nil {
@@ -44,6 +44,19 @@ func benchMemfd(b *testing.B) *os.File {
 func rawIoctlErrno(fd int, req uintptr, arg unsafe.Pointer) unix.Errno {
 	_, _, e := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), req, uintptr(arg))
 	return e
+}
+
+// TestSessionIoctlAllocs keeps PreserveFD and RetrieveFD from allocating
+// anything but their *luo.Error (ENOTTY here): see Session.ioctl.
+func TestSessionIoctlAllocs(t *testing.T) {
+	s, _ := benchSession(t)
+	mf := benchMemfd(t)
+	if n := testing.AllocsPerRun(100, func() { s.PreserveFD(mf, 1) }); n != 1 {
+		t.Errorf("PreserveFD failing with ENOTTY: %v allocations, want 1 (the *luo.Error)", n)
+	}
+	if n := testing.AllocsPerRun(100, func() { s.RetrieveFD(1) }); n != 1 {
+		t.Errorf("RetrieveFD failing with ENOTTY: %v allocations, want 1 (the *luo.Error)", n)
+	}
 }
 
 func BenchmarkPreserveFD(b *testing.B) {

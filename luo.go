@@ -5,7 +5,6 @@ import (
 	"os"
 	"runtime"
 	"sync"
-	"syscall"
 )
 
 // DevicePath is where the kernel's misc device appears when LUO is enabled.
@@ -38,7 +37,6 @@ type Device struct {
 // Safe for concurrent use.
 type Session struct {
 	f        *os.File
-	rc       syscall.RawConn // of f, kept: SyscallConn allocates
 	name     string
 	incoming bool
 	once     sync.Once
