@@ -23,7 +23,8 @@ type Device struct {
 	// the package. mu keeps it open during an ioctl: every ioctl holds it
 	// for reading, Close for writing.
 	mu      sync.RWMutex
-	fd      int // -1 after Close
+	fd      int
+	open    bool // fd is valid: set by OpenPath, cleared by Close
 	path    string
 	cleanup runtime.Cleanup // closes fd if the Device is dropped unclosed
 	err     error

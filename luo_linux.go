@@ -32,7 +32,7 @@ func OpenPath(path string) (*Device, error) {
 		}
 		return nil, e
 	}
-	d := &Device{fd: fd, path: path}
+	d := &Device{fd: fd, open: true, path: path}
 	d.cleanup = runtime.AddCleanup(d, closeFD, fd)
 	return d, nil
 }
@@ -44,12 +44,12 @@ func closeFD(fd int) { unix.Close(fd) }
 func (d *Device) Close() error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.fd >= 0 {
+	if d.open {
 		d.cleanup.Stop()
 		if err := unix.Close(d.fd); err != nil {
 			d.err = &Error{Op: "close", Err: err}
 		}
-		d.fd = -1
+		d.open = false
 	}
 	return d.err
 }
@@ -58,7 +58,7 @@ func (d *Device) Close() error {
 func (d *Device) ioctl(req uintptr, arg unsafe.Pointer) error {
 	d.mu.RLock()
 	defer d.mu.RUnlock()
-	if d.fd < 0 {
+	if !d.open {
 		return errClosed
 	}
 	return ioctl(uintptr(d.fd), req, arg)
