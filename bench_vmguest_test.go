@@ -151,27 +151,36 @@ func TestBenchPreserveRetrieve(t *testing.T) {
 }
 
 // benchTable runs op for every size, round and variant (alternating which
-// goes first) and writes the median per variant and the ratio luo/raw.
+// goes first) and writes the median per variant, their ratio luo/raw, and
+// the median of the per-round ratios. The last one is paired: the two runs
+// of a round are back to back, so slow noise (the host's other load) hits
+// both alike and cancels, where it can move one variant's median and not
+// the other's.
 func benchTable(t *testing.T, out *strings.Builder, op func(variant string, n, round int) time.Duration) {
-	fmt.Fprintf(out, "%-6s %-7s %-14s %-14s %s\n", "N", "rounds", "luo median", "raw median", "luo/raw")
+	fmt.Fprintf(out, "%-6s %-7s %-14s %-14s %-8s %s\n", "N", "rounds", "luo median", "raw median", "luo/raw", "paired luo/raw")
 	for _, sz := range benchSizes {
 		var luoT, rawT []time.Duration
+		var ratios []float64
 		for r := range sz.rounds {
 			order := []string{"luo", "raw"}
 			if r%2 == 1 {
 				order = []string{"raw", "luo"}
 			}
+			var l, w time.Duration
 			for _, v := range order {
 				d := op(v, sz.n, r)
 				if v == "luo" {
-					luoT = append(luoT, d)
+					l = d
 				} else {
-					rawT = append(rawT, d)
+					w = d
 				}
 			}
+			luoT, rawT = append(luoT, l), append(rawT, w)
+			ratios = append(ratios, float64(l)/float64(w))
 		}
 		lm, rm := median(luoT), median(rawT)
-		fmt.Fprintf(out, "%-6d %-7d %-14v %-14v %.3f\n", sz.n, sz.rounds, lm, rm, float64(lm)/float64(rm))
+		slices.Sort(ratios)
+		fmt.Fprintf(out, "%-6d %-7d %-14v %-14v %-8.3f %.3f\n", sz.n, sz.rounds, lm, rm, float64(lm)/float64(rm), ratios[len(ratios)/2])
 	}
 }
 

@@ -3,8 +3,8 @@ package luo
 import (
 	"fmt"
 	"os"
+	"runtime"
 	"sync"
-	"syscall"
 )
 
 // DevicePath is where the kernel's misc device appears when LUO is enabled.
@@ -18,11 +18,16 @@ const MaxNameLen = LIVEUPDATE_SESSION_NAME_LENGTH - 1
 // description exist at a time, so close it as soon as the sessions are
 // created or retrieved: sessions do not need it. Safe for concurrent use.
 type Device struct {
-	f    *os.File
-	rc   syscall.RawConn
-	path string
-	once sync.Once
-	err  error
+	// The device is a raw fd rather than an *os.File, which would cost an
+	// fcntl(2) and a finalizer per Open for nothing: the fd never leaves
+	// the package. mu keeps it open during an ioctl: every ioctl holds it
+	// for reading, Close for writing.
+	mu      sync.RWMutex
+	fd      int
+	open    bool // fd is valid: set by OpenPath, cleared by Close
+	path    string
+	cleanup runtime.Cleanup // closes fd if the Device is dropped unclosed
+	err     error
 }
 
 // Session is a LUO session fd, either outgoing (created in this boot, to be
@@ -33,7 +38,6 @@ type Device struct {
 // Safe for concurrent use.
 type Session struct {
 	f        *os.File
-	rc       syscall.RawConn // of f, kept: SyscallConn allocates
 	name     string
 	incoming bool
 	once     sync.Once
@@ -73,17 +77,6 @@ func (s *Session) Close() error {
 		}
 	})
 	return s.err
-}
-
-// Close closes the device so another process can open it. Sessions stay
-// valid. Closing twice returns nil.
-func (d *Device) Close() error {
-	d.once.Do(func() {
-		if err := d.f.Close(); err != nil {
-			d.err = &Error{Op: "close", Err: err}
-		}
-	})
-	return d.err
 }
 
 // ValidateName checks a session name against the kernel's rules before any

@@ -4,9 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
-	"syscall"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -32,14 +32,40 @@ func OpenPath(path string) (*Device, error) {
 		}
 		return nil, e
 	}
-	f := os.NewFile(uintptr(fd), path)
-	rc, err := f.SyscallConn()
-	if err != nil {
-		f.Close()
-		return nil, &Error{Op: "open", Err: err}
-	}
-	return &Device{f: f, rc: rc, path: path}, nil
+	d := &Device{fd: fd, open: true, path: path}
+	d.cleanup = runtime.AddCleanup(d, closeFD, fd)
+	return d, nil
 }
+
+func closeFD(fd int) { unix.Close(fd) }
+
+// Close closes the device so another process can open it. Sessions stay
+// valid. Closing twice returns nil.
+func (d *Device) Close() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.open {
+		d.cleanup.Stop()
+		if err := unix.Close(d.fd); err != nil {
+			d.err = &Error{Op: "close", Err: err}
+		}
+		d.open = false
+	}
+	return d.err
+}
+
+// ioctl issues req on the device fd, which Close does not close meanwhile.
+func (d *Device) ioctl(req uintptr, arg unsafe.Pointer) error {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	if !d.open {
+		return errClosed
+	}
+	return ioctl(uintptr(d.fd), req, arg)
+}
+
+// errClosed is the error of an operation on a closed Device.
+var errClosed = fmt.Errorf("%w: %w", os.ErrClosed, unix.EBADF)
 
 // CreateSession wraps LIVEUPDATE_IOCTL_CREATE_SESSION: it creates an
 // outgoing session. Names are validated first (ValidateName); the kernel
@@ -52,9 +78,7 @@ func (d *Device) CreateSession(name string) (*Session, error) {
 	}
 	arg := LiveupdateIoctlCreateSession{Size: uint32(unsafe.Sizeof(LiveupdateIoctlCreateSession{}))}
 	copy(arg.Name[:], name)
-	if err := control(d.rc, func(fd uintptr) error {
-		return ioctl(fd, LIVEUPDATE_IOCTL_CREATE_SESSION, unsafe.Pointer(&arg))
-	}); err != nil {
+	if err := d.ioctl(LIVEUPDATE_IOCTL_CREATE_SESSION, unsafe.Pointer(&arg)); err != nil {
 		return nil, &Error{Op: op, Session: name, Err: err}
 	}
 	return newSession(int(arg.Fd), name, false), nil
@@ -70,18 +94,18 @@ func (d *Device) RetrieveSession(name string) (*Session, error) {
 	}
 	arg := LiveupdateIoctlRetrieveSession{Size: uint32(unsafe.Sizeof(LiveupdateIoctlRetrieveSession{}))}
 	copy(arg.Name[:], name)
-	if err := control(d.rc, func(fd uintptr) error {
-		return ioctl(fd, LIVEUPDATE_IOCTL_RETRIEVE_SESSION, unsafe.Pointer(&arg))
-	}); err != nil {
+	if err := d.ioctl(LIVEUPDATE_IOCTL_RETRIEVE_SESSION, unsafe.Pointer(&arg)); err != nil {
 		return nil, &Error{Op: op, Session: name, Err: err}
 	}
 	return newSession(int(arg.Fd), name, true), nil
 }
 
 func newSession(fd int, name string, incoming bool) *Session {
-	f := os.NewFile(uintptr(fd), sessionLinkPrefix+name)
-	rc, _ := f.SyscallConn() // cannot fail on a new, open file
-	return &Session{f: f, rc: rc, name: name, incoming: incoming}
+	return newSessionFile(os.NewFile(uintptr(fd), sessionLinkPrefix+name), name, incoming)
+}
+
+func newSessionFile(f *os.File, name string, incoming bool) *Session {
+	return &Session{f: f, name: name, incoming: incoming}
 }
 
 // PreserveFD wraps LIVEUPDATE_SESSION_PRESERVE_FD: the file is preserved
@@ -100,16 +124,15 @@ func (s *Session) PreserveFD(f *os.File, token uint64) error {
 	if err != nil {
 		return &Error{Op: op, Session: s.name, Token: token, Err: err}
 	}
+	arg := LiveupdateSessionPreserveFd{
+		Size:  uint32(unsafe.Sizeof(LiveupdateSessionPreserveFd{})),
+		Token: token,
+	}
 	var opErr error
+	// f's fd stays open during the ioctl, as the session's does.
 	if err := rc.Control(func(ffd uintptr) {
-		arg := LiveupdateSessionPreserveFd{
-			Size:  uint32(unsafe.Sizeof(LiveupdateSessionPreserveFd{})),
-			Fd:    int32(ffd),
-			Token: token,
-		}
-		opErr = control(s.rc, func(fd uintptr) error {
-			return ioctl(fd, LIVEUPDATE_SESSION_PRESERVE_FD, unsafe.Pointer(&arg))
-		})
+		arg.Fd = int32(ffd)
+		opErr = s.ioctl(LIVEUPDATE_SESSION_PRESERVE_FD, unsafe.Pointer(&arg))
 	}); err != nil {
 		opErr = fmt.Errorf("%w: %w", err, unix.EBADF)
 	}
@@ -130,12 +153,21 @@ func (s *Session) RetrieveFD(token uint64) (*os.File, error) {
 		Size:  uint32(unsafe.Sizeof(LiveupdateSessionRetrieveFd{})),
 		Token: token,
 	}
-	if err := control(s.rc, func(fd uintptr) error {
-		return ioctl(fd, LIVEUPDATE_SESSION_RETRIEVE_FD, unsafe.Pointer(&arg))
-	}); err != nil {
+	if err := s.ioctl(LIVEUPDATE_SESSION_RETRIEVE_FD, unsafe.Pointer(&arg)); err != nil {
 		return nil, &Error{Op: op, Session: s.name, Token: token, Err: err}
 	}
-	return os.NewFile(uintptr(arg.Fd), "luo:"+s.name+":"+strconv.FormatUint(token, 10)), nil
+	return s.retrievedFile(arg.Fd, token), nil
+}
+
+// retrievedFile wraps the fd RETRIEVE_FD returned, named
+// "luo:<session>:<token>" (built in one allocation).
+func (s *Session) retrievedFile(fd int32, token uint64) *os.File {
+	var buf [len("luo:") + MaxNameLen + len(":") + 20]byte
+	b := append(buf[:0], "luo:"...)
+	b = append(b, s.name...)
+	b = append(b, ':')
+	b = strconv.AppendUint(b, token, 10)
+	return os.NewFile(uintptr(fd), string(b))
 }
 
 // Finish wraps LIVEUPDATE_SESSION_FINISH: the incoming session's files are
@@ -143,9 +175,7 @@ func (s *Session) RetrieveFD(token uint64) (*os.File, error) {
 // Finishing again is a no-op. The session fd stays open until Close.
 func (s *Session) Finish() error {
 	arg := LiveupdateSessionFinish{Size: uint32(unsafe.Sizeof(LiveupdateSessionFinish{}))}
-	if err := control(s.rc, func(fd uintptr) error {
-		return ioctl(fd, LIVEUPDATE_SESSION_FINISH, unsafe.Pointer(&arg))
-	}); err != nil {
+	if err := s.ioctl(LIVEUPDATE_SESSION_FINISH, unsafe.Pointer(&arg)); err != nil {
 		return &Error{Op: "FINISH", Session: s.name, Err: err}
 	}
 	return nil
@@ -155,9 +185,7 @@ func (s *Session) Finish() error {
 // session's name.
 func (s *Session) GetName() (string, error) {
 	arg := LiveupdateSessionGetName{Size: uint32(unsafe.Sizeof(LiveupdateSessionGetName{}))}
-	if err := control(s.rc, func(fd uintptr) error {
-		return ioctl(fd, LIVEUPDATE_SESSION_GET_NAME, unsafe.Pointer(&arg))
-	}); err != nil {
+	if err := s.ioctl(LIVEUPDATE_SESSION_GET_NAME, unsafe.Pointer(&arg)); err != nil {
 		return "", &Error{Op: "GET_NAME", Session: s.name, Err: err}
 	}
 	return cstring(arg.Name[:]), nil
@@ -177,15 +205,9 @@ func SessionFromFile(f *os.File) (*Session, error) {
 	if err != nil {
 		return nil, err
 	}
-	rc, err := f.SyscallConn()
-	if err != nil {
-		return nil, fmt.Errorf("luo: %s: %w", f.Name(), err)
-	}
-	s := &Session{f: f, rc: rc, name: name}
+	s := &Session{f: f, name: name}
 	arg := LiveupdateSessionPreserveFd{Size: uint32(unsafe.Sizeof(LiveupdateSessionPreserveFd{})), Fd: -1, Token: ^uint64(0)}
-	err = control(rc, func(fd uintptr) error {
-		return ioctl(fd, LIVEUPDATE_SESSION_PRESERVE_FD, unsafe.Pointer(&arg))
-	})
+	err = s.ioctl(LIVEUPDATE_SESSION_PRESERVE_FD, unsafe.Pointer(&arg))
 	switch {
 	case errors.Is(err, unix.EINVAL):
 		s.incoming = true
@@ -243,11 +265,19 @@ func sessionName(f *os.File) (string, error) {
 	return name, nil
 }
 
-// control runs fn on the fd of rc, keeping the fd valid during the call.
-func control(rc syscall.RawConn, fn func(fd uintptr) error) error {
+// ioctl issues req on the session fd, which RawConn.Control keeps open
+// meanwhile. The RawConn is taken anew on every call, not kept in the
+// Session: the compiler then sees its concrete type, so that neither the
+// closure nor arg escape and the call allocates nothing; through a kept
+// syscall.RawConn interface, every call allocated both.
+func (s *Session) ioctl(req uintptr, arg unsafe.Pointer) error {
+	rc, err := s.f.SyscallConn()
+	if err != nil {
+		return err
+	}
 	var opErr error
-	if err := rc.Control(func(fd uintptr) { opErr = fn(fd) }); err != nil {
-		// The file is closed.
+	if err := rc.Control(func(fd uintptr) { opErr = ioctl(fd, req, arg) }); err != nil {
+		// The session is closed.
 		return fmt.Errorf("%w: %w", err, unix.EBADF)
 	}
 	return opErr

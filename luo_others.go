@@ -62,3 +62,6 @@ var ErrNotPreservable = fmt.Errorf("cannot be preserved across a kexec")
 func CheckPreservable(f *os.File) error {
 	return fmt.Errorf("%w: %w", ErrNotPreservable, errUnsupported)
 }
+
+// Close does nothing on this operating system: no Device can be opened.
+func (d *Device) Close() error { return nil }
