@@ -55,19 +55,6 @@ func checkRegions(t *testing.T, st *keep.Store, origin keep.Origin, gen int) {
 	}
 }
 
-func region(t *testing.T, st *keep.Store, name string, size int64) (*keep.Region, []byte) {
-	t.Helper()
-	r, err := st.Region(name, size)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := r.Bytes()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return r, b
-}
-
 // storeOf checks what the manager's store holds: the regions, the index
 // and sessions, nothing dropped.
 func storeOf(t *testing.T, m *manager, sessions int) {

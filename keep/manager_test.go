@@ -157,3 +157,17 @@ func (m *manager) mustOpen(cfg keep.Config) *keep.Store {
 	m.t.Cleanup(func() { st.Close() })
 	return st
 }
+
+// region opens a region and maps it, failing the test on error.
+func region(t *testing.T, st *keep.Store, name string, size int64) (*keep.Region, []byte) {
+	t.Helper()
+	r, err := st.Region(name, size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := r.Bytes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r, b
+}

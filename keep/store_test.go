@@ -11,19 +11,6 @@ import (
 	"github.com/liveupdate/luo/keep"
 )
 
-func region(t *testing.T, st *keep.Store, name string, size int64) (*keep.Region, []byte) {
-	t.Helper()
-	r, err := st.Region(name, size)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := r.Bytes()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return r, b
-}
-
 // TestRestartKeepsRegionsAndFiles: regions and a pipe kept next to them
 // come back at the next start, once each, and the pipe still works.
 func TestRestartKeepsRegionsAndFiles(t *testing.T) {
