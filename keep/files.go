@@ -3,6 +3,7 @@ package keep
 import (
 	"fmt"
 	"os"
+	"strconv"
 
 	"github.com/liveupdate/luo/sdnotify"
 )
@@ -50,7 +51,7 @@ func (s *Store) Keep(name string, f *os.File, opts *KeepOptions) error {
 		}
 	}
 	poll := opts != nil && opts.Poll
-	if err := storeErr(s.notifier.StoreFiles(name, []*os.File{f}, &sdnotify.StoreOptions{NoPoll: !poll})); err != nil {
+	if err := storeErr("keep "+strconv.Quote(name), s.notifier.StoreFiles(name, []*os.File{f}, &sdnotify.StoreOptions{NoPoll: !poll})); err != nil {
 		return err
 	}
 	s.other[name] = []*os.File{f}
@@ -78,7 +79,7 @@ func (s *Store) Forget(name string) error {
 	if !ok {
 		return fmt.Errorf("%w: no kept file %q", ErrNotFound, name)
 	}
-	if err := storeErr(s.notifier.RemoveFiles(name)); err != nil {
+	if err := storeErr("forget "+strconv.Quote(name), s.notifier.RemoveFiles(name)); err != nil {
 		return err
 	}
 	delete(s.other, name)

@@ -95,10 +95,10 @@ func (s *Store) writeIndex(store bool) error {
 		return fmt.Errorf("keep: write the index: %w", err)
 	}
 	if store {
-		if err := storeErr(s.notifier.RemoveFiles(IndexName)); err != nil {
+		if err := storeErr("replace the stored index", s.notifier.RemoveFiles(IndexName)); err != nil {
 			return err
 		}
-		return storeErr(s.notifier.StoreFiles(IndexName, []*os.File{s.index}, &sdnotify.StoreOptions{NoPoll: true}))
+		return storeErr("store the index", s.notifier.StoreFiles(IndexName, []*os.File{s.index}, &sdnotify.StoreOptions{NoPoll: true}))
 	}
 	return nil
 }

@@ -238,12 +238,9 @@ func (s *Store) StoreMax() int { return s.cfg.StoreMax }
 
 // StoreUsed: see StoreMax.
 func (s *Store) StoreUsed() int {
-	n := 1 + len(s.regions)
+	n := 1 + len(s.regions) + s.others()
 	if s.cfg.Session != "" {
 		n++ // the session's slot, taken or not
-	}
-	for _, fs := range s.other {
-		n += len(fs)
 	}
 	return n
 }
@@ -275,17 +272,19 @@ func (s *Store) usage() string {
 	if s.cfg.Session != "" {
 		u += ", the session " + strconv.Quote(s.cfg.Session)
 	}
-	if n := s.StoreUsed() - 1 - len(s.regions) - boolInt(s.cfg.Session != ""); n > 0 {
+	if n := s.others(); n > 0 {
 		u += fmt.Sprintf(", %d other fds", n)
 	}
 	return u
 }
 
-func boolInt(b bool) int {
-	if b {
-		return 1
+// others counts the store entries that are not keep's.
+func (s *Store) others() int {
+	n := 0
+	for _, fs := range s.other {
+		n += len(fs)
 	}
-	return 0
+	return n
 }
 
 // validName checks a name for the fd store.
@@ -296,9 +295,11 @@ func validName(name string) error {
 	return sdnotify.ValidFDName(name)
 }
 
-func storeErr(err error) error {
+// storeErr says what failed in a message to the manager; without a manager
+// there is nothing to store, which is not an error.
+func storeErr(what string, err error) error {
 	if err == nil || errors.Is(err, sdnotify.ErrNoSocket) {
 		return nil
 	}
-	return fmt.Errorf("keep: %w", err)
+	return fmt.Errorf("keep: %s: %w", what, err)
 }

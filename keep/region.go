@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"strconv"
 
 	"github.com/liveupdate/luo/memfd"
 )
@@ -115,7 +116,7 @@ func (s *Store) Remove(name string) error {
 	if s.session == nil {
 		s.idx.Regions = s.idx.live()
 	}
-	if err := storeErr(s.notifier.RemoveFiles(name)); err != nil {
+	if err := storeErr("remove region "+strconv.Quote(name), s.notifier.RemoveFiles(name)); err != nil {
 		return err
 	}
 	return s.writeIndex(false)

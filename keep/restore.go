@@ -1,10 +1,10 @@
 package keep
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"slices"
+	"strconv"
 
 	"github.com/liveupdate/luo"
 	"github.com/liveupdate/luo/sdnotify"
@@ -57,11 +57,11 @@ func (s *Store) restore() error {
 		// One session under the name, ours, not a finished incoming one
 		// next to it: first, so that a manager that counts every session
 		// has room for the regions and the index.
-		if err := storeErr(s.notifier.RemoveFiles(s.cfg.Session)); err != nil {
+		if err := storeErr("replace the stored sessions", s.notifier.RemoveFiles(s.cfg.Session)); err != nil {
 			return err
 		}
-		if err := storeErr(s.notifier.StoreFiles(s.cfg.Session, []*os.File{s.session.File()}, &sdnotify.StoreOptions{NoPoll: true})); err != nil {
-			return fmt.Errorf("keep: store the session: %w", err)
+		if err := storeErr("store the session", s.notifier.StoreFiles(s.cfg.Session, []*os.File{s.session.File()}, &sdnotify.StoreOptions{NoPoll: true})); err != nil {
+			return err
 		}
 	}
 	if from != nil {
@@ -213,7 +213,7 @@ func (s *Store) preserveAll() error {
 // manager's store and closes the outgoing one: the regions stay in the fd
 // store.
 func (s *Store) dropSessions() {
-	if err := storeErr(s.notifier.RemoveFiles(s.cfg.Session)); err != nil {
+	if err := storeErr("remove the sessions", s.notifier.RemoveFiles(s.cfg.Session)); err != nil {
 		s.log.Warn("keep: cannot remove the session from the fd store", "err", err)
 	}
 	if s.session != nil {
@@ -235,8 +235,5 @@ func (s *Store) createSession() (*luo.Session, error) {
 
 // storeRegion hands a region's memfd to the fd store.
 func (s *Store) storeRegion(r *Region) error {
-	if err := storeErr(s.notifier.StoreFiles(r.Name, []*os.File{r.File}, &sdnotify.StoreOptions{NoPoll: true})); err != nil {
-		return fmt.Errorf("keep: store region %q: %w", r.Name, errors.Unwrap(err))
-	}
-	return nil
+	return storeErr("store region "+strconv.Quote(r.Name), s.notifier.StoreFiles(r.Name, []*os.File{r.File}, &sdnotify.StoreOptions{NoPoll: true}))
 }
