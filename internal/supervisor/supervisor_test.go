@@ -168,10 +168,12 @@ func TestStoreLimits(t *testing.T) {
 		"remove.service":   svc(`-store a=memfd:1 -store b=memfd:2 -store a=memfd:3 -remove a`) + "FileDescriptorStoreMax=4\n",
 	})
 	for name, want := range map[string]int{"full.service": 2, "disabled.service": 0, "dup.service": 1, "hup.service": 1, "nopoll.service": 1, "remove.service": 1} {
-		u := d.WaitUnit(name, "active", active)
-		if u.FDStoreCount != want {
-			t.Errorf("%s: %d entries, want %d", name, u.FDStoreCount, want)
-		}
+		// Waited for, not read once: luod drops a hung-up socket when
+		// its POLLHUP arrives, after the service may be active.
+		want := want
+		d.WaitUnit(name, fmt.Sprintf("active with %d entries", want), func(u control.Unit) bool {
+			return active(u) && u.FDStoreCount == want
+		})
 	}
 	d.WaitLog("cannot store more fds than FileDescriptorStoreMax=2")
 	d.WaitLog("cannot store more fds than FileDescriptorStoreMax=0")
