@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -15,16 +14,6 @@ import (
 
 	"github.com/liveupdate/luo/internal/kimage"
 	"github.com/liveupdate/luo/internal/vmtest"
-)
-
-// Baselines measured on exactly the benchmark's setup (QEMU TCG, -m 2048
-// -smp 2, the same kernels): the same blackout of the counter under
-// systemd 262.1, and a bare /init that kexecs into the same kernel.
-const (
-	systemdBlackoutMin    = 15.6
-	systemdBlackoutMedian = 17.7
-	systemdBlackoutMax    = 20.6
-	bareInitKexec         = 3.4
 )
 
 // benchCounterUnit is the service of the blackout benchmark: the example
@@ -39,58 +28,177 @@ FileDescriptorStoreMax=8
 FileDescriptorStorePreserve=yes
 `
 
-// TestVMBenchUpdate benchmarks luod's live update in the VM, each number
-// next to its baseline (make bench; skipped unless LUO_BENCH=1):
+// TestVMBenchUpdate benchmarks luod's live update in the VM and ends with
+// one table, every baseline measured in the same run (make bench; skipped
+// unless LUO_BENCH=1). Each part is a subtest with its own VM run:
 //
-//   - userspace: luod's own time per update with 1, 100 and 1,000 memfds in
-//     one unit's store, from the update report's timeline (guest clock),
-//     LUO_BENCH_ROUNDS updates (default 7) each;
-//   - blackout: a Type=notify service with memfd state, from the update
-//     command to its READY in the new kernel, on the host's clock (arrival
-//     of serial lines), against systemd 262.1 and the bare kexec floor,
-//     measured in the same VM run by letting the harness kexec between
-//     luod's updates.
+//   - blackout: the example counter (Type=notify, memfd state) from the
+//     update command to its READY in the new kernel, on the host's clock
+//     (arrival of serial lines), per round an unstaged update, a staged
+//     one (kernel staged outside the timed span) and a bare kexec of the
+//     harness: the floor;
+//   - systemd: the same counter under systemd 262.1 with systemctl kexec,
+//     as a normal unit and with DefaultDependencies=no (benchSystemd);
+//   - size: the service-down time of a service carrying 16 MiB, 256 MiB
+//     and 1 GiB in one memfd, and 1 GiB in 1,024 (bigsvc);
+//   - units: 100 counters (64 KiB regions) updated together (guest clock,
+//     from the update report);
+//   - userspace (only with LUO_BENCH_USERSPACE=1): luod's own time per
+//     update with 1, 100 and 1,000 memfds in one unit's store.
+//
+// LUO_BENCH_ROUNDS (default 7) sets the rounds of the main rows,
+// LUO_BENCH_SIZE_ROUNDS and LUO_BENCH_UNITS_ROUNDS (default 3) those of the
+// size curve and of the 100 units, LUO_BENCH_STAGED=0/1 switches the staged
+// updates off or on (default benchStagedDefault), LUO_BENCH_ONLY a
+// comma-separated list of parts to run. The table goes to the test log, to
+// stdout and, if LUO_BENCH_OUT is set, to that file. A benchmark reports:
+// no number is asserted, but every round must verify the service's state.
 //
 // All stages boot the same 7.2 kernel: every round is the same update,
-// and the floor is a kexec into the same kernel, as in the reference.
+// and the floor is a kexec into the same kernel.
 func TestVMBenchUpdate(t *testing.T) {
 	if os.Getenv("LUO_BENCH") != "1" {
 		t.Skip("benchmark: run with make bench (LUO_BENCH=1)")
 	}
 	k72 := vmtest.Kernel(t, "7.2")
-	rounds := 7
-	if v, err := strconv.Atoi(os.Getenv("LUO_BENCH_ROUNDS")); err == nil && v > 0 {
-		rounds = v
+	rounds := envInt(t, "LUO_BENCH_ROUNDS", 7)
+	sizeRounds := envInt(t, "LUO_BENCH_SIZE_ROUNDS", 3)
+	unitsRounds := envInt(t, "LUO_BENCH_UNITS_ROUNDS", 3)
+	staged := benchStagedDefault
+	if v := os.Getenv("LUO_BENCH_STAGED"); v != "" {
+		staged = v == "1"
 	}
-	fds := []int{1, 100, 1000}
-	var report strings.Builder
-	defer func() {
-		if report.Len() > 0 {
-			t.Logf("\n%s", report.String())
-			fmt.Print(report.String())
+	only := map[string]bool{}
+	for _, p := range strings.Split(os.Getenv("LUO_BENCH_ONLY"), ",") {
+		if p != "" {
+			only[p] = true
 		}
-	}()
-	fmt.Fprintf(&report, "\n== luod live update, QEMU TCG -m 2048 -smp 2, Linux %s -> same kernel, %d rounds each ==\n", releaseOf(t, k72), rounds)
+	}
+	part := func(name string) bool { return len(only) == 0 || only[name] }
+	stagedArg := "-e2e.bench-staged=" + strconv.FormatBool(staged)
+	tab := &benchTable{release: releaseOf(t, k72), rounds: rounds, staged: staged, systemd: map[bool][2][]float64{}}
+	defer tab.print(t)
 
-	t.Run("userspace", func(t *testing.T) {
-		kernels := slices.Repeat([]string{k72}, len(fds)*rounds+1)
-		var list []string
-		for _, n := range fds {
-			list = append(list, strconv.Itoa(n))
-		}
-		cfg := luodConfig(kernels, map[string]string{benchUnit: memsvcUnit("bench", fds[0], 4096)},
-			"-test.run", "^TestBenchUpdate$", "-e2e.bench=userspace",
-			"-e2e.bench-rounds", strconv.Itoa(rounds), "-e2e.bench-fds", strings.Join(list, ","))
-		res := vmtest.Run(t, cfg)
-		report.WriteString(userspaceTable(benchLines(t, res, "update"), fds))
-	})
-	t.Run("blackout", func(t *testing.T) {
-		kernels := slices.Repeat([]string{k72}, 2*rounds+1)
-		cfg := luodConfig(kernels, map[string]string{blackoutUnit: benchCounterUnit},
-			"-test.run", "^TestBenchUpdate$", "-e2e.bench=blackout")
-		res := vmtest.Run(t, cfg)
-		report.WriteString(blackoutTable(t, res, benchLines(t, res, "blackout")))
-	})
+	if os.Getenv("LUO_BENCH_USERSPACE") == "1" {
+		t.Run("userspace", func(t *testing.T) {
+			fds := []int{1, 100, 1000}
+			kernels := slices.Repeat([]string{k72}, len(fds)*rounds+1)
+			var list []string
+			for _, n := range fds {
+				list = append(list, strconv.Itoa(n))
+			}
+			cfg := luodConfig(kernels, map[string]string{benchUnit: memsvcUnit("bench", fds[0], 4096)},
+				"-test.run", "^TestBenchUpdate$", "-e2e.bench=userspace",
+				"-e2e.bench-rounds", strconv.Itoa(rounds), "-e2e.bench-fds", strings.Join(list, ","))
+			res := vmtest.Run(t, cfg)
+			tab.details = append(tab.details, userspaceTable(benchLines(t, res, "update"), fds))
+		})
+	}
+	if part("blackout") {
+		t.Run("blackout", func(t *testing.T) {
+			cycle := 2
+			if staged {
+				cycle = 3
+			}
+			kernels := slices.Repeat([]string{k72}, cycle*rounds+1)
+			cfg := luodConfig(kernels, map[string]string{blackoutUnit: benchCounterUnit},
+				"-test.run", "^TestBenchUpdate$", "-e2e.bench=blackout", stagedArg)
+			res := vmtest.Run(t, cfg)
+			tab.blackout(t, res, cfg)
+		})
+	}
+	if part("systemd") {
+		t.Run("systemd", func(t *testing.T) {
+			for _, v := range []struct {
+				name  string
+				early bool
+			}{{"normal", false}, {"early", true}} {
+				t.Run(v.name, func(t *testing.T) {
+					cmd, down := benchSystemd(t, rounds, v.early)
+					tab.systemd[v.early] = [2][]float64{cmd, down}
+				})
+			}
+		})
+	}
+	if part("size") {
+		t.Run("size", func(t *testing.T) {
+			var list []string
+			for _, sz := range benchSizes {
+				list = append(list, fmt.Sprintf("%d:%d", sz.size, sz.fds))
+			}
+			kernels := slices.Repeat([]string{k72}, len(benchSizes)*sizeRounds+1)
+			first := benchSizes[0]
+			cfg := luodConfig(kernels, map[string]string{sizeUnit: bigsvcUnit("big", first.size, first.fds)},
+				"-test.run", "^TestBenchUpdate$", "-e2e.bench=size", stagedArg,
+				"-e2e.bench-rounds", strconv.Itoa(sizeRounds), "-e2e.bench-sizes", strings.Join(list, ","))
+			cfg.Memory = benchSizeMemory
+			cfg.Timeout = time.Duration(len(kernels)) * 3 * time.Minute
+			res := vmtest.Run(t, cfg)
+			tab.size(t, res, cfg, sizeRounds)
+		})
+	}
+	if part("units") {
+		t.Run("units", func(t *testing.T) {
+			units := map[string]string{}
+			for i := range benchUnits {
+				id := fmt.Sprintf("u%03d", i)
+				units[id+".service"] = strings.Replace(benchCounterUnit, "-size 1048576", fmt.Sprintf("-size %d", benchUnitsSize), 1)
+			}
+			kernels := slices.Repeat([]string{k72}, unitsRounds+1)
+			cfg := luodConfig(kernels, units, "-test.run", "^TestBenchUpdate$", "-e2e.bench=units", stagedArg,
+				"-e2e.bench-rounds", strconv.Itoa(unitsRounds), "-e2e.bench-units", strconv.Itoa(benchUnits))
+			// luod logs a few lines per unit and update at info: on the
+			// serial console of 100 units that would be measured too.
+			cfg.Init = slices.Clone(cfg.Init)
+			cfg.Init[len(cfg.Init)-1] = "warn"
+			res := vmtest.Run(t, cfg)
+			tab.units(t, res, cfg, unitsRounds)
+		})
+	}
+}
+
+// benchStagedDefault says whether the benchmark measures staged updates
+// (luoctl update stage, then update run --staged) unless LUO_BENCH_STAGED
+// says otherwise.
+const benchStagedDefault = false
+
+// The size curve: the state of one service, as SIZE bytes in N memfds.
+var benchSizes = []struct {
+	size int64
+	fds  int
+}{
+	{16 << 20, 1},
+	{256 << 20, 1},
+	{1 << 30, 1},
+	{1 << 30, 1024},
+}
+
+// benchSizeMemory is the guest memory of the size curve (MiB): 1 GiB of
+// state is filled once and then carried across each kexec.
+const benchSizeMemory = 4096
+
+const (
+	sizeUnit       = "big.service"
+	benchUnits     = 100
+	benchUnitsSize = 64 << 10 // the keep region of each of the 100 counters
+)
+
+// bigsvcUnit is the unit file of a bigsvc service (bench_bigsvc_vmguest_test.go):
+// size bytes of state in n memfds.
+func bigsvcUnit(id string, size int64, n int) string {
+	return fmt.Sprintf(`[Unit]
+Description=bigsvc %[1]s: %[2]d bytes in %[3]d memfds in the fd store
+[Service]
+Type=notify
+ExecStart=/vmtest/test.bin
+Environment=LUO_E2E_BIGSVC=%[1]s
+Environment=LUO_E2E_BIGSVC_SIZE=%[2]d
+Environment=LUO_E2E_BIGSVC_N=%[3]d
+FileDescriptorStoreMax=4096
+FileDescriptorStorePreserve=yes
+TimeoutStartSec=10min
+TimeoutStopSec=2min
+`, id, size, n)
 }
 
 const (
@@ -104,6 +212,8 @@ type benchData struct {
 	Stage int                `json:"stage"`
 	Round int                `json:"round"`
 	N     int                `json:"n,omitempty"`
+	Size  int64              `json:"size,omitempty"`
+	Mode  string             `json:"mode,omitempty"`
 	MS    map[string]float64 `json:"ms"`
 }
 
@@ -218,120 +328,5 @@ func userspaceTable(data []benchData, fds []int) string {
 	b.WriteString("  plan+load = requested..loaded (plan with trial preserve, kexec_file_load); stop = stop-begin..last-stopped;\n")
 	b.WriteString("  preserve = last-stopped..preserved; luod-up->READY = luod-up..last ready; restore = luod-up..restored;\n")
 	b.WriteString("  start->READY = restored..last ready; kernel->luod = kernel-up..luod-up (new kernel boot + /init, for scale)\n")
-	return b.String()
-}
-
-var (
-	floorRE  = regexp.MustCompile(`^vmtest: stage (\d+)/\d+ kexec into stage (\d+)`)
-	startRE  = regexp.MustCompile(`^BENCH update-start stage=(\d+)`)
-	vminitRE = regexp.MustCompile(`vminit: stage (\d+) release`)
-)
-
-// blackoutRound is one luod update of the counter, on the host's clock.
-type blackoutRound struct {
-	stage                                int
-	start, stopping, reboot, boot, ready time.Time
-}
-
-// blackoutTable measures, from the host's arrival times of the serial
-// lines, each luod update of the counter and each bare kexec of the
-// harness, and renders them next to their baselines.
-func blackoutTable(t *testing.T, res *vmtest.Result, data []benchData) string {
-	t.Helper()
-	var rounds []*blackoutRound
-	var cur *blackoutRound
-	floorFrom, floorStage := time.Time{}, 0
-	var floors []float64
-	for _, l := range res.Lines {
-		text := strings.TrimSpace(l.Text)
-		switch l.Stream {
-		case "results":
-			if m := startRE.FindStringSubmatch(text); m != nil {
-				n, _ := strconv.Atoi(m[1])
-				cur = &blackoutRound{stage: n, start: l.Time}
-			} else if m := floorRE.FindStringSubmatch(text); m != nil {
-				floorStage, _ = strconv.Atoi(m[2])
-				floorFrom = l.Time
-			}
-		case "console":
-			if m := vminitRE.FindStringSubmatch(text); m != nil {
-				n, _ := strconv.Atoi(m[1])
-				if !floorFrom.IsZero() && n == floorStage {
-					floors = append(floors, l.Time.Sub(floorFrom).Seconds())
-					floorFrom = time.Time{}
-				}
-				if cur != nil && n == cur.stage+1 && cur.boot.IsZero() {
-					cur.boot = l.Time
-				}
-				continue
-			}
-			if cur == nil {
-				continue
-			}
-			switch {
-			case cur.stopping.IsZero() && strings.Contains(text, "msg=stopping") && strings.Contains(text, "unit="+blackoutUnit):
-				cur.stopping = l.Time
-			case cur.reboot.IsZero() && strings.Contains(text, `msg="update: rebooting into`):
-				cur.reboot = l.Time
-			case !cur.boot.IsZero() && strings.HasPrefix(text, "counter: generation=") && strings.Contains(text, "origin=luo"):
-				cur.ready = l.Time
-				rounds = append(rounds, cur)
-				cur = nil
-			}
-		}
-	}
-	var total, old, kexec, newSide, down []float64
-	for _, r := range rounds {
-		if r.stopping.IsZero() || r.reboot.IsZero() {
-			t.Logf("stage %d: luod's stopping or rebooting line not seen on the console; round left out", r.stage)
-			continue
-		}
-		total = append(total, r.ready.Sub(r.start).Seconds())
-		old = append(old, r.reboot.Sub(r.start).Seconds())
-		kexec = append(kexec, r.boot.Sub(r.reboot).Seconds())
-		newSide = append(newSide, r.ready.Sub(r.boot).Seconds())
-		down = append(down, r.ready.Sub(r.stopping).Seconds())
-	}
-	var reportBlackout []float64
-	for _, d := range data {
-		if v, ok := d.MS["report_blackout"]; ok {
-			reportBlackout = append(reportBlackout, v/1000)
-		}
-	}
-	if len(rounds) == 0 || len(floors) == 0 {
-		t.Errorf("measured %d luod updates and %d bare kexecs; need at least one of each", len(rounds), len(floors))
-	}
-	tot, fl := statsOf(total), statsOf(floors)
-	var b strings.Builder
-	fmt.Fprintf(&b, "\nblackout of %s (examples/counter, Type=notify, 1 MiB keep region = 2 memfds in the fd store)\n", blackoutUnit)
-	fmt.Fprintf(&b, "host clock: arrival of the serial lines; %d luod updates, %d bare kexecs in the same VM run\n", tot.n, fl.n)
-	fmt.Fprintf(&b, "%-52s %8s %8s %8s    %s\n", "", "min", "median", "max", "baseline")
-	row := func(name string, s stats, base string) {
-		fmt.Fprintf(&b, "%-52s %s %s\n", name, s.sec(), base)
-	}
-	row("luod blackout: update command -> READY (new kernel)", tot,
-		fmt.Sprintf("systemd 262.1: %.1f-%.1fs, median %.1fs", systemdBlackoutMin, systemdBlackoutMax, systemdBlackoutMedian))
-	row("  old kernel: command -> luod's reboot()", statsOf(old), "")
-	row("  kexec + kernel boot -> new /init", statsOf(kexec), fmt.Sprintf("bare kexec floor below: median %.2fs", fl.median))
-	row("  new kernel: /init -> counter READY", statsOf(newSide), "")
-	row("service down: luod's SIGTERM -> READY", statsOf(down), "")
-	row("luod's own report: Blackout (stopped..ready)", statsOf(reportBlackout), "two kernels' clocks: +-1s (RTC)")
-	row("bare kexec floor: harness reboot() -> new /init", fl, fmt.Sprintf("bare /init reference: ~%.1fs", bareInitKexec))
-	if tot.n > 0 && fl.n > 0 {
-		fmt.Fprintf(&b, "ratios of medians: luod blackout / bare kexec floor (this run) = %.2fx; luod / systemd 262.1 (%.1fs) = %.2fx (%.1fx faster)\n",
-			tot.median/fl.median, systemdBlackoutMedian, tot.median/systemdBlackoutMedian, systemdBlackoutMedian/tot.median)
-		fmt.Fprintf(&b, "ratio of minimums (less kexec noise): luod / floor = %.2fx; luod's own time (old + new kernel side, medians) = %.2fs\n",
-			tot.min/fl.min, statsOf(old).median+statsOf(newSide).median)
-	}
-	b.WriteString("note: the kexec jump itself (old kernel's \"Starting new kernel\" to the new kernel's first line) takes either ~0.9s or ~2s\n")
-	b.WriteString("  under TCG, in luod's updates and the harness's kexecs alike; medians of few rounds move with that split.\n")
-	if len(data) > 0 {
-		var rr, lr []float64
-		for _, d := range data {
-			rr = append(rr, d.MS["requested_reboot"])
-			lr = append(lr, d.MS["luodup_lastready"])
-		}
-		fmt.Fprintf(&b, "guest clock (report), medians: requested->reboot %.0f ms, luod-up->READY %.0f ms\n", statsOf(rr).median, statsOf(lr).median)
-	}
 	return b.String()
 }

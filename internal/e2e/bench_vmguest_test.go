@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -14,12 +15,16 @@ import (
 
 	"github.com/liveupdate/luo/internal/control"
 	"github.com/liveupdate/luo/internal/vm"
+	"github.com/liveupdate/luo/internal/vmtest"
 )
 
 var (
 	benchMode   = flag.String("e2e.bench", "", "TestBenchUpdate: userspace or blackout")
 	benchRounds = flag.Int("e2e.bench-rounds", 5, "TestBenchUpdate: live updates per measurement (the host sets it)")
 	benchFDs    = flag.String("e2e.bench-fds", "1,100,1000", "TestBenchUpdate userspace: memfd counts, comma-separated")
+	benchStaged = flag.Bool("e2e.bench-staged", false, "TestBenchUpdate: also measure staged updates (luoctl update stage; update run --staged)")
+	benchSizes  = flag.String("e2e.bench-sizes", "", "TestBenchUpdate size: SIZE:MEMFDS pairs in bytes, comma-separated")
+	benchUnits  = flag.Int("e2e.bench-units", 100, "TestBenchUpdate units: number of bigsvc units")
 )
 
 const (
@@ -33,7 +38,9 @@ type benchData struct {
 	Kind  string             `json:"kind"`  // update (userspace) or blackout
 	Stage int                `json:"stage"` // the stage the update left
 	Round int                `json:"round"`
-	N     int                `json:"n,omitempty"` // memfds carried
+	N     int                `json:"n,omitempty"`    // memfds carried
+	Size  int64              `json:"size,omitempty"` // bytes carried (size)
+	Mode  string             `json:"mode,omitempty"` // unstaged or staged
 	MS    map[string]float64 `json:"ms"`
 }
 
@@ -55,6 +62,10 @@ func TestBenchUpdate(t *testing.T) {
 		benchUserspace(t)
 	case "blackout":
 		benchBlackout(t)
+	case "size":
+		benchSize(t)
+	case "units":
+		benchManyUnits(t)
 	default:
 		t.Fatalf("-e2e.bench=%q", *benchMode)
 	}
@@ -120,12 +131,16 @@ func benchUserspace(t *testing.T) {
 	runUpdate(t)
 }
 
-// benchBlackout alternates: odd stages (luod started cold) update with
-// luod, even stages (after luod's update) check and report the counter,
-// then let the harness kexec on its own, which is the floor the host
-// measures. The last stage, odd, only checks.
+// benchBlackout cycles through benchCycle stages per round: stage 1 of a
+// cycle (luod started cold, the counter fresh) updates with luod unstaged;
+// the next checks the counter and reports, then, with -e2e.bench-staged,
+// stages the next kernel and updates with luod staged, and the stage after
+// that checks and reports. The last stage of a cycle lets the harness kexec
+// on its own: the floor the host measures, and a cold start again. The very
+// last stage only checks.
 func benchBlackout(t *testing.T) {
-	s := vm.Stage()
+	s, cycle := vm.Stage(), benchCycle()
+	phase := (s - 1) % cycle // 0: cold; i > 0: after i luod updates
 	waitLuod(t, control.DefaultSocket)
 	var u control.Unit
 	waitUnits(t, 2*time.Minute, map[string]func(control.Unit) error{
@@ -138,17 +153,17 @@ func benchBlackout(t *testing.T) {
 		},
 	})
 	st := parseStatus(t, u.Status)
-	if s%2 == 1 {
+	if phase == 0 {
 		if st.origin != "fresh" || st.gen != 1 {
 			t.Errorf("after a cold start of luod: %q", st.raw)
 		}
 		if s < vm.Stages() {
-			runUpdate(t)
+			benchUpdate(t, false)
 		}
 		return
 	}
-	if st.origin != "luo" || st.verified != "ok" || st.gen != 2 || st.liveUpdates != 1 {
-		t.Errorf("after luod's update: %q; want generation=2 origin=luo verified=ok live_updates=1", st.raw)
+	if st.origin != "luo" || st.verified != "ok" || st.gen != phase+1 || st.liveUpdates != phase {
+		t.Fatalf("after luod's update: %q; want generation=%d origin=luo verified=ok live_updates=%d", st.raw, phase+1, phase)
 	}
 	rep := waitReport(t, 5*time.Minute)
 	if len(rep.Problems) > 0 {
@@ -163,6 +178,52 @@ func benchBlackout(t *testing.T) {
 			}
 		}
 	}
-	emit(t, benchData{Kind: "blackout", Stage: s - 1, Round: s / 2, N: 2, MS: ms})
-	// GuestMain now kexecs into the next stage itself: the floor.
+	emit(t, benchData{Kind: "blackout", Stage: s - 1, Round: (s-1)/cycle + 1, Mode: benchModeOf(phase - 1), MS: ms})
+	if phase < cycle-1 {
+		benchUpdate(t, true)
+	}
+	// Else GuestMain now kexecs into the next stage itself: the floor.
+}
+
+// benchCycle is the number of stages per round of the blackout: a cold
+// start, an unstaged update, with -e2e.bench-staged a staged one.
+func benchCycle() int {
+	if *benchStaged {
+		return 3
+	}
+	return 2
+}
+
+// benchModeOf is the mode of the i-th update of a round (from 0): the
+// first is unstaged, the second staged.
+func benchModeOf(i int) string {
+	if i == 0 {
+		return "unstaged"
+	}
+	return "staged"
+}
+
+// benchUpdate starts a live update into the next stage, like runUpdate. A
+// staged one first stages the next kernel (luoctl update stage, the same
+// arguments as update run) and waits for that to succeed; only then does
+// it mark the start and run the staged update. It does not return.
+func benchUpdate(t *testing.T, staged bool) {
+	t.Helper()
+	args := updateArgs(t)
+	mode := "unstaged"
+	if staged {
+		stage := slices.Clone(args)
+		stage[1] = "stage"
+		if out, code := luoctl(t, stage...); code != 0 {
+			t.Fatalf("update stage: exit %d\n%s", code, out)
+		}
+		if out, code := luoctl(t, "update", "status"); code != 0 {
+			t.Fatalf("update status: exit %d\n%s", code, out)
+		}
+		args, mode = []string{"update", "run", "--staged"}, "staged"
+	}
+	vmtest.ExpectKexec(t)
+	benchOut("BENCH update-start stage=%d mode=%s", vm.Stage(), mode)
+	out, code := luoctl(t, args...)
+	t.Fatalf("update run returned (exit %d), no kexec:\n%s", code, out)
 }
