@@ -3,21 +3,12 @@
 package interop
 
 import (
-	"bufio"
-	"bytes"
-	"context"
-	"errors"
 	"fmt"
-	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
-	"time"
 
 	"github.com/liveupdate/luo/internal/vmtest"
 )
@@ -25,12 +16,6 @@ import (
 const (
 	// stages: 7.2 boot, kexec to 7.3, kexec back to 7.2.
 	stages = 3
-	// silence is how long the guest may print nothing before it counts as
-	// hung. A TCG boot of systemd prints a status line every few seconds.
-	silence = 6 * time.Minute
-	// runLimit bounds the whole QEMU run (under a minute here: each boot
-	// reaches the driver in ~10 s, each kexec hop in ~15 s).
-	runLimit = 30 * time.Minute
 )
 
 // TestInterop boots Debian sid with systemd 262 on the 7.2 LUO kernel,
@@ -49,110 +34,13 @@ func TestInterop(t *testing.T) {
 		t.Skip("interop: not with -short")
 	}
 	kernels := map[string]string{"7.2": vmtest.Kernel(t, "7.2"), "7.3": vmtest.Kernel(t, "7.3")}
-	if os.Geteuid() != 0 {
-		unavailable(t, "interop: needs root (debootstrap, chroot, and a root-owned tree for mkfs.ext4 -d)")
-	}
-	for _, tool := range []string{"qemu-system-x86_64", "mkfs.ext4", "cp"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			unavailable(t, "interop: %s not found (apt-get install qemu-system-x86 e2fsprogs)", tool)
-		}
-	}
-	mod := moduleRoot(t)
-	cache := filepath.Join(mod, ".cache", "interop")
-
-	t0 := time.Now()
-	rootfs := buildRootfs(t, mod, cache)
-	t.Logf("interop: root file system %s ready in %s", rootfs, time.Since(t0).Round(time.Second))
-
-	run := filepath.Join(cache, "run")
-	if err := os.RemoveAll(run); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.MkdirAll(run, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	t1 := time.Now()
-	disk := makeDisk(t, mod, rootfs, run, kernels)
-	t.Logf("interop: disk image %s made in %s", disk, time.Since(t1).Round(time.Second))
-
-	events, lines := boot(t, run, kernels["7.2"], disk)
-	t.Logf("interop: console and driver output in %s", filepath.Join(run, "console.log"))
-	check(t, events, lines)
-}
-
-// buildRootfs runs scripts/interop-rootfs.sh, which builds the cached tree
-// if needed, and returns the tree's path.
-func buildRootfs(t *testing.T, mod, cache string) string {
-	t.Helper()
-	cmd := exec.Command(filepath.Join(mod, "scripts", "interop-rootfs.sh"), cache)
-	var stdout bytes.Buffer
-	cmd.Stdout = &stdout
-	cmd.Stderr = logWriter(t, "rootfs")
-	err := cmd.Run()
-	var exit *exec.ExitError
-	if errors.As(err, &exit) && exit.ExitCode() == 77 {
-		unavailable(t, "interop: scripts/interop-rootfs.sh cannot build the root file system here")
-	}
-	if err != nil {
-		t.Fatalf("interop: scripts/interop-rootfs.sh: %v", err)
-	}
-	lines := strings.Split(strings.TrimSpace(stdout.String()), "\n")
-	root := lines[len(lines)-1]
-	if _, err := os.Stat(filepath.Join(root, ".interop-rootfs")); err != nil {
-		t.Fatalf("interop: scripts/interop-rootfs.sh printed %q, not a finished tree: %v", root, err)
-	}
-	return root
-}
-
-// makeDisk copies the cached tree, adds this run's binaries, kernels and
-// units, and makes run/disk.img of it.
-func makeDisk(t *testing.T, mod, rootfs, run string, kernels map[string]string) string {
-	t.Helper()
-	tree := filepath.Join(run, "root")
-	mustRun(t, mod, nil, "cp", "-a", "--reflink=auto", rootfs, tree)
-	bin := filepath.Join(tree, "usr", "local", "bin")
-	env := append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64")
-	mustRun(t, mod, env, "go", "build", "-trimpath", "-o", filepath.Join(bin, "counter"), "./examples/counter")
-	mustRun(t, mod, env, "go", "build", "-trimpath", "-o", filepath.Join(bin, "interop-driver"), "./internal/interop/driver")
-	for v, k := range kernels {
-		mustRun(t, mod, nil, "cp", k, filepath.Join(tree, "boot", "vmlinuz-"+v))
-	}
-	sys := filepath.Join(tree, "etc", "systemd", "system")
-	wants := filepath.Join(sys, "multi-user.target.wants")
-	if err := os.MkdirAll(wants, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	files := map[string]string{"interop-driver.service": DriverUnit}
+	mod, cache, rootfs := Setup(t)
+	units := map[string]string{"interop-driver.service": DriverUnit}
 	for _, u := range Units {
-		files[u.Name] = u.Text
+		units[u.Name] = u.Text
 	}
-	for name, text := range files {
-		if err := os.WriteFile(filepath.Join(sys, name), []byte(text), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Symlink("../"+name, filepath.Join(wants, name)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	disk := filepath.Join(run, "disk.img")
-	mustRun(t, mod, nil, "mkfs.ext4", "-q", "-F", "-L", "interop", "-d", tree, disk, "1536M")
-	if err := os.RemoveAll(tree); err != nil {
-		t.Fatal(err)
-	}
-	return disk
-}
-
-// boot runs QEMU until the guest powers off (or hangs), streaming its two
-// serial ports to the test log with the time since start, and returns the
-// driver's events and every line.
-func boot(t *testing.T, run, kernel, disk string) ([]Event, []string) {
-	t.Helper()
-	limit := runLimit
-	if d, ok := t.Deadline(); ok {
-		limit = min(limit, time.Until(d)-time.Minute)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), limit)
-	defer cancel()
+	run := filepath.Join(cache, "run")
+	disk := MakeDisk(t, mod, rootfs, run, kernels, units)
 
 	// loglevel=7 puts systemd-shutdown's info lines on the console (what
 	// it preserved for the kexec: journald is gone by then, and the
@@ -164,122 +52,8 @@ func boot(t *testing.T, run, kernel, disk string) ([]Event, []string) {
 		loglevel += " systemd.log_level=debug"
 	}
 	cmdline := fmt.Sprintf("root=/dev/vda rw console=ttyS0 liveupdate=on no_timer_check panic=-1 %s systemd.show_status=1 interop.stage=1 interop.stages=%d", loglevel, stages)
-	console, consoleW := pipe(t)
-	results, resultsW := pipe(t)
-	cmd := exec.CommandContext(ctx, "qemu-system-x86_64",
-		"-accel", "tcg,thread=single", "-m", "2048", "-smp", "2",
-		"-nographic", "-nodefaults", "-no-reboot",
-		"-kernel", kernel, "-append", cmdline,
-		"-chardev", "file,id=console,path=/dev/fd/3", "-serial", "chardev:console",
-		"-chardev", "file,id=results,path=/dev/fd/4", "-serial", "chardev:results",
-		// snapshot=on: writes go to a temporary overlay that lives as long
-		// as QEMU, across the guest's kexecs; disk.img stays as built.
-		"-drive", "file="+disk+",format=raw,if=virtio,snapshot=on",
-	)
-	var qemuOut bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &qemuOut, &qemuOut
-	cmd.ExtraFiles = []*os.File{consoleW, resultsW}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	cmd.WaitDelay = 5 * time.Second
-
-	logf, err := os.Create(filepath.Join(run, "console.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer logf.Close()
-
-	start := time.Now()
-	var (
-		mu     sync.Mutex
-		last   = start
-		lines  []string
-		events []Event
-	)
-	read := func(name string, r io.Reader) {
-		sc := bufio.NewScanner(r)
-		sc.Buffer(make([]byte, 64<<10), 1<<20)
-		for sc.Scan() {
-			text := strings.Map(func(r rune) rune {
-				if r < ' ' && r != '\t' || r == 0x7f {
-					return -1
-				}
-				return r
-			}, sc.Text())
-			now := time.Now()
-			stamp := fmt.Sprintf("%7.1fs %-7s| %s", now.Sub(start).Seconds(), name, text)
-			mu.Lock()
-			last = now
-			lines = append(lines, stamp)
-			fmt.Fprintln(logf, stamp)
-			if name == "driver" {
-				ev, ok, err := ParseEvent(text)
-				if err != nil {
-					t.Errorf("interop: %v in %q", err, text)
-				} else if ok {
-					ev.Fields["t"] = strconv.FormatFloat(now.Sub(start).Seconds(), 'f', 1, 64)
-					events = append(events, ev)
-				}
-			}
-			mu.Unlock()
-			t.Log(stamp)
-		}
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("interop: start qemu: %v", err)
-	}
-	consoleW.Close()
-	resultsW.Close()
-	var readers sync.WaitGroup
-	readers.Go(func() { read("console", console) })
-	readers.Go(func() { read("driver", results) })
-
-	// A guest that prints nothing for too long is hung: end it.
-	var hung time.Duration
-	watchdog := make(chan struct{})
-	go func() {
-		tick := time.NewTicker(5 * time.Second)
-		defer tick.Stop()
-		for {
-			select {
-			case <-watchdog:
-				return
-			case <-tick.C:
-				mu.Lock()
-				quiet := time.Since(last)
-				mu.Unlock()
-				if quiet > silence {
-					hung = quiet
-					cancel()
-					return
-				}
-			}
-		}
-	}()
-	err = cmd.Wait()
-	close(watchdog)
-	readers.Wait()
-	t.Logf("interop: QEMU ran %s (%v)", time.Since(start).Round(time.Second), err)
-	if s := strings.TrimSpace(qemuOut.String()); s != "" {
-		t.Logf("interop: qemu said:\n%s", s)
-	}
-	switch {
-	case hung > 0:
-		t.Errorf("interop: the guest printed nothing for %s: hung, killed", hung.Round(time.Second))
-	case ctx.Err() != nil:
-		t.Errorf("interop: the run took longer than %s: killed", limit.Round(time.Second))
-	case err != nil:
-		t.Errorf("interop: qemu: %v", err)
-	}
-	return events, lines
-}
-
-func pipe(t *testing.T) (r, w *os.File) {
-	r, w, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { r.Close(); w.Close() })
-	return r, w
+	events, lines := Boot(t, run, kernels["7.2"], disk, cmdline)
+	check(t, events, lines)
 }
 
 // want is what a counter must report in a stage and phase: the origin of
@@ -346,7 +120,7 @@ var expected = map[string]map[string]want{
 var busyPerHop = map[int]int{1: 4, 2: 4}
 
 // check compares the driver's events with the expectations.
-func check(t *testing.T, events []Event, lines []string) {
+func check(t *testing.T, events []Event, lines []Line) {
 	t.Helper()
 	begins := map[int]Event{}
 	for _, ev := range events {
@@ -395,9 +169,10 @@ func check(t *testing.T, events []Event, lines []string) {
 	// What systemd-shutdown said at each hop (it runs after journald is
 	// gone: only the console has it).
 	hop, busy, preserved := 1, map[int]int{}, map[int]bool{}
-	for _, l := range lines {
+	for _, line := range lines {
+		l := line.Text
 		switch {
-		case !strings.Contains(l, " console| "):
+		case line.Stream != "console":
 		case strings.Contains(l, "systemd-shutdown[1]: Failed to preserve LUO fd"):
 			if strings.HasSuffix(l, "will be lost across kexec: Device or resource busy") {
 				busy[hop]++
@@ -493,77 +268,16 @@ func subSeconds(a, b string) string {
 	return strconv.FormatFloat(x-y, 'f', 1, 64)
 }
 
-func grepLines(lines []string, words ...string) string {
+func grepLines(lines []Line, words ...string) string {
 	var b strings.Builder
 	for _, l := range lines {
 		for _, w := range words {
-			if strings.Contains(l, w) {
-				b.WriteString(l)
+			if strings.Contains(l.Text, w) {
+				b.WriteString(l.String())
 				b.WriteByte('\n')
 				break
 			}
 		}
 	}
 	return b.String()
-}
-
-// moduleRoot is the directory of the go.mod above the test.
-func moduleRoot(t *testing.T) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir
-		}
-		if filepath.Dir(dir) == dir {
-			t.Fatal("interop: no go.mod above the test")
-		}
-		dir = filepath.Dir(dir)
-	}
-}
-
-func mustRun(t *testing.T, dir string, env []string, name string, args ...string) {
-	t.Helper()
-	cmd := exec.Command(name, args...)
-	cmd.Dir, cmd.Env = dir, env
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("interop: %s %s: %v\n%s", name, strings.Join(args, " "), err, out)
-	}
-}
-
-// logWriter sends a command's output to the test log, line by line. Its
-// Write logs synchronously, so nothing is logged after exec.Cmd.Wait.
-func logWriter(t *testing.T, prefix string) io.Writer {
-	return &lineLogger{t: t, prefix: prefix}
-}
-
-type lineLogger struct {
-	t      *testing.T
-	prefix string
-	buf    []byte
-}
-
-func (l *lineLogger) Write(p []byte) (int, error) {
-	l.buf = append(l.buf, p...)
-	for {
-		i := bytes.IndexByte(l.buf, '\n')
-		if i < 0 {
-			return len(p), nil
-		}
-		l.t.Logf("%s: %s", l.prefix, l.buf[:i])
-		l.buf = l.buf[i+1:]
-	}
-}
-
-// unavailable skips t for a missing prerequisite, or fails it when $CI is
-// set (the CI machine is expected to have everything).
-func unavailable(t *testing.T, format string, args ...any) {
-	t.Helper()
-	if os.Getenv("CI") != "" {
-		t.Fatalf(format+" ($CI is set, so this is a failure)", args...)
-	}
-	t.Skipf(format, args...)
 }

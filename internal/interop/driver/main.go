@@ -10,6 +10,10 @@
 //     and "systemctl kexec" (stage 1 -> 7.3, stage 2 -> 7.2);
 //   - last stage: power off.
 //
+// With interop.bench=UNIT on the command line it is the guest side of the
+// systemd baseline of the e2e benchmark instead (see bench). interop.next=V
+// makes every stage kexec into /boot/vmlinuz-V.
+//
 // Everything goes to the second serial port (/dev/ttyS1) as lines the host
 // parses:
 //
@@ -63,6 +67,10 @@ func main() {
 		poweroff()
 		return
 	}
+	if unit := strParam(cmdline, "interop.bench"); unit != "" {
+		bench(unit, stages, cmdline)
+		return
+	}
 	begin(stages)
 
 	for _, u := range units {
@@ -89,13 +97,42 @@ func main() {
 		poweroff()
 		return
 	}
-	next, ok := kernels[stage+1]
-	if !ok {
+	next := nextKernel(cmdline)
+	if next == "" {
 		emit("event=error", kv("msg", fmt.Sprintf("no kernel for stage %d", stage+1)))
 		poweroff()
 		return
 	}
+	kexecInto(next, cmdline)
+}
+
+// bench is a stage of the systemd baseline of the e2e benchmark
+// (interop.bench=UNIT on the command line; internal/e2e): it waits for the
+// boot to finish, records the unit, and live-updates to the next stage,
+// nothing else (no restarts, no journal dumps), so that the host times each
+// hop from the driver's markers to the unit's READY line on the console.
+func bench(unit string, stages int, cmdline string) {
+	begin(stages)
+	// A live update happens on a system that is up: the boot's other
+	// jobs must not run into the measured shutdown.
+	state, _ := run(3*time.Minute, "systemctl", "is-system-running", "--wait")
+	emit("event=settled", kv("state", strings.TrimSpace(state)))
+	record(unit, "boot")
+	if stage == stages {
+		emit("event=poweroff")
+		poweroff()
+		return
+	}
+	kexecInto(nextKernel(cmdline), cmdline)
+}
+
+// kexecInto loads next with the command line of this stage but the stage
+// number, and live-updates into it. The host times the hop from the
+// "load" event (before kexec_file_load, like luod's update command) or
+// the "kexec" event (just before systemctl kexec).
+func kexecInto(next, cmdline string) {
 	nextCmdline := regexp.MustCompile(`\binterop\.stage=\d+`).ReplaceAllString(cmdline, fmt.Sprintf("interop.stage=%d", stage+1))
+	emit("event=load", kv("kernel", next))
 	// -s (kexec_file_load) is what carries the LUO state: the old loader
 	// loses it without an error.
 	if o, err := run(2*time.Minute, "kexec", "-s", "-l", next, "--command-line="+nextCmdline); err != nil {
@@ -112,6 +149,15 @@ func main() {
 	emit("event=kexec-started")
 	// systemd stops this service on the way down.
 	waitForever()
+}
+
+// nextKernel is the kernel of the next stage: /boot/vmlinuz-V with
+// interop.next=V on the command line, else the one of kernels.
+func nextKernel(cmdline string) string {
+	if v := strParam(cmdline, "interop.next"); v != "" {
+		return "/boot/vmlinuz-" + v
+	}
+	return kernels[stage+1]
 }
 
 // begin reports the stage's facts and checks the disk kept the earlier
@@ -228,4 +274,13 @@ func intParam(cmdline, key string, def int) int {
 		}
 	}
 	return def
+}
+
+func strParam(cmdline, key string) string {
+	for _, f := range strings.Fields(cmdline) {
+		if v, ok := strings.CutPrefix(f, key+"="); ok {
+			return v
+		}
+	}
+	return ""
 }
