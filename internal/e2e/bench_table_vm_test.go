@@ -145,6 +145,7 @@ type benchTable struct {
 
 	unitsMode   string
 	unitsRounds int
+	unitsMem    int
 	unitsData   []benchData
 	unitsInit   []float64 // host clock: command -> new /init
 }
@@ -218,7 +219,7 @@ func (tab *benchTable) size(t *testing.T, res *vmtest.Result, cfg vm.Config, rou
 }
 
 func (tab *benchTable) units(t *testing.T, res *vmtest.Result, cfg vm.Config, rounds int) {
-	tab.unitsMode, tab.unitsRounds = modeOf(tab.staged), rounds
+	tab.unitsMode, tab.unitsRounds, tab.unitsMem = modeOf(tab.staged), rounds, memOf(cfg)
 	tab.unitsData = benchLines(t, res, "units")
 	var start time.Time
 	stage := 0
@@ -242,23 +243,23 @@ func (tab *benchTable) units(t *testing.T, res *vmtest.Result, cfg vm.Config, ro
 func (tab *benchTable) String() string {
 	var b strings.Builder
 	w := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
-	w("\n== luod live update benchmark: QEMU TCG (no KVM), -smp %d, Linux %s -> the same kernel; %d rounds for the main rows ==\n",
-		max(tab.mainCPUs, 2), tab.release, tab.rounds)
+	w("\n== luod live update benchmark: QEMU TCG (-accel tcg,thread=single, no KVM), -smp %d, -m per row, Linux %s -> the same kernel;\n   %d rounds for the main rows, %d for the size curve, %d for the 100 counters ==\n",
+		max(tab.mainCPUs, 2), tab.release, tab.rounds, tab.sizeRounds, tab.unitsRounds)
 	w("seconds, host clock (arrival of serial lines) unless marked; ratio: median/median and min/min against the row named in the section\n\n")
 	head := func(title string) {
-		w("%-58s %6s %6s %8s %8s %8s   %s\n", title, "-m", "rounds", "min", "median", "max", "ratio med / min")
+		w("%-66s %6s %6s %8s %8s %8s   %s\n", title, "-m", "rounds", "min", "median", "max", "ratio med / min")
 	}
 	row := func(name string, mem int, xs []float64, base []float64) {
 		s := statsOf(xs)
 		if s.n == 0 {
-			w("%-58s %6d %6d %26s\n", name, mem, 0, "(not measured)")
+			w("%-66s %6d %6d %26s\n", name, mem, 0, "(not measured)")
 			return
 		}
 		ratio := ""
 		if bs := statsOf(base); bs.n > 0 && bs.median > 0 && bs.min > 0 {
 			ratio = fmt.Sprintf("%5.2fx / %5.2fx", s.median/bs.median, s.min/bs.min)
 		}
-		w("%-58s %6d %6d %8.2f %8.2f %8.2f   %s\n", name, mem, s.n, s.min, s.median, s.max, ratio)
+		w("%-66s %6d %6d %8.2f %8.2f %8.2f   %s\n", name, mem, s.n, s.min, s.median, s.max, ratio)
 	}
 	ms := func(data []benchData, key string) []float64 {
 		var xs []float64
@@ -275,7 +276,7 @@ func (tab *benchTable) String() string {
 	for _, m := range []string{"unstaged", "staged"} {
 		sp := tab.luod[m]
 		if m == "staged" && !tab.staged {
-			w("%-58s %s\n", "luod staged", "(switched off: LUO_BENCH_STAGED=0 or the staged update is not there yet)")
+			w("%-66s %s\n", "luod staged", "(switched off: LUO_BENCH_STAGED=0 or the staged update is not there yet)")
 			continue
 		}
 		title := "luod unstaged: update command -> counter READY"
@@ -290,17 +291,17 @@ func (tab *benchTable) String() string {
 		row("  luod's report: Blackout (stopped..ready, 2 clocks)", tab.mainMem, tab.luodReport[m], nil)
 	}
 	for _, early := range []bool{false, true} {
-		title := "systemd 262.1, normal unit: systemctl kexec -> READY"
+		title := "systemd 262.1, normal unit: kexec -s -l + systemctl kexec -> READY"
 		if early {
 			title = "systemd 262.1, DefaultDependencies=no: same"
 		}
 		v, ok := tab.systemd[early]
 		if !ok {
-			w("%-58s %s\n", title, "(not run)")
+			w("%-66s %s\n", title, "(not run)")
 			continue
 		}
 		row(title, tab.mainMem, v[0], tab.floor)
-		row("  service down: SIGTERM -> READY", tab.mainMem, v[1], tab.floor)
+		row("  service down: PID 1's Stopping -> READY", tab.mainMem, v[1], tab.floor)
 	}
 
 	w("\n")
@@ -327,10 +328,13 @@ func (tab *benchTable) String() string {
 
 	w("\n")
 	head(fmt.Sprintf("%d counters (%s regions), luod %s", benchUnits, sizeName(benchUnitsSize), tab.unitsMode))
-	row("  guest clock: luod-up -> last of 100 READY", tab.mainMem, ms(tab.unitsData, "luodup_lastready"), nil)
-	row("  guest clock: kernel-up -> luod-up (boot + /init)", tab.mainMem, ms(tab.unitsData, "kernelup_luodup"), nil)
-	row("  guest clock: old kernel, requested -> reboot()", tab.mainMem, ms(tab.unitsData, "requested_reboot"), nil)
-	row("  host clock: command -> new /init", tab.mainMem, tab.unitsInit, nil)
+	row("  guest clock: luod-up -> last of 100 READY", tab.unitsMem, ms(tab.unitsData, "luodup_lastready"), nil)
+	row("    luod-up -> restored (fd stores back from LUO)", tab.unitsMem, ms(tab.unitsData, "luodup_restored"), nil)
+	row("    restored -> last READY (100 counters start)", tab.unitsMem, ms(tab.unitsData, "restored_ready"), nil)
+	row("  guest clock: kernel-up -> luod-up (boot + /init)", tab.unitsMem, ms(tab.unitsData, "kernelup_luodup"), nil)
+	row("  guest clock: old kernel, requested -> reboot()", tab.unitsMem, ms(tab.unitsData, "requested_reboot"), nil)
+	row("    stop of the 100 (stop-begin -> last stopped)", tab.unitsMem, ms(tab.unitsData, "stop"), nil)
+	row("  host clock: command -> new /init", tab.unitsMem, tab.unitsInit, nil)
 	if tab.unitsRounds > 0 {
 		w("  (%d rounds; luod at -log-level warn: no per-unit lines of luod on the console, one of each counter)\n", tab.unitsRounds)
 	}

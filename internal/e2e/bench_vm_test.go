@@ -76,7 +76,8 @@ func TestVMBenchUpdate(t *testing.T) {
 	}
 	part := func(name string) bool { return len(only) == 0 || only[name] }
 	stagedArg := "-e2e.bench-staged=" + strconv.FormatBool(staged)
-	tab := &benchTable{release: releaseOf(t, k72), rounds: rounds, staged: staged, systemd: map[bool][2][]float64{}}
+	tab := &benchTable{release: releaseOf(t, k72), rounds: rounds, staged: staged, systemd: map[bool][2][]float64{},
+		sizeRounds: sizeRounds, unitsRounds: unitsRounds, sizeMode: modeOf(staged), unitsMode: modeOf(staged)}
 	defer tab.print(t)
 
 	if os.Getenv("LUO_BENCH_USERSPACE") == "1" {
