@@ -27,8 +27,10 @@ type Staged struct {
 	// across luod's re-exec, whose trial answers are gone: Run then plans
 	// again (without loading).
 	Plan *Plan
-	// Checks are the plan's checks at staging time.
+	// Checks are the plan's checks, and Counts its totals, at staging
+	// time.
 	Checks []Check
+	Counts Counts
 }
 
 // ErrNotStaged is returned by Run with a staged update whose kernel is no
@@ -49,7 +51,17 @@ func Stage(k Kernel, stores Stores, t kexec.Image, allowLoss bool) (*Staged, *Pl
 		return nil, p, &Error{Phase: PhaseLoad, Err: err, Restored: true}
 	}
 	p.Checks = append(p.Checks, Check{Name: CheckLoadable, OK: true, Detail: "loaded: staged"})
-	return &Staged{Target: t, At: at, Plan: p, Checks: p.Checks}, p, nil
+	return &Staged{Target: t, At: at, Plan: p, Checks: p.Checks, Counts: p.Counts()}, p, nil
+}
+
+// Save is what of s crosses luod's re-exec.
+func (s *Staged) Save() *StagedState {
+	return &StagedState{Target: s.Target, At: s.At, Checks: s.Checks, Counts: s.Counts}
+}
+
+// ResumeStaged is the Staged update st after a re-exec: without its plan.
+func ResumeStaged(st *StagedState) *Staged {
+	return &Staged{Target: st.Target, At: st.At, Checks: st.Checks, Counts: st.Counts}
 }
 
 // Unstage unloads the staged kernel.
