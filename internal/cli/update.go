@@ -22,15 +22,21 @@ kexecs into a new kernel and gives every unit its fds back. A soft update
 (--no-kexec) re-executes luod instead, keeping the kernel.
 
 Check what would happen first with 'luoctl update plan': it changes nothing and
-lists every fd with its fate. 'luoctl update run' takes the same flags.`,
+lists every fd with its fate. 'luoctl update run' takes the same flags.
+
+'luoctl update stage' does the slow half of a kexec update ahead, while every
+unit keeps running: the plan with its checks and trial preservation, and
+loading the next kernel. 'luoctl update run --staged' then only stops the
+units, preserves their stores and reboots; 'luoctl update status' shows what
+is staged and whether the plan changed since; 'luoctl update unstage' drops it.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(args) > 0 {
 				return fmt.Errorf("unknown command %q for %q", args[0], cmd.CommandPath())
 			}
-			return fmt.Errorf("%s needs a command: plan, run or report", cmd.CommandPath())
+			return fmt.Errorf("%s needs a command: plan, stage, status, run, unstage or report", cmd.CommandPath())
 		},
 	}
-	cmd.AddCommand(a.planCommand(), a.runCommand(), a.reportCommand())
+	cmd.AddCommand(a.planCommand(), a.stageCommand(), a.stagedCommand(), a.runCommand(), a.unstageCommand(), a.reportCommand())
 	return cmd
 }
 
@@ -39,6 +45,7 @@ type updateFlags struct {
 	kernel, initrd, cmdline string
 	reuseCmdline, allowLoss bool
 	noKexec, restartUnits   bool
+	staged                  bool
 	stopTimeout             time.Duration
 }
 
@@ -52,15 +59,18 @@ func (f *updateFlags) register(cmd *cobra.Command) {
 	fs.BoolVar(&f.noKexec, "no-kexec", false, "soft update: re-execute luod, keep the kernel")
 	fs.BoolVar(&f.restartUnits, "restart-units", false, "soft update: also stop and start the units")
 	fs.DurationVar(&f.stopTimeout, "stop-timeout", 0, "how long each unit may take to stop (default: its TimeoutStopSec=)")
+	fs.BoolVar(&f.staged, "staged", false, "the update staged with 'luoctl update stage': its kernel, initrd and command line")
 }
 
 // params checks the flags' combination and returns the call's parameters.
 func (f *updateFlags) params(cmd *cobra.Command) (control.UpdateParams, error) {
 	switch {
+	case f.staged && (f.kernel != "" || f.initrd != "" || f.cmdline != "" || f.reuseCmdline || f.noKexec || f.restartUnits):
+		return control.UpdateParams{}, usagef(cmd, "--staged uses what was staged: --kernel, --initrd, --cmdline, --reuse-cmdline, --no-kexec and --restart-units do not apply")
 	case f.noKexec && (f.kernel != "" || f.initrd != "" || f.cmdline != "" || f.reuseCmdline):
 		return control.UpdateParams{}, usagef(cmd, "--no-kexec keeps the kernel: --kernel, --initrd, --cmdline and --reuse-cmdline do not apply")
-	case !f.noKexec && f.kernel == "":
-		return control.UpdateParams{}, usagef(cmd, "--kernel is required (or --no-kexec for a soft update)")
+	case !f.noKexec && !f.staged && f.kernel == "":
+		return control.UpdateParams{}, usagef(cmd, "--kernel is required (or --staged, or --no-kexec for a soft update)")
 	case !f.noKexec && f.restartUnits:
 		return control.UpdateParams{}, usagef(cmd, "--restart-units only applies to a soft update (--no-kexec)")
 	case f.stopTimeout < 0:
@@ -74,6 +84,7 @@ func (f *updateFlags) params(cmd *cobra.Command) (control.UpdateParams, error) {
 		AllowLoss:    f.allowLoss,
 		NoKexec:      f.noKexec,
 		RestartUnits: f.restartUnits,
+		Staged:       f.staged,
 	}
 	if f.stopTimeout > 0 {
 		p.StopTimeout = f.stopTimeout.String()
@@ -84,7 +95,7 @@ func (f *updateFlags) params(cmd *cobra.Command) (control.UpdateParams, error) {
 func (a *app) planCommand() *cobra.Command {
 	var f updateFlags
 	cmd := &cobra.Command{
-		Use:   "plan --kernel FILE [--initrd FILE] [--cmdline S] [--reuse-cmdline] [--allow-loss] | --no-kexec",
+		Use:   "plan --kernel FILE [--initrd FILE] [--cmdline S] [--reuse-cmdline] [--allow-loss] | --staged | --no-kexec",
 		Short: "Show what an update would do, changing nothing",
 		Long: `Show what an update would do, changing nothing: the kernel-side checks, then
 every fd of every unit's store with its fate (preserve, session, inherit, drop,
@@ -202,13 +213,16 @@ const (
 func (a *app) runCommand() *cobra.Command {
 	var f updateFlags
 	cmd := &cobra.Command{
-		Use:   "run --kernel FILE [--initrd FILE] [--cmdline S] [--reuse-cmdline] [--allow-loss] | --no-kexec [--restart-units]",
+		Use:   "run --kernel FILE [--initrd FILE] [--cmdline S] [--reuse-cmdline] [--allow-loss] | --staged | --no-kexec [--restart-units]",
 		Short: "Run an update, printing each phase as it happens",
 		Long: `Run an update, printing each phase as it happens. luod refuses when the plan
 is not OK (see 'luoctl update plan'); on a failure before the point of no
 return it brings every unit back with its fd store. When the machine reboots
 into the new kernel (or luod re-executes itself, with --no-kexec) the
 connection drops: that is success, and 'luoctl update report' tells the rest.
+With --staged it runs what 'luoctl update stage' prepared: the plan is decided
+again with the staging's answers (a loss that appeared since refuses it), and
+the kernel is not loaded again; on a failure it stays staged.
 Exits with status 4 when the update was refused or failed.`,
 		Args: args(0, 0, ""),
 		RunE: a.runE(updateTimeout, func(ctx context.Context, cmd *cobra.Command, _ []string) error {
@@ -267,6 +281,126 @@ Exits with status 4 when the update was refused or failed.`,
 	}
 	f.register(cmd)
 	return cmd
+}
+
+func (a *app) stageCommand() *cobra.Command {
+	var f updateFlags
+	cmd := &cobra.Command{
+		Use:   "stage --kernel FILE [--initrd FILE] [--cmdline S] [--reuse-cmdline] [--allow-loss]",
+		Short: "Prepare a kexec update while every unit keeps running",
+		Long: `Prepare a kexec update while every unit keeps running: make its plan (the
+kernel-side checks and a trial preservation of every memfd) and load the next
+kernel. Refused, loading nothing, when the plan is not OK (see 'luoctl update
+plan'). 'luoctl update run --staged' then only stops, preserves and reboots.
+Staging again replaces what was staged. Exits with status 4 when refused.`,
+		Args: args(0, 0, ""),
+		RunE: a.runE(planTimeout, func(ctx context.Context, cmd *cobra.Command, _ []string) error {
+			if f.kernel == "" {
+				return usagef(cmd, "--kernel is required")
+			}
+			p := control.StageParams{Kernel: f.kernel, Initrd: f.initrd, Cmdline: f.cmdline, ReuseCmdline: f.reuseCmdline, AllowLoss: f.allowLoss}
+			var st control.Staged
+			if err := a.call(ctx, control.MethodStageUpdate, p, &st); err != nil {
+				return err
+			}
+			if a.json {
+				return a.printJSON(st)
+			}
+			a.printStaged(st)
+			fmt.Fprintln(a.out, "Run it with: luoctl update run --staged")
+			return nil
+		}),
+	}
+	fs := cmd.Flags()
+	fs.StringVar(&f.kernel, "kernel", "", "the kernel image to kexec into")
+	fs.StringVar(&f.initrd, "initrd", "", "the initrd for the new kernel")
+	fs.StringVar(&f.cmdline, "cmdline", "", "the new kernel's command line (appended to this one's with --reuse-cmdline)")
+	fs.BoolVar(&f.reuseCmdline, "reuse-cmdline", false, "start from this kernel's command line")
+	fs.BoolVar(&f.allowLoss, "allow-loss", false, "stage although some fds will be lost")
+	return cmd
+}
+
+func (a *app) stagedCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "status",
+		Short: "Show the staged update and whether its plan still holds",
+		Long: `Show the staged update: its kernel, when it was staged, its checks and plan
+totals, whether the kernel is still loaded, and what changed in the fd stores
+since (entries new, gone, or with another fate).`,
+		Args: args(0, 0, ""),
+		RunE: a.runE(queryTimeout, func(ctx context.Context, cmd *cobra.Command, _ []string) error {
+			var st control.Staged
+			if err := a.call(ctx, control.MethodGetStagedUpdate, nil, &st); err != nil {
+				return err
+			}
+			if a.json {
+				return a.printJSON(st)
+			}
+			a.printStaged(st)
+			if !st.Loaded {
+				fmt.Fprintln(a.out, "Kernel: NOT LOADED any more (unloaded or replaced outside luod): stage it again")
+			}
+			switch {
+			case st.Replanned:
+				fmt.Fprintln(a.out, "Changes: unknown (luod re-executed since): 'luoctl update run --staged' plans again")
+			case len(st.Changes) == 0:
+				fmt.Fprintln(a.out, "Changes since staging: none, the plan holds")
+			default:
+				fmt.Fprintf(a.out, "Changes since staging (%d):\n", len(st.Changes))
+				for _, c := range st.Changes {
+					fmt.Fprintf(a.out, "  %s\n", c)
+				}
+			}
+			return nil
+		}),
+	}
+}
+
+// printStaged prints a staged update: kernel, time, checks, totals.
+func (a *app) printStaged(st control.Staged) {
+	fmt.Fprintf(a.out, "Staged kexec update into %s\n", st.Kernel)
+	if st.Initrd != "" {
+		fmt.Fprintf(a.out, "  initrd:  %s\n", st.Initrd)
+	}
+	if st.Cmdline != "" {
+		fmt.Fprintf(a.out, "  cmdline: %s\n", st.Cmdline)
+	}
+	fmt.Fprintf(a.out, "  staged:  %s (%s ago)\n", st.StagedAt.In(a.env.location()).Format("2006-01-02 15:04:05 MST"),
+		seconds(a.env.now().Sub(st.StagedAt)))
+	if len(st.Checks) > 0 {
+		fmt.Fprintln(a.out, "Checks:")
+		for _, c := range st.Checks {
+			mark := "OK  "
+			if !c.OK {
+				mark = "FAIL"
+			}
+			line := fmt.Sprintf("  %s  %s", mark, c.Name)
+			if c.Detail != "" {
+				line += ": " + c.Detail
+			}
+			fmt.Fprintln(a.out, line)
+		}
+	}
+	fmt.Fprintf(a.out, "Plan when staged: %s (%s) carried, %s; %s\n", plural(st.Memfds, "memfd", "memfds"), humanBytes(st.TotalBytes),
+		plural(st.Sessions, "session", "sessions"), plural(st.Lost, "fd lost", "fds lost"))
+}
+
+func (a *app) unstageCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "unstage",
+		Short: "Drop the staged update and unload its kernel",
+		Args:  args(0, 0, ""),
+		RunE: a.runE(queryTimeout, func(ctx context.Context, cmd *cobra.Command, _ []string) error {
+			if err := a.call(ctx, control.MethodUnstageUpdate, nil, nil); err != nil {
+				return err
+			}
+			if a.json {
+				return a.printJSON(struct{}{})
+			}
+			fmt.Fprintln(a.out, "Unstaged: the kernel is unloaded.")
+			return nil
+		}),
+	}
 }
 
 func (a *app) reportCommand() *cobra.Command {

@@ -33,6 +33,9 @@ const (
 	MethodPlanUpdate      = "PlanUpdate"
 	MethodRunUpdate       = "RunUpdate" // streams Progress replies ("more")
 	MethodGetUpdateReport = "GetUpdateReport"
+	MethodStageUpdate     = "StageUpdate"
+	MethodGetStagedUpdate = "GetStagedUpdate"
+	MethodUnstageUpdate   = "UnstageUpdate"
 )
 
 // Error names (fully qualified with Interface when on the wire).
@@ -44,6 +47,7 @@ const (
 	ErrUpdateInProgress = "UpdateInProgress" // another update is running
 	ErrNotSupported     = "NotSupported"     // e.g. PowerOff when not PID 1
 	ErrNoReport         = "NoReport"         // no update has happened since the last cold boot
+	ErrNotStaged        = "NotStaged"        // no update is staged
 )
 
 // Manager is the reply of GetManager.
@@ -210,6 +214,46 @@ type UpdateParams struct {
 	NoKexec      bool   `json:"no_kexec,omitempty"`      // soft update: re-exec luod through the same path, no kernel change
 	RestartUnits bool   `json:"restart_units,omitempty"` // soft update: also stop and start the units
 	StopTimeout  string `json:"stop_timeout,omitempty"`  // Go duration; default: each unit's TimeoutStopSec
+	// Staged runs the update StageUpdate prepared (RunUpdate only): its
+	// kernel, initrd and command line; kernel, initrd, cmdline and
+	// reuse_cmdline must not be given.
+	Staged bool `json:"staged,omitempty"`
+}
+
+// StageParams are the parameters of StageUpdate.
+type StageParams struct {
+	Kernel       string `json:"kernel,omitempty"`
+	Initrd       string `json:"initrd,omitempty"`
+	Cmdline      string `json:"cmdline,omitempty"`
+	ReuseCmdline bool   `json:"reuse_cmdline,omitempty"`
+	AllowLoss    bool   `json:"allow_loss,omitempty"` // stage although some fds will be lost
+}
+
+// Staged is the reply of StageUpdate and GetStagedUpdate: a kexec update
+// whose plan was made and whose kernel is loaded, waiting for
+// RunUpdate(staged).
+type Staged struct {
+	Kernel   string    `json:"kernel"`
+	Initrd   string    `json:"initrd,omitempty"`
+	Cmdline  string    `json:"cmdline,omitempty"`
+	StagedAt time.Time `json:"staged_at"`
+	// Loaded is false when the kernel was unloaded or replaced outside
+	// luod since: RunUpdate(staged) would fail.
+	Loaded bool    `json:"loaded"`
+	Checks []Check `json:"checks"`
+	// The staged plan's carried fds and losses (see Plan), when staged.
+	TotalBytes int64 `json:"total_bytes"`
+	Memfds     int   `json:"memfds"`
+	Preserved  int   `json:"preserved"`
+	Sessions   int   `json:"sessions"`
+	Lost       int   `json:"lost"`
+	// Changes lists what differs between the staged plan and the fd
+	// stores now (entries new, gone, or with another fate); empty when the
+	// plan still holds. Unknown after luod re-executed (Replanned).
+	Changes []string `json:"changes"`
+	// Replanned: luod re-executed since the staging, so RunUpdate(staged)
+	// plans again (without loading).
+	Replanned bool `json:"replanned,omitempty"`
 }
 
 // Check is one kernel-side check of a plan.

@@ -109,6 +109,11 @@ func (e *RemoteError) Error() string {
 		return withMessage("not supported")
 	case ErrNoReport:
 		return withMessage("no update report: no live update since the last cold boot")
+	case ErrNotStaged:
+		if p.Message != "" {
+			return p.Message
+		}
+		return "no update is staged"
 	case errProtocol:
 		return withMessage("luod rejected the message")
 	case errInternal:

@@ -313,6 +313,9 @@ var methodTypes = map[string][2]any{
 	MethodPlanUpdate:      {UpdateParams{}, Plan{}},
 	MethodRunUpdate:       {UpdateParams{}, Progress{}},
 	MethodGetUpdateReport: {ReportParams{}, Report{}},
+	MethodStageUpdate:     {StageParams{}, Staged{}},
+	MethodGetStagedUpdate: {nil, Staged{}},
+	MethodUnstageUpdate:   {nil, nil},
 }
 
 type messageParams struct {
@@ -333,6 +336,7 @@ var errorTypes = map[string]any{
 	ErrUpdateInProgress: messageParams{},
 	ErrNotSupported:     messageParams{},
 	ErrNoReport:         messageParams{},
+	ErrNotStaged:        messageParams{},
 	errProtocol: struct {
 		Message string `json:"message"`
 	}{},

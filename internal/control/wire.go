@@ -70,7 +70,8 @@ var managerMethods = []string{
 	MethodStopUnit, MethodRestartUnit, MethodCleanUnit, MethodResetFailed, MethodDumpFDStore,
 	MethodReload, MethodReexec, MethodPowerOff, MethodReboot,
 	MethodListSessions, MethodPlanUpdate, MethodRunUpdate,
-	MethodGetUpdateReport,
+	MethodGetUpdateReport, MethodStageUpdate, MethodGetStagedUpdate,
+	MethodUnstageUpdate,
 }
 
 // callMessage is a call as it travels on the wire.

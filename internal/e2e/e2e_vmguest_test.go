@@ -236,6 +236,9 @@ func TestLiveUpdate(t *testing.T) {
 		softUpdateKeepsKexecReport(t, stage)
 	}
 	if stage == 3 {
+		// The next kernel is staged before the re-exec: the staging
+		// survives it (its plan is made again at the run).
+		stageNext(t)
 		// luod re-executes itself holding LUO sessions (own, LUOSession=,
 		// an incoming one) and memfds: the next update must not notice.
 		out, code := luoctl(t, "daemon-reexec")
@@ -253,10 +256,97 @@ func TestLiveUpdate(t *testing.T) {
 			}
 		}
 	}
+	if stage == 4 {
+		stagingChangesNothing(t, us)
+	}
 	if t.Failed() || stage == vm.Stages() {
 		return
 	}
+	if stage == 3 || stage == 4 {
+		st := stagedStatus(t)
+		if !st.Loaded || st.Replanned != (stage == 3) || len(st.Changes) != 0 {
+			t.Errorf("update status before the staged run: loaded=%v replanned=%v changes=%q; want loaded, replanned=%v, no changes",
+				st.Loaded, st.Replanned, st.Changes, stage == 3)
+		}
+		vmtest.ExpectKexec(t)
+		out, code := luoctl(t, "update", "run", "--staged", "--allow-loss")
+		t.Fatalf("update run --staged returned (exit %d), no kexec:\n%s", code, out)
+	}
 	liveUpdate(t)
+}
+
+// stageNext stages the update into the next stage's kernel.
+func stageNext(t *testing.T) control.Staged {
+	t.Helper()
+	kernel, initrd, cmdline, err := vm.NextBoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// sock.service's socket cannot cross a kexec.
+	out, code := luoctl(t, "update", "stage", "--kernel", kernel, "--initrd", initrd, "--cmdline", cmdline, "--allow-loss", "--json")
+	t.Logf("luoctl update stage --json:\n%s", out)
+	var st control.Staged
+	if err := json.Unmarshal([]byte(out), &st); code != 0 || err != nil {
+		t.Fatalf("update stage: exit %d, %v\n%s", code, err, out)
+	}
+	if st.Kernel != kernel || !st.Loaded || st.Lost != 1 || st.Memfds == 0 {
+		t.Errorf("staged %+v", st)
+	}
+	return st
+}
+
+// stagedStatus is luoctl update status --json.
+func stagedStatus(t *testing.T) control.Staged {
+	t.Helper()
+	out, code := luoctl(t, "update", "status", "--json")
+	t.Logf("luoctl update status --json:\n%s", out)
+	var st control.Staged
+	if err := json.Unmarshal([]byte(out), &st); code != 0 || err != nil {
+		t.Fatalf("update status: exit %d, %v\n%s", code, err, out)
+	}
+	return st
+}
+
+// stagingChangesNothing: staging, unstaging and staging again leave every
+// unit running as it was; what is staged shows in update status and the
+// staged plan, and unstaging unloads the kernel.
+func stagingChangesNothing(t *testing.T, before map[string]control.Unit) {
+	t.Helper()
+	stageNext(t)
+	if st := stagedStatus(t); !st.Loaded || st.Replanned || len(st.Changes) != 0 {
+		t.Errorf("update status right after staging: %+v", st)
+	}
+	loaded := func() string {
+		b, _ := os.ReadFile("/sys/kernel/kexec_loaded")
+		return strings.TrimSpace(string(b))
+	}
+	if l := loaded(); l != "1" {
+		t.Errorf("kexec_loaded after staging: %q", l)
+	}
+	out, code := luoctl(t, "update", "unstage", "--json")
+	t.Logf("luoctl update unstage --json:\n%s", out)
+	if code != 0 || loaded() != "0" {
+		t.Errorf("update unstage: exit %d, kexec_loaded %q\n%s", code, loaded(), out)
+	}
+	if out, code := luoctl(t, "update", "status"); code != 1 || !strings.Contains(out, "no update is staged") {
+		t.Errorf("update status with nothing staged: exit %d\n%s", code, out)
+	}
+	if out, code := luoctl(t, "update", "run", "--staged"); code != 1 || !strings.Contains(out, "no update is staged") {
+		t.Errorf("update run --staged with nothing staged: exit %d\n%s", code, out)
+	}
+	stageNext(t)
+	if out, code := luoctl(t, "update", "plan", "--staged"); code != 4 || !strings.Contains(out, "1 fd would be lost") {
+		t.Errorf("update plan --staged without --allow-loss: exit %d\n%s", code, out)
+	}
+	out, code = luoctl(t, "update", "plan", "--staged", "--allow-loss")
+	if code != 0 || !strings.Contains(out, "Plan: OK") || !strings.Contains(out, "loaded: staged") {
+		t.Errorf("update plan --staged: exit %d\n%s", code, out)
+	}
+	for name, u := range before {
+		if now := unit(t, name); now.MainPID != u.MainPID || now.Status != u.Status || now.ActiveState != "active" {
+			t.Errorf("%s after staging: pid %d %s %q, was pid %d %q", name, now.MainPID, now.ActiveState, now.Status, u.MainPID, u.Status)
+		}
+	}
 }
 
 // softUpdateKeepsKexecReport: a soft update after a kexec reports itself

@@ -85,6 +85,12 @@ func (m *Manager) handle(ctx context.Context, call *control.Call) {
 		m.runUpdateCall(ctx, call)
 	case control.MethodGetUpdateReport:
 		m.reportCall(call)
+	case control.MethodStageUpdate:
+		m.stageCall(call)
+	case control.MethodGetStagedUpdate:
+		m.stagedCall(call)
+	case control.MethodUnstageUpdate:
+		m.unstageCall(call)
 	default:
 		call.ReplyError("org.varlink.service.MethodNotFound", map[string]string{"method": call.Method()})
 	}

@@ -26,6 +26,11 @@ func request(p control.UpdateParams) (update.Request, error) {
 	if p.NoKexec {
 		req.Kind = update.Soft
 	}
+	if p.Staged {
+		if p.Kernel != "" || p.Initrd != "" || p.Cmdline != "" || p.ReuseCmdline || p.NoKexec {
+			return req, errors.New("a staged update uses the staged kernel, initrd and command line: give none of them, nor no_kexec")
+		}
+	}
 	if p.StopTimeout != "" {
 		d, err := time.ParseDuration(p.StopTimeout)
 		if err != nil {
@@ -33,7 +38,7 @@ func request(p control.UpdateParams) (update.Request, error) {
 		}
 		req.StopTimeout = d
 	}
-	if req.Kind == update.Kexec && (p.ReuseCmdline || p.Cmdline == "") {
+	if req.Kind == update.Kexec && !p.Staged && (p.ReuseCmdline || p.Cmdline == "") {
 		cur, err := kexec.CurrentCmdline()
 		if err != nil {
 			return req, err
@@ -45,27 +50,37 @@ func request(p control.UpdateParams) (update.Request, error) {
 
 // updateCall reads the parameters of PlanUpdate and RunUpdate; it
 // answers and returns false when they are wrong.
-func updateCall(call *control.Call) (update.Request, bool) {
+func updateCall(call *control.Call) (update.Request, bool, bool) {
 	var p control.UpdateParams
 	if err := call.Params(&p); err != nil {
-		return update.Request{}, false
+		return update.Request{}, false, false
 	}
 	req, err := request(p)
 	if err != nil {
 		call.ReplyError(control.ErrUpdateFailed, control.UpdateFailure{Phase: string(update.PhasePlan), Message: err.Error()})
-		return req, false
+		return req, false, false
 	}
-	return req, true
+	return req, p.Staged, true
 }
 
 func (m *Manager) planUpdateCall(call *control.Call) {
-	if req, ok := updateCall(call); ok {
+	req, staged, ok := updateCall(call)
+	switch {
+	case !ok:
+	case staged:
+		st, _, _ := m.Staged()
+		if st == nil {
+			call.ReplyError(control.ErrNotStaged, map[string]string{"message": errNotStaged.Error()})
+			return
+		}
+		call.Reply(wirePlan(m.PlanStaged(st), req.AllowLoss))
+	default:
 		call.Reply(wirePlan(m.PlanUpdate(req), req.AllowLoss))
 	}
 }
 
 func (m *Manager) runUpdateCall(ctx context.Context, call *control.Call) {
-	req, ok := updateCall(call)
+	req, staged, ok := updateCall(call)
 	if !ok {
 		return
 	}
@@ -75,16 +90,74 @@ func (m *Manager) runUpdateCall(ctx context.Context, call *control.Call) {
 		}
 	}
 	// The update must not be cut short by the client going away.
-	err := m.RunUpdate(context.WithoutCancel(ctx), req, progress)
+	replyUpdateError(call, m.RunUpdate(context.WithoutCancel(ctx), req, staged, progress))
+}
+
+// replyUpdateError answers a failed update, staging or unstaging.
+func replyUpdateError(call *control.Call, err error) {
 	var uerr *update.Error
 	switch {
 	case errors.Is(err, errUpdateInProgress):
 		call.ReplyError(control.ErrUpdateInProgress, map[string]string{"message": err.Error()})
+	case errors.Is(err, errNotStaged):
+		call.ReplyError(control.ErrNotStaged, map[string]string{"message": err.Error()})
 	case errors.As(err, &uerr):
 		call.ReplyError(control.ErrUpdateFailed, control.UpdateFailure{Phase: string(uerr.Phase), Message: uerr.Err.Error(), Restored: uerr.Restored})
 	default:
 		call.ReplyError(control.ErrUpdateFailed, control.UpdateFailure{Phase: "update", Message: fmt.Sprint(err)})
 	}
+}
+
+// stageCall answers StageUpdate.
+func (m *Manager) stageCall(call *control.Call) {
+	var p control.StageParams
+	if err := call.Params(&p); err != nil {
+		return
+	}
+	req, err := request(control.UpdateParams{Kernel: p.Kernel, Initrd: p.Initrd, Cmdline: p.Cmdline, ReuseCmdline: p.ReuseCmdline, AllowLoss: p.AllowLoss})
+	if err != nil {
+		replyUpdateError(call, &update.Error{Phase: update.PhasePlan, Err: err, Restored: true})
+		return
+	}
+	st, _, err := m.StageUpdate(req)
+	if err != nil {
+		replyUpdateError(call, err)
+		return
+	}
+	call.Reply(wireStaged(st, nil, true))
+}
+
+// stagedCall answers GetStagedUpdate.
+func (m *Manager) stagedCall(call *control.Call) {
+	st, changes, loaded := m.Staged()
+	if st == nil {
+		call.ReplyError(control.ErrNotStaged, map[string]string{"message": errNotStaged.Error()})
+		return
+	}
+	call.Reply(wireStaged(st, changes, loaded))
+}
+
+// unstageCall answers UnstageUpdate.
+func (m *Manager) unstageCall(call *control.Call) {
+	if err := m.Unstage(); err != nil {
+		replyUpdateError(call, err)
+		return
+	}
+	call.Reply(struct{}{})
+}
+
+func wireStaged(st *update.Staged, changes []string, loaded bool) control.Staged {
+	w := control.Staged{Kernel: st.Target.Kernel, Initrd: st.Target.Initrd, Cmdline: st.Target.Cmdline, StagedAt: st.At,
+		Loaded: loaded, Checks: []control.Check{}, Changes: changes, Replanned: st.Plan == nil}
+	if w.Changes == nil {
+		w.Changes = []string{}
+	}
+	for _, ch := range st.Checks {
+		w.Checks = append(w.Checks, control.Check{Name: ch.Name, OK: ch.OK, Detail: ch.Detail})
+	}
+	c := st.Counts
+	w.TotalBytes, w.Memfds, w.Preserved, w.Sessions, w.Lost = c.Bytes, c.Memfds, c.Preserved, c.Sessions, c.Lost
+	return w
 }
 
 func wirePlan(p *update.Plan, allowLoss bool) control.Plan {

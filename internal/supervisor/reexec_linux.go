@@ -104,6 +104,9 @@ func (m *Manager) reexecManifest(soft *update.Manifest) (*update.Manifest, []*os
 	if h := m.held; h != nil {
 		mg.Held = &update.HeldState{SessionFD: fdOf(h.session.File()), Why: h.why}
 	}
+	if st := m.staged; st != nil {
+		mg.Staged = st.Save()
+	}
 	mf.Manager = mg
 	stopped := map[string]update.Unit{}
 	for _, u := range mf.Units {
@@ -203,6 +206,9 @@ func (m *Manager) resume(sf *os.File) error {
 			s = m.adoptSession(adopt(c.SessionFD, "luod session"))
 		}
 		m.completion = update.ResumeCompletion(c, s, m.report)
+	}
+	if st := mg.Staged; st != nil {
+		m.staged = update.ResumeStaged(st)
 	}
 	if h := mg.Held; h != nil {
 		if s := m.adoptSession(adopt(h.SessionFD, "luod session")); s != nil {

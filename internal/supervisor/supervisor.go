@@ -135,8 +135,10 @@ type Manager struct {
 	// reexecReq is set when luod should re-execute itself (see reexec).
 	reexecReq *reexecRequest
 
-	// updating is set while an update runs (old side).
+	// updating is set while an update runs (old side), or a staging.
 	updating bool
+	// staged is the kexec update staged ahead, if any.
+	staged *update.Staged
 	// completion is an update restored (new side) until it is finished.
 	completion  *update.Completion
 	finishTimer *time.Timer

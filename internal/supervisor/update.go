@@ -31,30 +31,121 @@ func (m *Manager) PlanUpdate(req update.Request) *update.Plan {
 	return update.MakePlan(m.kernel, updateHost{m: m}, req.Kind, req.Target, true)
 }
 
-// RunUpdate performs an update (see update.Run); progress gets each step.
-// A kexec that succeeds does not return, nor does a soft update that
-// re-executes luod; so it always returns an error, an *update.Error when
-// the update was aborted.
-func (m *Manager) RunUpdate(ctx context.Context, req update.Request, progress func(update.Phase, string)) error {
+// errNotStaged is returned for a staged run, or an unstaging, with nothing
+// staged.
+var errNotStaged = errors.New("no update is staged (luoctl update stage)")
+
+// beginUpdate marks an update (or a staging) as running, unless one is, or
+// the last one is still being completed; end unmarks it.
+func (m *Manager) beginUpdate() (end func(), err error) {
 	busy := false
 	m.do(func() {
 		if busy = m.updating || m.completion != nil && m.completion.Session() != nil; !busy {
 			m.updating = true
-			req.Count = m.liveUpdates
 		}
 	})
 	if busy {
-		return errUpdateInProgress
+		return nil, errUpdateInProgress
 	}
-	defer m.do(func() { m.updating = false })
+	return func() { m.do(func() { m.updating = false }) }, nil
+}
+
+// PlanStaged is the plan of the staged update st, as a staged run would
+// start from it: decided again with the staging's answers, with its checks.
+func (m *Manager) PlanStaged(st *update.Staged) *update.Plan {
+	if st.Plan == nil {
+		return update.MakePlan(m.kernel, updateHost{m: m}, update.Kexec, st.Target, false)
+	}
+	var p *update.Plan
+	m.do(func() { p = st.Plan.Redecide(m.snapshot(true)) })
+	p.Checks = st.Checks
+	return p
+}
+
+// RunUpdate performs an update (see update.Run); progress gets each step.
+// A kexec that succeeds does not return, nor does a soft update that
+// re-executes luod; so it always returns an error, an *update.Error when
+// the update was aborted. With staged, it runs the staged update; an
+// unstaged kexec replaces what was staged.
+func (m *Manager) RunUpdate(ctx context.Context, req update.Request, staged bool, progress func(update.Phase, string)) error {
+	end, err := m.beginUpdate()
+	if err != nil {
+		return err
+	}
+	defer end()
+	m.do(func() {
+		req.Count = m.liveUpdates
+		switch {
+		case staged:
+			req.Staged = m.staged
+		case req.Kind == update.Kexec:
+			m.staged = nil
+		}
+	})
+	if staged && req.Staged == nil {
+		return errNotStaged
+	}
 	if req.Kind == update.Kexec {
 		req.Count++
 	}
 	req.From.Release = release()
 	req.From.Cmdline, _ = kexec.CurrentCmdline()
-	err := update.Run(ctx, m.kernel, updateHost{m: m, progress: progress}, req)
+	err = update.Run(ctx, m.kernel, updateHost{m: m, progress: progress}, req)
 	m.log.Error("update did not complete", "err", err)
 	return err
+}
+
+// StageUpdate stages a kexec update into req.Target (see update.Stage),
+// replacing what was staged. It returns the plan, refused or staged.
+func (m *Manager) StageUpdate(req update.Request) (*update.Staged, *update.Plan, error) {
+	end, err := m.beginUpdate()
+	if err != nil {
+		return nil, nil, err
+	}
+	defer end()
+	m.do(func() { m.staged = nil })
+	st, plan, err := update.Stage(m.kernel, updateHost{m: m}, req.Target, req.AllowLoss)
+	if err != nil {
+		m.log.Warn("update not staged", "kernel", req.Target.Kernel, "err", err)
+		return nil, plan, err
+	}
+	m.do(func() { m.staged = st })
+	m.log.Info("update staged", "kernel", req.Target.Kernel, "plan", plan.Summary())
+	return st, plan, nil
+}
+
+// Staged is the staged update, nil when none, with what changed in the
+// stores since (see update.Staged.Changes) and whether its kernel is still
+// loaded.
+func (m *Manager) Staged() (st *update.Staged, changes []string, loaded bool) {
+	m.do(func() {
+		if st = m.staged; st != nil {
+			changes = st.Changes(m.snapshot(true))
+		}
+	})
+	if st != nil {
+		loaded, _ = m.kernel.Loaded()
+	}
+	return st, changes, loaded
+}
+
+// Unstage drops the staged update and unloads its kernel.
+func (m *Manager) Unstage() error {
+	end, err := m.beginUpdate()
+	if err != nil {
+		return err
+	}
+	defer end()
+	var st *update.Staged
+	m.do(func() { st, m.staged = m.staged, nil })
+	if st == nil {
+		return errNotStaged
+	}
+	if err := update.Unstage(m.kernel); err != nil {
+		return fmt.Errorf("unload the staged kernel: %w", err)
+	}
+	m.log.Info("update unstaged", "kernel", st.Target.Kernel)
+	return nil
 }
 
 // updateHost is the supervisor's side of an update: each method is one

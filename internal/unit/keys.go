@@ -1,6 +1,9 @@
 package unit
 
-import "strings"
+import (
+	"strings"
+	"sync"
+)
 
 // systemdKeys lists the keys systemd 262 knows in the sections luod reads
 // (src/core/load-fragment-gperf.gperf.in, src/shared/install.c). A key in
@@ -95,7 +98,9 @@ var systemdKeys = map[string]string{
 	"Install": `Alias WantedBy RequiredBy UpheldBy Also DefaultInstance`,
 }
 
-var knownKeys = func() map[string]map[string]bool {
+// knownKeys indexes systemdKeys, built at the first use: every process
+// of luod runs the package's init, the exec shim of each service too.
+var knownKeys = sync.OnceValue(func() map[string]map[string]bool {
 	m := make(map[string]map[string]bool)
 	for section, keys := range systemdKeys {
 		m[section] = make(map[string]bool)
@@ -104,7 +109,7 @@ var knownKeys = func() map[string]map[string]bool {
 		}
 	}
 	return m
-}()
+})
 
 // isSystemdKey reports whether systemd knows key in section.
 func isSystemdKey(section, key string) bool {
@@ -112,7 +117,7 @@ func isSystemdKey(section, key string) bool {
 		strings.HasPrefix(key, "Assert") && len(key) > len("Assert")) {
 		return true // ConditionPathExists=, AssertVirtualization=, …
 	}
-	return knownKeys[section][key]
+	return knownKeys()[section][key]
 }
 
 // sectionOf returns a section, other than except, where systemd knows key.

@@ -10,6 +10,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/liveupdate/luo"
+	"github.com/liveupdate/luo/internal/kexec"
 	"github.com/liveupdate/luo/sdnotify"
 )
 
@@ -88,6 +89,17 @@ type Manager struct {
 	Completion *CompletionState `json:"completion,omitempty"`
 	// Held is an incoming session of luod's kept unfinished for good.
 	Held *HeldState `json:"held,omitempty"`
+	// Staged is the kexec update staged ahead, whose kernel stays loaded
+	// across the re-exec (its plan is made again at the run).
+	Staged *StagedState `json:"staged,omitempty"`
+}
+
+// StagedState is a Staged update carried across luod's re-exec.
+type StagedState struct {
+	Target kexec.Image `json:"target"`
+	At     time.Time   `json:"at"`
+	Checks []Check     `json:"checks,omitempty"`
+	Counts Counts      `json:"counts"`
 }
 
 // Process is the supervisor's runtime state of a unit, carried across a

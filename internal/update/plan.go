@@ -35,9 +35,9 @@ type Plan struct {
 
 // Check is one kernel-side check of a plan.
 type Check struct {
-	Name   string
-	OK     bool
-	Detail string
+	Name   string `json:"name"`
+	OK     bool   `json:"ok"`
+	Detail string `json:"detail,omitempty"`
 	// overridable: a failure that only loses fds, which the entries'
 	// fates account for; --allow-loss proceeds despite it.
 	overridable bool
@@ -118,14 +118,14 @@ func inOwnSession(u *Unit, err error) bool {
 // Counts sums up a plan by what the carried fds are, whatever carries
 // them, and the lost ones.
 type Counts struct {
-	Memfds int   // memfds carried: in luod's session, the unit's own, or inherited
-	Bytes  int64 // their size
+	Memfds int   `json:"memfds"` // memfds carried: in luod's session, the unit's own, or inherited
+	Bytes  int64 `json:"bytes"`  // their size
 	// Preserved are the memfds (and unlinked tmpfs files) preserved in
 	// luod's session, of Memfds.
-	Preserved int
-	Sessions  int // LUO session fds kept open, or inherited
-	Others    int // other fds inherited by the next luod (pipes, sockets, ...: soft update)
-	Lost      int
+	Preserved int `json:"preserved"`
+	Sessions  int `json:"sessions"` // LUO session fds kept open, or inherited
+	Others    int `json:"others"`   // other fds inherited by the next luod (pipes, sockets, ...: soft update)
+	Lost      int `json:"lost"`
 }
 
 // IsMemfd reports whether e is, or comes back as, a memfd: a memfd, or an

@@ -25,6 +25,9 @@ type Request struct {
 	RestartUnits bool
 	// StopTimeout bounds stopping the units (0: each unit's own timeout).
 	StopTimeout time.Duration
+	// Staged, when set, is the kexec update Stage prepared: Target is
+	// its, the kernel is loaded already, and an abort leaves it loaded.
+	Staged *Staged
 }
 
 // Stores are the fd stores of every unit.
@@ -79,7 +82,8 @@ func (e *Error) Unwrap() error { return e.Err }
 // Run performs an update, reading top to bottom:
 //
 //	plan     decide every fate, trial-preserve, check the kernel; refuse a loss
-//	load     kexec_file_load the next kernel (kexec)
+//	         (staged: decide again with the staging's answers)
+//	load     kexec_file_load the next kernel (kexec; staged: loaded already)
 //	stop     stop the active units, holding their stores
 //	exec     a soft update re-executes luod here, carrying the stores
 //	preserve decide again (stores may have changed while stopping), preserve
@@ -94,7 +98,10 @@ func (e *Error) Unwrap() error { return e.Err }
 func Run(ctx context.Context, k Kernel, h Host, req Request) error {
 	m := &Manifest{Version: ManifestVersion, Kind: req.Kind, Count: req.Count, From: req.From}
 	m.Timeline.Requested = time.Now()
-	plan := MakePlan(k, h, req.Kind, req.Target, false)
+	plan, err := makePlan(k, h, &req)
+	if err != nil {
+		return err
+	}
 	if err := plan.Refusal(req.AllowLoss); err != nil {
 		return &Error{Phase: PhasePlan, Err: err, Restored: true}
 	}
@@ -103,12 +110,18 @@ func Run(ctx context.Context, k Kernel, h Host, req Request) error {
 
 	if req.Kind == Kexec {
 		m.To = Boot{Image: req.Target.Kernel, Initrd: req.Target.Initrd, Cmdline: req.Target.Cmdline}
-		if err := k.Load(req.Target); err != nil {
-			return r.abort(PhaseLoad, err)
+		if req.Staged == nil {
+			if err := k.Load(req.Target); err != nil {
+				return r.abort(PhaseLoad, err)
+			}
+			r.loaded = true
 		}
-		r.loaded = true
 		m.Timeline.Loaded = time.Now()
-		h.Progress(PhaseLoad, "loaded "+req.Target.Kernel)
+		if req.Staged != nil {
+			h.Progress(PhaseLoad, "staged at "+req.Staged.At.Format(time.RFC3339)+": "+req.Target.Kernel)
+		} else {
+			h.Progress(PhaseLoad, "loaded "+req.Target.Kernel)
+		}
 	}
 
 	active := map[string]bool{}
@@ -132,7 +145,6 @@ func Run(ctx context.Context, k Kernel, h Host, req Request) error {
 
 	var final *Plan
 	var p *Prepared
-	var err error
 	h.Locked(func(units []Unit) {
 		final = plan.Redecide(units)
 		if err = final.Refusal(req.AllowLoss); err != nil {
@@ -162,6 +174,34 @@ func Run(ctx context.Context, k Kernel, h Host, req Request) error {
 	// close luod's to unpreserve its memfds and bring everything back.
 	p.Abort()
 	return r.abort(PhaseReboot, err)
+}
+
+// makePlan is the plan Run starts from. A staged update's kernel must
+// still be loaded; its plan is decided again with the answers the staging
+// got from the kernel (no trial preservation, no load), or made again
+// without loading after a re-exec lost them.
+func makePlan(k Kernel, h Host, req *Request) (*Plan, error) {
+	s := req.Staged
+	if s == nil {
+		return MakePlan(k, h, req.Kind, req.Target, false), nil
+	}
+	if req.Kind != Kexec {
+		return nil, &Error{Phase: PhasePlan, Err: errors.New("a staged update is a kexec"), Restored: true}
+	}
+	loaded, err := k.Loaded()
+	if err == nil && !loaded {
+		err = ErrNotStaged
+	}
+	if err != nil {
+		return nil, &Error{Phase: PhaseLoad, Err: err, Restored: true}
+	}
+	req.Target = s.Target
+	if s.Plan == nil {
+		return MakePlan(k, h, Kexec, s.Target, false), nil
+	}
+	var p *Plan
+	h.Locked(func(units []Unit) { p = s.Plan.Redecide(units) })
+	return p, nil
 }
 
 // run is the state of Run that its abort undoes.
