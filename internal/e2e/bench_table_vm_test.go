@@ -136,7 +136,8 @@ type benchTable struct {
 	luod              map[string]roundSpans // by mode
 	luodReport        map[string][]float64  // luod's own Blackout, by mode
 
-	systemd map[bool][2][]float64 // by early: command->READY, down
+	systemd     map[bool][2][]float64 // by early: command->READY, down
+	earlyRounds int
 
 	sizeMem, sizeRounds int
 	sizeMode            string
@@ -243,23 +244,23 @@ func (tab *benchTable) units(t *testing.T, res *vmtest.Result, cfg vm.Config, ro
 func (tab *benchTable) String() string {
 	var b strings.Builder
 	w := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
-	w("\n== luod live update benchmark: QEMU TCG (-accel tcg,thread=single, no KVM), -smp %d, -m per row, Linux %s -> the same kernel;\n   %d rounds for the main rows, %d for the size curve, %d for the 100 counters ==\n",
-		max(tab.mainCPUs, 2), tab.release, tab.rounds, tab.sizeRounds, tab.unitsRounds)
+	w("\n== luod live update benchmark: QEMU TCG (-accel tcg,thread=single, no KVM), -smp %d, -m per row, Linux %s -> the same kernel;\n   %d rounds for the main rows, %d for systemd's DefaultDependencies=no, %d for the size curve, %d for the 100 counters ==\n",
+		max(tab.mainCPUs, 2), tab.release, tab.rounds, tab.earlyRounds, tab.sizeRounds, tab.unitsRounds)
 	w("seconds, host clock (arrival of serial lines) unless marked; ratio: median/median and min/min against the row named in the section\n\n")
 	head := func(title string) {
-		w("%-66s %6s %6s %8s %8s %8s   %s\n", title, "-m", "rounds", "min", "median", "max", "ratio med / min")
+		w("%-68s %6s %6s %8s %8s %8s   %s\n", title, "-m", "rounds", "min", "median", "max", "ratio med / min")
 	}
 	row := func(name string, mem int, xs []float64, base []float64) {
 		s := statsOf(xs)
 		if s.n == 0 {
-			w("%-66s %6d %6d %26s\n", name, mem, 0, "(not measured)")
+			w("%-68s %6d %6d %26s\n", name, mem, 0, "(not measured)")
 			return
 		}
 		ratio := ""
 		if bs := statsOf(base); bs.n > 0 && bs.median > 0 && bs.min > 0 {
 			ratio = fmt.Sprintf("%5.2fx / %5.2fx", s.median/bs.median, s.min/bs.min)
 		}
-		w("%-66s %6d %6d %8.2f %8.2f %8.2f   %s\n", name, mem, s.n, s.min, s.median, s.max, ratio)
+		w("%-68s %6d %6d %8.2f %8.2f %8.2f   %s\n", name, mem, s.n, s.min, s.median, s.max, ratio)
 	}
 	ms := func(data []benchData, key string) []float64 {
 		var xs []float64
@@ -276,7 +277,7 @@ func (tab *benchTable) String() string {
 	for _, m := range []string{"unstaged", "staged"} {
 		sp := tab.luod[m]
 		if m == "staged" && !tab.staged {
-			w("%-66s %s\n", "luod staged", "(switched off: LUO_BENCH_STAGED=0 or the staged update is not there yet)")
+			w("%-68s %s\n", "luod staged", "(switched off: LUO_BENCH_STAGED=0 or the staged update is not there yet)")
 			continue
 		}
 		title := "luod unstaged: update command -> counter READY"
@@ -297,7 +298,7 @@ func (tab *benchTable) String() string {
 		}
 		v, ok := tab.systemd[early]
 		if !ok {
-			w("%-66s %s\n", title, "(not run)")
+			w("%-68s %s\n", title, "(not run)")
 			continue
 		}
 		row(title, tab.mainMem, v[0], tab.floor)

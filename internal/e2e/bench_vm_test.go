@@ -46,9 +46,13 @@ FileDescriptorStorePreserve=yes
 //   - userspace (only with LUO_BENCH_USERSPACE=1): luod's own time per
 //     update with 1, 100 and 1,000 memfds in one unit's store.
 //
-// LUO_BENCH_ROUNDS (default 7) sets the rounds of the main rows,
-// LUO_BENCH_SIZE_ROUNDS and LUO_BENCH_UNITS_ROUNDS (default 3) those of the
-// size curve and of the 100 units, LUO_BENCH_STAGED=0/1 switches the staged
+// LUO_BENCH_ROUNDS (default 7) sets the rounds of the main rows (floor,
+// luod unstaged and staged, systemd's normal unit); LUO_BENCH_SIZE_ROUNDS,
+// LUO_BENCH_UNITS_ROUNDS (default 2) and LUO_BENCH_SYSTEMD_EARLY_ROUNDS
+// (default 3) those of the size curve, the 100 counters and systemd's
+// DefaultDependencies=no variant: on a 2-core TCG host, a systemd round
+// takes about 50 s, a size round about 30 s, a round of 100 counters about
+// 50 s, and make bench should stay near 20 minutes; LUO_BENCH_STAGED=0/1 switches the staged
 // updates off or on (default benchStagedDefault), LUO_BENCH_ONLY a
 // comma-separated list of parts to run. The table goes to the test log, to
 // stdout and, if LUO_BENCH_OUT is set, to that file. A benchmark reports:
@@ -62,8 +66,9 @@ func TestVMBenchUpdate(t *testing.T) {
 	}
 	k72 := vmtest.Kernel(t, "7.2")
 	rounds := envInt(t, "LUO_BENCH_ROUNDS", 7)
-	sizeRounds := envInt(t, "LUO_BENCH_SIZE_ROUNDS", 3)
-	unitsRounds := envInt(t, "LUO_BENCH_UNITS_ROUNDS", 3)
+	sizeRounds := envInt(t, "LUO_BENCH_SIZE_ROUNDS", 2)
+	unitsRounds := envInt(t, "LUO_BENCH_UNITS_ROUNDS", 2)
+	earlyRounds := envInt(t, "LUO_BENCH_SYSTEMD_EARLY_ROUNDS", 3)
 	staged := benchStagedDefault
 	if v := os.Getenv("LUO_BENCH_STAGED"); v != "" {
 		staged = v == "1"
@@ -77,7 +82,7 @@ func TestVMBenchUpdate(t *testing.T) {
 	part := func(name string) bool { return len(only) == 0 || only[name] }
 	stagedArg := "-e2e.bench-staged=" + strconv.FormatBool(staged)
 	tab := &benchTable{release: releaseOf(t, k72), rounds: rounds, staged: staged, systemd: map[bool][2][]float64{},
-		sizeRounds: sizeRounds, unitsRounds: unitsRounds, sizeMode: modeOf(staged), unitsMode: modeOf(staged)}
+		sizeRounds: sizeRounds, unitsRounds: unitsRounds, earlyRounds: earlyRounds, sizeMode: modeOf(staged), unitsMode: modeOf(staged)}
 	defer tab.print(t)
 
 	if os.Getenv("LUO_BENCH_USERSPACE") == "1" {
@@ -111,11 +116,12 @@ func TestVMBenchUpdate(t *testing.T) {
 	if part("systemd") {
 		t.Run("systemd", func(t *testing.T) {
 			for _, v := range []struct {
-				name  string
-				early bool
-			}{{"normal", false}, {"early", true}} {
+				name   string
+				early  bool
+				rounds int
+			}{{"normal", false, rounds}, {"early", true, earlyRounds}} {
 				t.Run(v.name, func(t *testing.T) {
-					cmd, down := benchSystemd(t, rounds, v.early)
+					cmd, down := benchSystemd(t, v.rounds, v.early)
 					tab.systemd[v.early] = [2][]float64{cmd, down}
 				})
 			}
@@ -161,7 +167,7 @@ func TestVMBenchUpdate(t *testing.T) {
 // benchStagedDefault says whether the benchmark measures staged updates
 // (luoctl update stage, then update run --staged) unless LUO_BENCH_STAGED
 // says otherwise.
-const benchStagedDefault = false
+const benchStagedDefault = true
 
 // The size curve: the state of one service, as SIZE bytes in N memfds.
 var benchSizes = []struct {
