@@ -50,13 +50,14 @@ FileDescriptorStorePreserve=yes
 // luod unstaged and staged, systemd's normal unit); LUO_BENCH_SIZE_ROUNDS,
 // LUO_BENCH_UNITS_ROUNDS (default 2) and LUO_BENCH_SYSTEMD_EARLY_ROUNDS
 // (default 3) those of the size curve, the 100 counters and systemd's
-// DefaultDependencies=no variant: on a 2-core TCG host, a systemd round
-// takes about 50 s, a size round about 30 s, a round of 100 counters about
-// 50 s, and make bench should stay near 20 minutes; LUO_BENCH_STAGED=0/1 switches the staged
-// updates off or on (default benchStagedDefault), LUO_BENCH_ONLY a
-// comma-separated list of parts to run. The table goes to the test log, to
-// stdout and, if LUO_BENCH_OUT is set, to that file. A benchmark reports:
-// no number is asserted, but every round must verify the service's state.
+// DefaultDependencies=no variant: on a 2-core TCG host a systemd round
+// takes about 50 s, a size round about 30 s and a round of 100 counters
+// about 50 s, and make bench should stay near 20 minutes.
+// LUO_BENCH_STAGED=0/1 switches the staged updates off or on (default
+// benchStagedDefault), LUO_BENCH_ONLY=part,... runs only those parts. The
+// table goes to the test log, to stdout and, if LUO_BENCH_OUT is set, to
+// that file. A benchmark reports: no number is asserted, but every round
+// must verify the service's state.
 //
 // All stages boot the same 7.2 kernel: every round is the same update,
 // and the floor is a kexec into the same kernel.
