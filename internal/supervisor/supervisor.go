@@ -144,6 +144,8 @@ type Manager struct {
 	finishTimer *time.Timer
 	// held is luod's incoming session kept unfinished for good.
 	held *heldSession
+	// incoming is the live update New found, until startAll restores it.
+	incoming *update.Restored
 	// report is the report of the last update; kexecReport the one of the
 	// last kexec live update while report is a soft update's (see
 	// setReport).
@@ -214,6 +216,7 @@ func New(cfg Config) (*Manager, error) {
 		return nil, err
 	}
 	m.loadUnits()
+	m.prefetch()
 	m.restore()
 	return m, nil
 }
