@@ -15,8 +15,8 @@ import (
 // reading overlaps with restoring the stores. Errors do not matter here:
 // the exec reports them.
 func (m *Manager) prefetch() {
-	seen := map[string]bool{}
-	var paths []string
+	paths := []string{m.shim[0]}
+	seen := map[string]bool{m.shim[0]: true}
 	for _, u := range m.units {
 		if u.def == nil || len(u.def.ExecStart) == 0 {
 			continue

@@ -146,6 +146,8 @@ type Manager struct {
 	held *heldSession
 	// incoming is the live update New found, until startAll restores it.
 	incoming *update.Restored
+	// shim is the argv prefix of the exec shim (see shimCommand).
+	shim []string
 	// report is the report of the last update; kexecReport the one of the
 	// last kexec live update while report is a soft update's (see
 	// setReport).
@@ -173,6 +175,7 @@ func New(cfg Config) (*Manager, error) {
 		started: time.Now(),
 		events:  make(chan event, 256),
 		kernel:  cfg.LiveUpdate.Kernel,
+		shim:    shimCommand(cfg.Exe),
 	}
 	if cfg.PID1 {
 		if err := setupPID1(m.log); err != nil {
