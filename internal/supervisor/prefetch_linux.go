@@ -34,9 +34,15 @@ func (m *Manager) prefetch() {
 			if err != nil {
 				continue
 			}
-			// The exec reads from the start; WILLNEED starts the reads
-			// and returns without waiting for them.
-			unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_WILLNEED)
+			// WILLNEED starts the reads and returns without waiting for
+			// them, but reads at most the device's readahead size per
+			// call: ask for the whole file chunk by chunk.
+			if fi, err := f.Stat(); err == nil {
+				const chunk = 128 << 10
+				for off := int64(0); off < fi.Size(); off += chunk {
+					unix.Fadvise(int(f.Fd()), off, chunk, unix.FADV_WILLNEED)
+				}
+			}
 			f.Close()
 		}
 	}()
