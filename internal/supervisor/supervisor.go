@@ -184,6 +184,19 @@ func New(cfg Config) (*Manager, error) {
 	} else if err := becomeSubreaper(); err != nil {
 		m.log.Warn("cannot become a child subreaper; orphans of services will not be reaped by luod", "err", err)
 	}
+	// What a live update left is read while the rest is set up: both are
+	// on the path of every carried unit back to READY.
+	restored := make(chan struct{})
+	if cfg.StateFile == nil {
+		go func() {
+			defer close(restored)
+			m.restore()
+		}()
+	} else {
+		close(restored)
+	}
+	// Every return below waits for it first.
+	defer func() { <-restored }()
 	if t, err := cgroup.Open(cfg.PID1); err != nil {
 		m.log.Warn("no cgroups: units' processes are tracked by session, so one that leaves its session escapes its unit", "err", err)
 	} else {
@@ -220,7 +233,6 @@ func New(cfg Config) (*Manager, error) {
 	}
 	m.loadUnits()
 	m.prefetch()
-	m.restore()
 	return m, nil
 }
 

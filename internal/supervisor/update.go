@@ -232,8 +232,9 @@ type heldSession struct {
 
 // restore runs at a normal start: if the previous kernel left luod's
 // session, it reads the manifest and retrieves the LUO sessions listed;
-// startUpdated then gets each unit's memfds back and starts it. Called
-// before the loop runs.
+// startUpdated then gets each unit's memfds back and starts it. New runs it
+// while it sets up the rest, before the loop runs: it only sets
+// m.incoming, m.liveUpdates, m.held and the report.
 func (m *Manager) restore() {
 	r, err := update.Open(m.kernel)
 	switch {
