@@ -201,6 +201,9 @@ func New(cfg Config) (*Manager, error) {
 		m.log.Warn("no cgroups: units' processes are tracked by session, so one that leaves its session escapes its unit", "err", err)
 	} else {
 		m.cgroups = t
+		if err := t.DynmodsErr(); err != nil {
+			m.log.Warn("cannot set favordynmods on the cgroup2 hierarchy: moving between groups at a live update waits for RCU", "err", err)
+		}
 		if !t.Memory() {
 			m.log.Warn("the memory controller is not available for the units' cgroups: their memory is not accounted apart", "cgroups", t.Base())
 		}
