@@ -3,6 +3,7 @@ package luo_test
 import (
 	"errors"
 	"os"
+	"runtime"
 	"testing"
 	"unsafe"
 
@@ -158,4 +159,65 @@ func BenchmarkOpenClose(b *testing.B) {
 			unix.Close(fd)
 		}
 	})
+}
+
+// TestRawSession pins what CreateSession and RetrieveSession rely on to
+// cost no more than the ioctl: the session keeps the kernel's fd as is (no
+// *os.File, so no fcntl(2) and no finalizer; two allocations, the Session
+// and its cleanup) until File asks for it, and its ioctls allocate nothing
+// but their *luo.Error. File then returns one *os.File that owns the fd.
+func TestRawSession(t *testing.T) {
+	open := func() int {
+		fd, err := unix.Open(os.DevNull, unix.O_RDWR|unix.O_CLOEXEC, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fd
+	}
+	// What open(2) and close(2) themselves allocate (the path), and what
+	// the runtime allocates for a cleanup.
+	base := testing.AllocsPerRun(100, func() { unix.Close(open()) })
+	cleanup := testing.AllocsPerRun(100, func() {
+		p := new([8]int)
+		c := runtime.AddCleanup(p, func(int) {}, 1)
+		c.Stop()
+	})
+	if n := testing.AllocsPerRun(100, func() { luo.NewRawTestSession(open(), "s", true).Close() }); n != base+cleanup {
+		t.Errorf("session from a raw fd, closed: %v allocations, want %v (open's, then the Session and its cleanup)", n, base+cleanup)
+	}
+	s := luo.NewRawTestSession(open(), "s", true)
+	if n := testing.AllocsPerRun(100, func() { s.RetrieveFD(1) }); n != 1 {
+		t.Errorf("RetrieveFD failing with ENOTTY: %v allocations, want 1 (the *luo.Error)", n)
+	}
+	mf := benchMemfd(t)
+	if n := testing.AllocsPerRun(100, func() { s.PreserveFD(mf, 1) }); n != 1 {
+		t.Errorf("PreserveFD failing with ENOTTY: %v allocations, want 1 (the *luo.Error)", n)
+	}
+	f := s.File()
+	if f == nil || s.File() != f {
+		t.Fatalf("File = %v then %v, want one *os.File", f, s.File())
+	}
+	if _, err := s.RetrieveFD(1); !errors.Is(err, unix.ENOTTY) {
+		t.Errorf("RetrieveFD through File's fd = %v, want ENOTTY", err)
+	}
+	f.Close() // closing File() ends the session
+	if _, err := s.RetrieveFD(1); !errors.Is(err, unix.EBADF) {
+		t.Errorf("RetrieveFD after File().Close = %v, want EBADF", err)
+	}
+
+	s = luo.NewRawTestSession(open(), "t", false)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Errorf("second Close = %v, want nil", err)
+	}
+	if err := s.PreserveFD(mf, 1); !errors.Is(err, os.ErrClosed) || !errors.Is(err, unix.EBADF) {
+		t.Errorf("PreserveFD after Close = %v, want os.ErrClosed and EBADF", err)
+	}
+	if f := s.File(); f == nil || s.File() != f {
+		t.Errorf("File after Close = %v then %v, want one closed *os.File", f, s.File())
+	} else if _, err := f.Stat(); !errors.Is(err, os.ErrClosed) {
+		t.Errorf("Stat of File after Close = %v, want os.ErrClosed", err)
+	}
 }

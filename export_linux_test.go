@@ -13,3 +13,9 @@ func NewTestSession(f *os.File, name string, incoming bool) *Session {
 func (s *Session) RetrievedFile(fd int32, token uint64) *os.File {
 	return s.retrievedFile(fd, token)
 }
+
+// NewRawTestSession adopts fd as CreateSession and RetrieveSession adopt the
+// fd the kernel returns.
+func NewRawTestSession(fd int, name string, incoming bool) *Session {
+	return newSession(fd, name, incoming)
+}

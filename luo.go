@@ -37,10 +37,19 @@ type Device struct {
 // close File()) until the kexec, or the kernel unpreserves its files.
 // Safe for concurrent use.
 type Session struct {
-	f        *os.File
+	// A session starts as a raw fd rather than an *os.File, which would
+	// cost an fcntl(2), two allocations and a finalizer per session for
+	// nothing as long as the fd never leaves the package: File makes the
+	// *os.File the first time it is asked for, and from then on that file
+	// owns the fd. mu keeps the raw fd open during an ioctl: every ioctl
+	// holds it for reading, Close and File for writing.
+	mu       sync.RWMutex
+	fd       int             // the raw fd: valid while open and f is nil
+	f        *os.File        // the fd as a file, once File or SessionFromFile made it
+	open     bool            // set by the constructors, cleared by Close
+	cleanup  runtime.Cleanup // closes the raw fd if the Session is dropped unclosed
 	name     string
 	incoming bool
-	once     sync.Once
 	err      error
 }
 
@@ -52,11 +61,6 @@ func (s *Session) Name() string { return s.name }
 // retrieve files and be finished, but takes no new files.
 func (s *Session) Incoming() bool { return s.incoming }
 
-// File returns the session's fd, for handing it to another process (for
-// example through a service manager's fd store). The *os.File stays owned by
-// s: closing it ends the session.
-func (s *Session) File() *os.File { return s.f }
-
 // String returns a description such as `outgoing session "cache"`.
 func (s *Session) String() string {
 	dir := "outgoing"
@@ -64,19 +68,6 @@ func (s *Session) String() string {
 		dir = "incoming"
 	}
 	return fmt.Sprintf("%s session %q", dir, s.name)
-}
-
-// Close closes the session fd. For an outgoing session this unpreserves
-// every file in it (the files themselves are unharmed); for an incoming
-// session it is an implicit FINISH, which discards unretrieved files.
-// Closing twice returns nil.
-func (s *Session) Close() error {
-	s.once.Do(func() {
-		if err := s.f.Close(); err != nil {
-			s.err = &Error{Op: "close", Session: s.name, Err: err}
-		}
-	})
-	return s.err
 }
 
 // ValidateName checks a session name against the kernel's rules before any

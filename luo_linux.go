@@ -100,12 +100,77 @@ func (d *Device) RetrieveSession(name string) (*Session, error) {
 	return newSession(int(arg.Fd), name, true), nil
 }
 
+// newSession adopts fd, the session fd the kernel returned, as is: the
+// *os.File is made only if File asks for it.
 func newSession(fd int, name string, incoming bool) *Session {
-	return newSessionFile(os.NewFile(uintptr(fd), sessionLinkPrefix+name), name, incoming)
+	s := &Session{fd: fd, open: true, name: name, incoming: incoming}
+	s.cleanup = runtime.AddCleanup(s, closeFD, fd)
+	return s
 }
 
 func newSessionFile(f *os.File, name string, incoming bool) *Session {
-	return &Session{f: f, name: name, incoming: incoming}
+	return &Session{f: f, open: true, name: name, incoming: incoming}
+}
+
+// File returns the session's fd, for handing it to another process (for
+// example through a service manager's fd store). The *os.File stays owned by
+// s: closing it ends the session. Every call returns the same *os.File;
+// after Close it is a closed file.
+func (s *Session) File() *os.File {
+	s.mu.RLock()
+	f := s.f
+	s.mu.RUnlock()
+	if f != nil {
+		return f
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.f == nil {
+		if s.open {
+			// The file owns the fd from now on, and its finalizer
+			// replaces the cleanup.
+			s.cleanup.Stop()
+			s.f = os.NewFile(uintptr(s.fd), sessionLinkPrefix+s.name)
+		} else {
+			s.f = closedFile(sessionLinkPrefix + s.name)
+		}
+	}
+	return s.f
+}
+
+// closedFile returns a closed *os.File named name, or nil if it cannot
+// make one: what File returns for a session closed before File was called.
+func closedFile(name string) *os.File {
+	fd, err := unix.Open(os.DevNull, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil
+	}
+	f := os.NewFile(uintptr(fd), name)
+	f.Close()
+	return f
+}
+
+// Close closes the session fd. For an outgoing session this unpreserves
+// every file in it (the files themselves are unharmed); for an incoming
+// session it is an implicit FINISH, which discards unretrieved files.
+// Closing again returns what the first Close returned.
+func (s *Session) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.open {
+		s.open = false
+		var err error
+		if s.f != nil {
+			err = s.f.Close()
+		} else {
+			s.cleanup.Stop()
+			err = unix.Close(s.fd)
+		}
+		if err != nil {
+			s.err = &Error{Op: "close", Session: s.name, Err: err}
+		}
+	}
+	return s.err
 }
 
 // PreserveFD wraps LIVEUPDATE_SESSION_PRESERVE_FD: the file is preserved
@@ -205,7 +270,7 @@ func SessionFromFile(f *os.File) (*Session, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Session{f: f, name: name}
+	s := &Session{f: f, open: true, name: name}
 	arg := LiveupdateSessionPreserveFd{Size: uint32(unsafe.Sizeof(LiveupdateSessionPreserveFd{})), Fd: -1, Token: ^uint64(0)}
 	err = s.ioctl(LIVEUPDATE_SESSION_PRESERVE_FD, unsafe.Pointer(&arg))
 	switch {
@@ -265,19 +330,28 @@ func sessionName(f *os.File) (string, error) {
 	return name, nil
 }
 
-// ioctl issues req on the session fd, which RawConn.Control keeps open
-// meanwhile. The RawConn is taken anew on every call, not kept in the
-// Session: the compiler then sees its concrete type, so that neither the
-// closure nor arg escape and the call allocates nothing; through a kept
-// syscall.RawConn interface, every call allocated both.
+// ioctl issues req on the session fd, which Close does not close
+// meanwhile. Once the fd is an *os.File (File, SessionFromFile), its owner
+// may close that file directly, so the ioctl goes through the file's
+// RawConn, taken anew on every call rather than kept in the Session: the
+// compiler then sees its concrete type, so that neither the closure nor arg
+// escape and the call allocates nothing.
 func (s *Session) ioctl(req uintptr, arg unsafe.Pointer) error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if !s.open {
+		return errClosed
+	}
+	if s.f == nil {
+		return ioctl(uintptr(s.fd), req, arg)
+	}
 	rc, err := s.f.SyscallConn()
 	if err != nil {
 		return err
 	}
 	var opErr error
 	if err := rc.Control(func(fd uintptr) { opErr = ioctl(fd, req, arg) }); err != nil {
-		// The session is closed.
+		// The file is closed.
 		return fmt.Errorf("%w: %w", err, unix.EBADF)
 	}
 	return opErr

@@ -65,3 +65,9 @@ func CheckPreservable(f *os.File) error {
 
 // Close does nothing on this operating system: no Device can be opened.
 func (d *Device) Close() error { return nil }
+
+// File returns nil: no session exists on this operating system.
+func (s *Session) File() *os.File { return nil }
+
+// Close does nothing on this operating system.
+func (s *Session) Close() error { return nil }

@@ -135,8 +135,9 @@ func kernel(t *testing.T, k string) string {
 // test with luod as PID 1.
 func vmConfig(cfg Config, kernels []string, test string) (vm.Config, error) {
 	bins := map[string]string{
-		"bin/luod":   "github.com/liveupdate/luo/cmd/luod",
-		"bin/luoctl": "github.com/liveupdate/luo/cmd/luoctl",
+		"bin/luod":      "github.com/liveupdate/luo/cmd/luod",
+		"bin/luod-exec": "github.com/liveupdate/luo/cmd/luod-exec",
+		"bin/luoctl":    "github.com/liveupdate/luo/cmd/luoctl",
 	}
 	for name, pkg := range cfg.Services {
 		if name == "" || strings.Contains(name, "/") {

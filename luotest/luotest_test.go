@@ -55,9 +55,10 @@ func TestVMConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	for name, want := range map[string]string{
-		"bin/luod":   "github.com/liveupdate/luo/cmd/luod",
-		"bin/luoctl": "github.com/liveupdate/luo/cmd/luoctl",
-		"bin/svc":    "example.com/svc",
+		"bin/luod":      "github.com/liveupdate/luo/cmd/luod",
+		"bin/luod-exec": "github.com/liveupdate/luo/cmd/luod-exec",
+		"bin/luoctl":    "github.com/liveupdate/luo/cmd/luoctl",
+		"bin/svc":       "example.com/svc",
 	} {
 		if got := c.Binaries[name]; got != want {
 			t.Errorf("Binaries[%q] = %q, want %q", name, got, want)

@@ -13,6 +13,8 @@
 //	<own>/luod-<pid>.scope      luod itself
 //	<own>/luod-<pid>.slice/<unit>  each unit
 //
+// As PID 1, luod sets favordynmods on the hierarchy (see favorDynmods).
+//
 // The memory controller is enabled for the units where the hierarchy
 // allows it (under a delegated systemd service, as PID 1), so that
 // memory.current is a unit's own.
@@ -42,11 +44,13 @@ var ErrUnavailable = errors.New("cgroup v2 is not available")
 // Tree is the part of the cgroup v2 hierarchy luod owns. Safe for
 // concurrent use.
 type Tree struct {
-	mount  string // where the cgroup2 hierarchy is mounted
-	own    string // the group luod was started in, relative to mount ("/" for the root)
-	self   string // the group luod runs in
-	base   string // the parent of the units' groups
-	memory bool   // the memory controller is enabled for the units
+	mount string // where the cgroup2 hierarchy is mounted
+	// dynmods is why favordynmods could not be set (PID 1 only).
+	dynmods error
+	own     string // the group luod was started in, relative to mount ("/" for the root)
+	self    string // the group luod runs in
+	base    string // the parent of the units' groups
+	memory  bool   // the memory controller is enabled for the units
 }
 
 // Open finds or mounts (pid1) the cgroup2 hierarchy and sets up luod's
@@ -54,9 +58,9 @@ type Tree struct {
 // its predecessor set up. The error wraps ErrUnavailable when there is no
 // usable hierarchy; luod then tracks processes by session.
 func Open(pid1 bool) (*Tree, error) {
-	mount, err := findMount()
+	mount, opts, err := findMountOpts()
 	if err != nil && pid1 {
-		mount = "/sys/fs/cgroup"
+		mount, opts = "/sys/fs/cgroup", "nsdelegate"
 		if merr := mountCgroup2(mount); merr != nil {
 			return nil, fmt.Errorf("%w: mount cgroup2 on %s: %v", ErrUnavailable, mount, merr)
 		}
@@ -65,11 +69,15 @@ func Open(pid1 bool) (*Tree, error) {
 	if err != nil {
 		return nil, err
 	}
+	var dynmods error
+	if pid1 {
+		dynmods = favorDynmods(mount, opts)
+	}
 	own, err := Of(os.Getpid())
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
-	t := &Tree{mount: mount}
+	t := &Tree{mount: mount, dynmods: dynmods}
 	if pid1 {
 		t.own, t.self, t.base = own, own, path.Join(own, "system.slice")
 	} else {
@@ -92,6 +100,10 @@ func Open(pid1 bool) (*Tree, error) {
 	t.memory = t.enable(t.own, "memory") && t.enable(t.base, "memory")
 	return t, nil
 }
+
+// DynmodsErr says why luod as PID 1 could not set favordynmods on the
+// hierarchy (see favorDynmods), nil when it did or is not PID 1.
+func (t *Tree) DynmodsErr() error { return t.dynmods }
 
 // Memory reports whether the units' groups have the memory controller.
 func (t *Tree) Memory() bool { return t.memory }
@@ -205,12 +217,19 @@ func Of(pid int) (string, error) {
 // findMount returns where the cgroup2 hierarchy is mounted
 // (/proc/self/mountinfo), preferring /sys/fs/cgroup.
 func findMount() (string, error) {
+	m, _, err := findMountOpts()
+	return m, err
+}
+
+// findMountOpts is findMount with the hierarchy's super-block options
+// ("rw,nsdelegate,...").
+func findMountOpts() (string, string, error) {
 	f, err := os.Open("/proc/self/mountinfo")
 	if err != nil {
-		return "", fmt.Errorf("%w: %v", ErrUnavailable, err)
+		return "", "", fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
 	defer f.Close()
-	var found []string
+	var found, opts []string
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		// id parent major:minor root mountpoint options ... - fstype source options
@@ -218,15 +237,51 @@ func findMount() (string, error) {
 		fields, fs := strings.Fields(before), strings.Fields(after)
 		if ok && len(fields) >= 5 && len(fs) > 0 && fs[0] == "cgroup2" && fields[3] == "/" {
 			found = append(found, unescape(fields[4]))
+			o := ""
+			if len(fs) > 2 {
+				o = fs[2]
+			}
+			opts = append(opts, o)
 		}
 	}
-	switch {
-	case slices.Contains(found, "/sys/fs/cgroup"):
-		return "/sys/fs/cgroup", nil
-	case len(found) > 0:
-		return found[0], nil
+	if i := slices.Index(found, "/sys/fs/cgroup"); i >= 0 {
+		return found[i], opts[i], nil
 	}
-	return "", fmt.Errorf("%w: no cgroup2 hierarchy is mounted", ErrUnavailable)
+	if len(found) > 0 {
+		return found[0], opts[0], nil
+	}
+	return "", "", fmt.Errorf("%w: no cgroup2 hierarchy is mounted", ErrUnavailable)
+}
+
+// favorDynmods sets favordynmods on the cgroup2 hierarchy at dir, keeping
+// its other options (a remount clears the flags it is not given). It makes
+// moving a process between groups, and removing a group, cheap: they no
+// longer wait for an RCU grace period each, at the price of a shared lock
+// on fork and exit. luod as PID 1 moves itself through every carried
+// unit's group after a kexec (see Enter) and removes a group at each stop.
+// Kernels before 6.0 do not know the option; the error is then EINVAL.
+func favorDynmods(dir, opts string) error {
+	data, ok := dynmodsOptions(opts)
+	if !ok {
+		return nil
+	}
+	return unix.Mount("", dir, "", unix.MS_REMOUNT|unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, data)
+}
+
+// dynmodsOptions returns the options of a remount that adds favordynmods
+// to a cgroup2 hierarchy mounted with opts, and false when it has it.
+func dynmodsOptions(opts string) (string, bool) {
+	var keep []string
+	for _, o := range strings.Split(opts, ",") {
+		switch o {
+		case "favordynmods":
+			return "", false
+		case "", "rw", "ro":
+		default:
+			keep = append(keep, o)
+		}
+	}
+	return strings.Join(append(keep, "favordynmods"), ","), true
 }
 
 // unescape undoes mountinfo's octal escapes (\040 for a space).

@@ -156,3 +156,23 @@ func gone(pid int) bool {
 	i := strings.LastIndexByte(string(b), ')')
 	return i > 0 && i+2 < len(b) && b[i+2] == 'Z'
 }
+
+// TestDynmodsOptions: the remount that sets favordynmods keeps every other
+// option of the hierarchy (a cgroup2 remount clears the flags it is not
+// given, nsdelegate included), and is not done twice.
+func TestDynmodsOptions(t *testing.T) {
+	for _, c := range []struct {
+		opts, want string
+		remount    bool
+	}{
+		{"rw", "favordynmods", true},
+		{"rw,nsdelegate,memory_recursiveprot", "nsdelegate,memory_recursiveprot,favordynmods", true},
+		{"", "favordynmods", true},
+		{"rw,nsdelegate,favordynmods", "", false},
+	} {
+		got, remount := dynmodsOptions(c.opts)
+		if got != c.want || remount != c.remount {
+			t.Errorf("dynmodsOptions(%q) = %q, %v; want %q, %v", c.opts, got, remount, c.want, c.remount)
+		}
+	}
+}

@@ -54,10 +54,11 @@ func Run(ctx context.Context, out io.Writer) error {
 	cfg := vm.Config{
 		Kernels: []string{k72, next},
 		Binaries: map[string]string{
-			"bin/luod":     "github.com/liveupdate/luo/cmd/luod",
-			"bin/luoctl":   "github.com/liveupdate/luo/cmd/luoctl",
-			"bin/counter":  "github.com/liveupdate/luo/examples/counter",
-			"bin/luo-demo": "github.com/liveupdate/luo/cmd/luo-demo",
+			"bin/luod":      "github.com/liveupdate/luo/cmd/luod",
+			"bin/luod-exec": "github.com/liveupdate/luo/cmd/luod-exec",
+			"bin/luoctl":    "github.com/liveupdate/luo/cmd/luoctl",
+			"bin/counter":   "github.com/liveupdate/luo/examples/counter",
+			"bin/luo-demo":  "github.com/liveupdate/luo/cmd/luo-demo",
 		},
 		Files:    files,
 		Init:     []string{"/vmtest/bin/luod", "-units", "/vmtest/etc/luod/system", "-log-level", "warn"},

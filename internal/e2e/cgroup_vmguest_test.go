@@ -30,6 +30,25 @@ func TestCgroups(t *testing.T) {
 	case 2:
 		t.Run("restored_memory_charged_to_unit", restoredMemoryCharged)
 	}
+	t.Run("favordynmods", favorDynmods)
+}
+
+// favorDynmods: luod as PID 1 set favordynmods on the cgroup2 hierarchy
+// vminit mounted, keeping its other options.
+func favorDynmods(t *testing.T) {
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if _, after, ok := strings.Cut(l, " - cgroup2 "); ok && strings.Contains(l, " /sys/fs/cgroup ") {
+			if !strings.Contains(after, "favordynmods") {
+				t.Errorf("cgroup2 mounted without favordynmods: %s", l)
+			}
+			return
+		}
+	}
+	t.Error("no cgroup2 on /sys/fs/cgroup in mountinfo")
 }
 
 func escapeeStopped(t *testing.T) {

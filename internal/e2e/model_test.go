@@ -142,7 +142,9 @@ const (
 	stepReexec                      // luoctl daemon-reexec
 	stepSoft                        // luoctl update run --no-kexec
 	stepSoftRestart                 // luoctl update run --no-kexec --restart-units
-	stepKexec                       // luoctl update run --kernel ...: ends a VM stage
+	stepKexec                       // luoctl update run --kernel ... (or --staged): ends a VM stage
+	stepStage                       // luoctl update stage (the next stage's kernel): nothing may restart
+	stepUnstage                     // luoctl update unstage
 )
 
 // modelStep is one step; unit is set for the per-unit kinds.
@@ -153,6 +155,9 @@ type modelStep struct {
 	// "7.3").
 	stage   int
 	release string
+	// staged: the kexec runs the update staged before (update run
+	// --staged).
+	staged bool
 }
 
 func (s modelStep) String() string {
@@ -172,7 +177,14 @@ func (s modelStep) String() string {
 	case stepSoftRestart:
 		return "luoctl update run --no-kexec --restart-units"
 	case stepKexec:
+		if s.staged {
+			return fmt.Sprintf("luoctl update run --staged (%s, stage %d): kexec live update", s.release, s.stage)
+		}
 		return fmt.Sprintf("luoctl update run --kernel (%s, stage %d): kexec live update", s.release, s.stage)
+	case stepStage:
+		return "luoctl update stage --kernel (the next stage's)"
+	case stepUnstage:
+		return "luoctl update unstage"
 	}
 	return fmt.Sprintf("step(%d)", int(s.kind))
 }
@@ -209,6 +221,9 @@ type model struct {
 	state   map[string]*unitModel
 	kexecs  int // live updates since the cold boot
 	reexecs int // luod re-execs since it booted (daemon-reexec and soft updates)
+	// staged: an update into the next stage is staged (it survives
+	// re-execs, and the kexec then runs it).
+	staged bool
 }
 
 // newModel is the state after the cold boot: luod started every unit
@@ -254,10 +269,15 @@ func (m *model) apply(s modelStep) []string {
 				started = append(started, mu.name)
 			}
 		}
+	case stepStage:
+		m.staged = true
+	case stepUnstage:
+		m.staged = false
 	case stepKexec:
 		// A new luod starts every unit at boot, stopped ones too, each
 		// with what crossed the kexec.
 		m.kexecs++
+		m.staged = false
 		m.reexecs = 0
 		for _, mu := range m.units {
 			u := m.state[mu.name]
@@ -297,18 +317,25 @@ func generate(seed uint64, units []modelUnit, n, kexecs int) []modelStep {
 		{stepSoft, 2, nil},
 		{stepSoftRestart, 2, nil},
 	}
+	if kexecs > 0 {
+		// Staging needs a LUO device and a next kernel: VM sequences only.
+		ops = append(ops, op{stepStage, 2, nil}, op{stepUnstage, 1, nil})
+	}
 	var steps []modelStep
 	for i := range n {
 		var s modelStep
 		if at[i] {
 			stage := m.kexecs + 2
-			s = modelStep{kind: stepKexec, stage: stage, release: [2]string{"7.2", "7.3"}[(stage-1)%2]}
+			s = modelStep{kind: stepKexec, stage: stage, release: [2]string{"7.2", "7.3"}[(stage-1)%2], staged: m.staged}
 		} else {
 			total := 0
 			cands := map[stepKind][]string{}
+			usable := func(o op) bool { return o.kind != stepUnstage || m.staged }
 			for _, o := range ops {
 				if o.perUnit == nil {
-					total += o.weight
+					if usable(o) {
+						total += o.weight
+					}
 					continue
 				}
 				for _, u := range units {
@@ -322,7 +349,7 @@ func generate(seed uint64, units []modelUnit, n, kexecs int) []modelStep {
 			}
 			k := rng.IntN(total)
 			for _, o := range ops {
-				if o.perUnit != nil && len(cands[o.kind]) == 0 {
+				if o.perUnit != nil && len(cands[o.kind]) == 0 || !usable(o) {
 					continue
 				}
 				if k -= o.weight; k < 0 {
@@ -545,7 +572,9 @@ type runner struct {
 	// broken are the units that failed a check, with the step it was in:
 	// each is stopped, its store cleaned, and left out from then on, so
 	// that the sequence goes on for the others.
-	broken  map[string]string
+	broken map[string]string
+	// stage stages the update into the next stage (VM only).
+	stage   func(i int, s modelStep)
 	timeout time.Duration // for a unit to reach its state
 	replay  string        // how to rerun the seed
 	began   time.Time
@@ -711,6 +740,13 @@ func (r *runner) run(i int, s modelStep) {
 		luoctl("update", "run", "--no-kexec")
 	case stepSoftRestart:
 		luoctl("update", "run", "--no-kexec", "--restart-units")
+	case stepStage:
+		if r.stage == nil {
+			r.fatal(i, s, "no way to stage here")
+		}
+		r.stage(i, s)
+	case stepUnstage:
+		luoctl("update", "unstage")
 	default:
 		r.fatal(i, s, "not a step the runner executes")
 	}
@@ -741,7 +777,7 @@ func TestModelGenerate(t *testing.T) {
 		}
 		m.apply(s)
 	}
-	for k := stepStart; k <= stepKexec; k++ {
+	for k := stepStart; k <= stepUnstage; k++ {
 		if seen[k] == 0 {
 			t.Errorf("no step %v in %d steps", modelStep{kind: k, unit: "u"}, len(a))
 		}

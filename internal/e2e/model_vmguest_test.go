@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -76,12 +77,41 @@ func TestModelGuest(t *testing.T) {
 	r.settle(first-1, label, nil)
 	r.logState()
 	logStores(t)
+	// A staging of an earlier stage went with its kexec.
+	r.m.staged = false
+	r.stage = func(i int, s modelStep) {
+		r.t.Helper()
+		kernel, initrd, cmdline := nextBoot(t, r, stage)
+		if o, code := luoctl(t, "update", "stage", "--kernel", kernel, "--initrd", initrd, "--cmdline", cmdline); code != 0 {
+			r.fatal(i, s, "luoctl update stage: exit %d\n%s", code, o)
+		}
+	}
 	for i, s := range segs[stage-1] {
 		if s.kind == stepKexec {
 			modelKexec(t, r, first+i, s, stage) // does not return
 		}
 		r.run(first+i, s)
 	}
+}
+
+// nextBoot is the next stage's kernel, initrd and command line, with the
+// markers of the model (see modelFromParam).
+func nextBoot(t *testing.T, r *runner, stage int) (kernel, initrd, cmdline string) {
+	t.Helper()
+	kernel, initrd, cmdline, err := vm.NextBoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmdline += fmt.Sprintf(" %s%d", modelFromParam, stage)
+	var out []string
+	for u := range r.broken {
+		out = append(out, u)
+	}
+	if len(out) > 0 {
+		slices.Sort(out)
+		cmdline += " " + modelLeftOutParam + strings.Join(out, ",")
+	}
+	return kernel, initrd, cmdline
 }
 
 // logStores logs every unit's fd store: what came through the boot.
@@ -116,23 +146,32 @@ func hasParam(params []string, prefix string) bool {
 func modelKexec(t *testing.T, r *runner, i int, s modelStep, stage int) {
 	t.Helper()
 	t.Logf("model: step %d/%d [%s]: %s", i+1, r.total, r.elapsed(), s)
-	kernel, initrd, cmdline, err := vm.NextBoot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmdline += fmt.Sprintf(" %s%d", modelFromParam, stage)
-	var out []string
-	for u := range r.broken {
-		out = append(out, u)
-	}
-	if len(out) > 0 {
-		cmdline += " " + modelLeftOutParam + strings.Join(out, ",")
+	kernel, initrd, cmdline := nextBoot(t, r, stage)
+	args := []string{"update", "run", "--kernel", kernel, "--initrd", initrd, "--cmdline", cmdline}
+	if s.staged {
+		// The staged update must be what this kexec would load; a unit
+		// left out since the staging changes the command line.
+		var st control.Staged
+		if err := call(t, control.DefaultSocket, control.MethodGetStagedUpdate, nil, &st); err != nil {
+			r.fatal(i, s, "GetStagedUpdate: %v", err)
+		}
+		if !st.Loaded {
+			r.fatal(i, s, "the staged kernel is not loaded any more")
+		}
+		// The stores may have changed since (a restart stores its fds
+		// again): the staged run decides again, and must lose nothing.
+		t.Logf("model:   staged at %s, replanned %v, changes since: %q", st.StagedAt.Format(time.TimeOnly), st.Replanned, st.Changes)
+		if st.Cmdline != cmdline {
+			t.Logf("model: a unit was left out since the staging: staging again")
+			r.stage(i, s)
+		}
+		args = []string{"update", "run", "--staged"}
 	}
 	vmtest.ExpectKexec(t)
 	// ExpectKexec announces nothing after a failure, and does not flush
 	// the output then: this does, so the failure reaches the host.
 	unix.IoctlSetInt(1, unix.TCSBRK, 1)
-	o, code := luoctl(t, "update", "run", "--kernel", kernel, "--initrd", initrd, "--cmdline", cmdline)
+	o, code := luoctl(t, args...)
 	if code != 0 || !strings.Contains(o, "reboot") {
 		r.fatal(i, s, "luoctl update run: exit %d\n%s", code, o)
 	}

@@ -42,9 +42,10 @@ func luodConfig(kernels []string, units map[string]string, testArgs ...string) v
 	return vm.Config{
 		Kernels: kernels,
 		Binaries: map[string]string{
-			"bin/luod":    "github.com/liveupdate/luo/cmd/luod",
-			"bin/luoctl":  "github.com/liveupdate/luo/cmd/luoctl",
-			"bin/counter": "github.com/liveupdate/luo/examples/counter",
+			"bin/luod":      "github.com/liveupdate/luo/cmd/luod",
+			"bin/luod-exec": "github.com/liveupdate/luo/cmd/luod-exec",
+			"bin/luoctl":    "github.com/liveupdate/luo/cmd/luoctl",
+			"bin/counter":   "github.com/liveupdate/luo/examples/counter",
 		},
 		Files:    files,
 		Init:     []string{"/vmtest/bin/luod", "-units", "/vmtest/etc/luod/system:/run/luod/system", "-log-level", "info"},

@@ -42,6 +42,7 @@ func Binaries(t testing.TB) string {
 		}
 		cmd := exec.Command("go", "build", "-o", buildDir+"/",
 			"github.com/liveupdate/luo/cmd/luod",
+			"github.com/liveupdate/luo/cmd/luod-exec",
 			"github.com/liveupdate/luo/cmd/luoctl",
 			"github.com/liveupdate/luo/internal/luodtest/testsvc",
 			"github.com/liveupdate/luo/examples/counter")

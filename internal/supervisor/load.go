@@ -75,10 +75,12 @@ func (m *Manager) addUnit(d *unit.Unit) *Unit {
 	return u
 }
 
-// startAll starts every loaded unit at boot.
+// startAll starts every loaded unit at boot: those a live update carried
+// first, each once its fds are back (see startUpdated), then the others.
 func (m *Manager) startAll() {
+	started := m.startUpdated()
 	for _, u := range m.sortedUnits() {
-		if u.def != nil {
+		if u.def != nil && !started[u.name] {
 			u.start("boot")
 		}
 	}

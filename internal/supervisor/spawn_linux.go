@@ -10,10 +10,12 @@ import (
 	"os"
 	"os/user"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
 
+	"github.com/liveupdate/luo/internal/execshim"
 	"github.com/liveupdate/luo/internal/unit"
 )
 
@@ -89,9 +91,9 @@ func (m *Manager) spawn(u *Unit, cmd unit.Command) (int, error) {
 		for _, g := range cred.Groups {
 			gs = append(gs, strconv.FormatUint(uint64(g), 10))
 		}
-		env = setenv(env, credEnv, fmt.Sprintf("%d:%d:%s", cred.Uid, cred.Gid, strings.Join(gs, ",")))
+		env = setenv(env, execshim.CredEnv, fmt.Sprintf("%d:%d:%s", cred.Uid, cred.Gid, strings.Join(gs, ",")))
 	}
-	shimArgs := append([]string{m.cfg.Exe, ShimArg, path}, argv...)
+	shimArgs := append(append(slices.Clone(m.shim), path), argv...)
 	attr := &syscall.ProcAttr{
 		Dir:   dir,
 		Env:   env,
@@ -112,7 +114,7 @@ func (m *Manager) spawn(u *Unit, cmd unit.Command) (int, error) {
 		}
 		attr.Sys.UseCgroupFD, attr.Sys.CgroupFD = true, int(fd)
 	}
-	pid, err := syscall.ForkExec(m.cfg.Exe, shimArgs, attr)
+	pid, err := syscall.ForkExec(shimArgs[0], shimArgs, attr)
 	for _, f := range stored {
 		runtime.KeepAlive(f)
 	}

@@ -144,6 +144,10 @@ type Manager struct {
 	finishTimer *time.Timer
 	// held is luod's incoming session kept unfinished for good.
 	held *heldSession
+	// incoming is the live update New found, until startAll restores it.
+	incoming *update.Restored
+	// shim is the argv prefix of the exec shim (see shimCommand).
+	shim []string
 	// report is the report of the last update; kexecReport the one of the
 	// last kexec live update while report is a soft update's (see
 	// setReport).
@@ -171,6 +175,7 @@ func New(cfg Config) (*Manager, error) {
 		started: time.Now(),
 		events:  make(chan event, 256),
 		kernel:  cfg.LiveUpdate.Kernel,
+		shim:    shimCommand(cfg.Exe),
 	}
 	if cfg.PID1 {
 		if err := setupPID1(m.log); err != nil {
@@ -179,10 +184,26 @@ func New(cfg Config) (*Manager, error) {
 	} else if err := becomeSubreaper(); err != nil {
 		m.log.Warn("cannot become a child subreaper; orphans of services will not be reaped by luod", "err", err)
 	}
+	// What a live update left is read while the rest is set up: both are
+	// on the path of every carried unit back to READY.
+	restored := make(chan struct{})
+	if cfg.StateFile == nil {
+		go func() {
+			defer close(restored)
+			m.restore()
+		}()
+	} else {
+		close(restored)
+	}
+	// Every return below waits for it first.
+	defer func() { <-restored }()
 	if t, err := cgroup.Open(cfg.PID1); err != nil {
 		m.log.Warn("no cgroups: units' processes are tracked by session, so one that leaves its session escapes its unit", "err", err)
 	} else {
 		m.cgroups = t
+		if err := t.DynmodsErr(); err != nil {
+			m.log.Warn("cannot set favordynmods on the cgroup2 hierarchy: moving between groups at a live update waits for RCU", "err", err)
+		}
 		if !t.Memory() {
 			m.log.Warn("the memory controller is not available for the units' cgroups: their memory is not accounted apart", "cgroups", t.Base())
 		}
@@ -214,7 +235,7 @@ func New(cfg Config) (*Manager, error) {
 		return nil, err
 	}
 	m.loadUnits()
-	m.restore()
+	m.prefetch()
 	return m, nil
 }
 

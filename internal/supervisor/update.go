@@ -231,10 +231,12 @@ type heldSession struct {
 }
 
 // restore runs at a normal start: if the previous kernel left luod's
-// session, the stores are rebuilt from it and a Completion waits for the
-// units to be up. Called before the loop runs.
+// session, it reads the manifest and retrieves the LUO sessions listed;
+// startUpdated then gets each unit's memfds back and starts it. New runs it
+// while it sets up the rest, before the loop runs: it only sets
+// m.incoming, m.liveUpdates, m.held and the report.
 func (m *Manager) restore() {
-	r, err := update.Restore(m.kernel, m.charge)
+	r, err := update.Open(m.kernel)
 	switch {
 	case errors.Is(err, update.ErrNoUpdate):
 		m.log.Info("no live update to restore", "why", err.Error())
@@ -249,46 +251,101 @@ func (m *Manager) restore() {
 			"; luod's LUO session is kept unfinished, so nothing more of it is discarded"}})
 		return
 	}
-	restoredAt := time.Now()
 	m.liveUpdates = r.Manifest.Count
+	m.incoming = r
+}
+
+// startUpdated rebuilds the stores from the live update restore read and
+// starts their units, one unit at a time: each starts as soon as its own
+// memfds are back, while luod retrieves the next unit's. A Completion then
+// waits for them to be up. It returns the units it started. Called by
+// startAll, before the loop runs.
+func (m *Manager) startUpdated() map[string]bool {
+	r := m.incoming
+	m.incoming = nil
+	started := map[string]bool{}
+	if r == nil {
+		return started
+	}
 	rep := update.NewReport(r.Manifest, release(), bootTime())
-	rep.Problems = append(rep.Problems, r.Problems...)
+	rep.Add("luod-up", "", m.started)
 	var pending []string
-	for _, mu := range r.Units {
-		if u := m.restoreUnit(mu, rep); u != nil && u.def != nil && (mu.Active || u.store.Len() > 0) {
+	var next *Unit
+	c := m.charger()
+	for i, mu := range r.Units {
+		c.to(mu.Name)
+		r.Retrieve(i)
+		u := m.restoreUnit(r.Units[i], rep)
+		// The previous unit starts once luod left its cgroup.
+		if next != nil {
+			next.start("live update")
+		}
+		next = nil
+		if u == nil || u.def == nil {
+			continue
+		}
+		if mu.Active || u.store.Len() > 0 {
 			pending = append(pending, u.name)
 		}
+		next, started[u.name] = u, true
 	}
-	rep.Add("luod-up", "", m.started)
+	c.done()
+	restoredAt := time.Now()
+	if next != nil {
+		next.start("live update")
+	}
+	rep.Problems = append(rep.Problems, r.Problems...)
 	rep.Add("restored", "", restoredAt)
 	m.setReport(rep)
 	m.completion = update.NewCompletion(r.Session, rep, pending, restoredAt.Add(m.cfg.LiveUpdate.FinishTimeout))
 	m.log.Info("live update restored", "count", r.Manifest.Count, "from", r.Manifest.From.Release, "units", len(r.Units), "problems", len(r.Problems))
+	return started
 }
 
-// charge makes luod run in unit's cgroup while the unit's memfds are
-// retrieved, so that their pages are charged to the unit, not to luod
-// (see update.Restore); the function it returns moves luod back. No unit
-// runs yet, so none can be killed with luod in its group.
-func (m *Manager) charge(unit string) func() {
-	if m.cgroups == nil || !m.cgroups.Memory() {
-		return func() {}
+// charger moves luod from one unit's cgroup to the next while their memfds
+// are retrieved, so that their pages are charged to the unit, not to luod
+// (see update.Restore): one move per unit, and one back at the end. No
+// unit runs in a group luod is in: each starts once luod left its group.
+type charger struct {
+	m     *Manager
+	leave func() error
+	in    string
+}
+
+func (m *Manager) charger() *charger { return &charger{m: m} }
+
+// to moves luod into unit's cgroup; without a memory controller, or when
+// that fails, luod stays where it is and the pages are charged to it.
+func (c *charger) to(unit string) {
+	t := c.m.cgroups
+	if t == nil || !t.Memory() {
+		return
 	}
-	g, err := m.cgroups.Group(unit)
-	if err != nil {
-		m.log.Warn("cannot charge the unit's memory to it", "unit", unit, "err", err)
-		return func() {}
-	}
-	leave, err := m.cgroups.Enter(g)
-	if err != nil {
-		m.log.Warn("cannot charge the unit's memory to it", "unit", unit, "err", err)
-		return func() {}
-	}
-	return func() {
-		if err := leave(); err != nil {
-			m.log.Error("cannot leave the unit's cgroup", "unit", unit, "err", err)
+	g, err := t.Group(unit)
+	if err == nil {
+		var leave func() error
+		if leave, err = t.Enter(g); err == nil {
+			if c.leave == nil {
+				c.leave = leave
+			}
+			c.in = unit
+			return
 		}
 	}
+	c.m.log.Warn("cannot charge the unit's memory to it", "unit", unit, "err", err)
+	c.done()
+}
+
+// done moves luod back into its own cgroup.
+func (c *charger) done() {
+	if c.leave == nil {
+		return
+	}
+	if err := c.leave(); err != nil {
+		c.m.log.Error("cannot leave the unit's cgroup", "unit", c.in, "err", err)
+		return
+	}
+	c.leave, c.in = nil, ""
 }
 
 // restoreUnit puts the entries that came back for one unit into its store;

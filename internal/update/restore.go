@@ -31,9 +31,9 @@ type Restored struct {
 }
 
 // Restore retrieves luod's session, reads the manifest and retrieves every
-// memfd and session it lists. It returns an error wrapping ErrNoUpdate on a
-// cold boot. The device is closed before it returns; the session stays
-// open and unfinished.
+// memfd and session it lists: Open, then Retrieve for each unit. It returns
+// an error wrapping ErrNoUpdate on a cold boot. The device is closed before
+// it returns; the session stays open and unfinished.
 //
 // The kernel charges the pages of a retrieved memfd to the memory cgroup
 // of the process that retrieves it. charge, when not nil, is called before
@@ -41,6 +41,26 @@ type Restored struct {
 // after: luod runs in the unit's cgroup meanwhile, so the unit's memory is
 // the unit's.
 func Restore(k Kernel, charge func(unit string) (done func())) (*Restored, error) {
+	r, err := Open(k)
+	if err != nil || r.Manifest == nil {
+		return r, err
+	}
+	for i := range r.Units {
+		done := func() {}
+		if charge != nil {
+			done = charge(r.Units[i].Name)
+		}
+		r.Retrieve(i)
+		done()
+	}
+	return r, nil
+}
+
+// Open is the first half of Restore: it retrieves luod's session, reads the
+// manifest and retrieves the LUO sessions it lists (which need the device),
+// and closes the device. The memfds are left for Retrieve, unit by unit, so
+// that each unit can start as soon as its own are back.
+func Open(k Kernel) (*Restored, error) {
 	dev, err := k.Open()
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
@@ -70,37 +90,37 @@ func Restore(k Kernel, charge func(unit string) (done func())) (*Restored, error
 	r.Units = m.Units
 	for i := range r.Units {
 		u := &r.Units[i]
-		done := func() {}
-		if charge != nil {
-			done = charge(u.Name)
+		for j := range u.Entries {
+			e := &u.Entries[j]
+			if e.Fate != FateSession || e.Session == "" {
+				continue
+			}
+			is, err := dev.RetrieveSession(e.Session)
+			if err != nil {
+				r.Problems = append(r.Problems, fmt.Sprintf("%s %q: %v", u.Name, e.Name, err))
+				continue
+			}
+			e.File = is.File()
 		}
-		r.Problems = append(r.Problems, retrieveUnit(dev, s, u)...)
-		done()
 	}
 	return r, nil
 }
 
-// retrieveUnit retrieves the carried entries of u, setting their File, and
-// returns the problems.
-func retrieveUnit(dev Device, s Session, u *Unit) []string {
-	var problems []string
+// Retrieve retrieves the memfds of r.Units[i] from luod's session, setting
+// their File, and adds what failed to r.Problems. The kernel charges their
+// pages to the caller's memory cgroup (see Restore).
+func (r *Restored) Retrieve(i int) {
+	u := &r.Units[i]
 	for j := range u.Entries {
 		e := &u.Entries[j]
-		var err error
-		switch {
-		case e.Fate == FatePreserve:
-			e.File, err = s.RetrieveFD(e.Token)
-		case e.Fate == FateSession && e.Session != "":
-			var is Session
-			if is, err = dev.RetrieveSession(e.Session); err == nil {
-				e.File = is.File()
-			}
+		if e.Fate != FatePreserve {
+			continue
 		}
-		if err != nil {
-			problems = append(problems, fmt.Sprintf("%s %q: %v", u.Name, e.Name, err))
+		var err error
+		if e.File, err = r.Session.RetrieveFD(e.Token); err != nil {
+			r.Problems = append(r.Problems, fmt.Sprintf("%s %q: %v", u.Name, e.Name, err))
 		}
 	}
-	return problems
 }
 
 // readManifest retrieves and decodes the manifest at token 0 of s.

@@ -125,6 +125,55 @@ func TestRestoreProblems(t *testing.T) {
 	}
 }
 
+// TestOpenThenRetrieve: Open retrieves the manifest and the sessions (which
+// need the device) and closes the device; each unit's memfds come back
+// only when Retrieve asks for that unit, so a unit can start before the
+// next one's are retrieved.
+func TestOpenThenRetrieve(t *testing.T) {
+	k, h := machine(t)
+	next, err := k.Boot(func() error { return update.Run(context.Background(), k, h, kexecTo(false)) })
+	if next == nil {
+		t.Fatal(err)
+	}
+	r, err := update.Open(next)
+	if err != nil || r.Err != nil {
+		t.Fatal(err, r.Err)
+	}
+	if next.DeviceOpen() {
+		t.Error("Open left the device open")
+	}
+	if e := entry(r.Units, "s.service", "own"); e.File == nil {
+		t.Error("Open did not retrieve the unit's own session")
+	}
+	if e := entry(r.Units, "a.service", "one"); e.File != nil {
+		t.Error("Open retrieved a memfd")
+	}
+	for i, u := range r.Units {
+		if u.Name != "a.service" {
+			continue
+		}
+		mark := len(next.Ops())
+		r.Retrieve(i)
+		for _, op := range next.Ops()[mark:] {
+			if op.Name != "retrieve-fd" {
+				t.Errorf("Retrieve did %s", op)
+			}
+		}
+		if next.DeviceOpen() {
+			t.Error("Retrieve opened the device")
+		}
+	}
+	if e := entry(r.Units, "a.service", "one"); e.File == nil || contents(t, e.File) != "A1" {
+		t.Errorf("a.service one after Retrieve: %+v", e)
+	}
+	if e := entry(r.Units, "idle.service", "kept"); e.File != nil {
+		t.Error("Retrieve of a.service retrieved idle.service's memfd")
+	}
+	if len(r.Problems) != 0 {
+		t.Errorf("problems %v", r.Problems)
+	}
+}
+
 func TestCompletion(t *testing.T) {
 	k, h := machine(t)
 	next, err := k.Boot(func() error { return update.Run(context.Background(), k, h, kexecTo(false)) })

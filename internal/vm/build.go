@@ -77,7 +77,8 @@ type Config struct {
 	// itself, as without Init, and then exec Init as PID 1: the test binary
 	// drives the init from outside (a service manager under test, which
 	// must not stop the tests when it stops its services), and its process
-	// becomes a child of that init.
+	// becomes a child of that init. The test binary runs at nice 19: it
+	// drives and watches, and must not slow down what it measures.
 	Driver bool
 	// Cmdline is appended to the kernel command line of every stage, after
 	// "console=ttyS0 panic=-1 liveupdate=on quiet no_timer_check"; e.g.
