@@ -149,6 +149,10 @@ func systemdRounds(t *testing.T, rounds int, early bool) []systemdRound {
 	cmdline := fmt.Sprintf("root=/dev/vda rw console=ttyS0 panic=-1 liveupdate=on quiet no_timer_check systemd.show_status=1 interop.bench=%s interop.next=7.2 interop.stage=1 interop.stages=%d", systemdBenchUnit, stages)
 	events, lines := interop.Boot(t, run, k72, disk, cmdline)
 	got := parseSystemdRounds(t, events, lines, stages)
+	for _, r := range got {
+		t.Logf("systemd baseline (%s): round %d: load->READY %.2fs, kexec->READY %.2fs, Stopping->READY %.2fs, Welcome->READY %.2fs; %s",
+			variant, r.n, r.ready.Sub(r.load).Seconds(), r.ready.Sub(r.kexec).Seconds(), r.ready.Sub(r.stopping).Seconds(), r.ready.Sub(r.welcome).Seconds(), r.status)
+	}
 	if len(got) != rounds {
 		t.Errorf("systemd baseline (%s): %d of %d rounds measured", variant, len(got), rounds)
 	}
