@@ -18,10 +18,12 @@ import (
 
 // An update, from request to FINISH:
 //
-//	old luod  RunUpdate → update.Run, with updateHost as its hands in the loop
+//	old luod  (StageUpdate → update.Stage: plan and load while units run)
+//	          RunUpdate → update.Run, with updateHost as its hands in the loop
 //	          (the kexec does not return; a soft update re-executes luod)
-//	new luod  New → restore: update.Restore, the stores rebuilt, a Completion
-//	          Run → startAll → the units start with LISTEN_FDS
+//	new luod  New → restore: update.Open (manifest, sessions), beside the setup
+//	          Run → startAll → startUpdated: per unit, update.Retrieve in its
+//	          cgroup, the store rebuilt, the unit started; then a Completion
 //	          unitChanged → Completion.Ready/Failed → finish → FINISH
 
 var errUpdateInProgress = errors.New("another update is in progress, or the last one is still being completed")
