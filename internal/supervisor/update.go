@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -275,7 +276,9 @@ func (m *Manager) startUpdated() map[string]bool {
 	var next *Unit
 	c := m.charger()
 	for i, mu := range r.Units {
-		c.to(mu.Name)
+		if slices.ContainsFunc(mu.Entries, func(e update.Entry) bool { return e.Fate == update.FatePreserve }) {
+			c.to(mu.Name) // only memfds have pages to charge
+		}
 		r.Retrieve(i)
 		u := m.restoreUnit(r.Units[i], rep)
 		// The previous unit starts once luod left its cgroup.
