@@ -276,8 +276,12 @@ func (m *Manager) startUpdated() map[string]bool {
 	var next *Unit
 	c := m.charger()
 	for i, mu := range r.Units {
+		// Only memfds have pages to charge; luod must leave the previous
+		// unit's group before that unit starts, either way.
 		if slices.ContainsFunc(mu.Entries, func(e update.Entry) bool { return e.Fate == update.FatePreserve }) {
-			c.to(mu.Name) // only memfds have pages to charge
+			c.to(mu.Name)
+		} else {
+			c.done()
 		}
 		r.Retrieve(i)
 		u := m.restoreUnit(r.Units[i], rep)
