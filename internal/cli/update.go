@@ -50,16 +50,22 @@ type updateFlags struct {
 }
 
 func (f *updateFlags) register(cmd *cobra.Command) {
+	f.registerTarget(cmd)
 	fs := cmd.Flags()
-	fs.StringVar(&f.kernel, "kernel", "", "the kernel image to kexec into")
-	fs.StringVar(&f.initrd, "initrd", "", "the initrd for the new kernel")
-	fs.StringVar(&f.cmdline, "cmdline", "", "the new kernel's command line (appended to this one's with --reuse-cmdline)")
-	fs.BoolVar(&f.reuseCmdline, "reuse-cmdline", false, "start from this kernel's command line")
 	fs.BoolVar(&f.allowLoss, "allow-loss", false, "go ahead although some fds will be lost")
 	fs.BoolVar(&f.noKexec, "no-kexec", false, "soft update: re-execute luod, keep the kernel")
 	fs.BoolVar(&f.restartUnits, "restart-units", false, "soft update: also stop and start the units")
 	fs.DurationVar(&f.stopTimeout, "stop-timeout", 0, "how long each unit may take to stop (default: its TimeoutStopSec=)")
 	fs.BoolVar(&f.staged, "staged", false, "the update staged with 'luoctl update stage': its kernel, initrd and command line")
+}
+
+// registerTarget registers the flags that name the next kernel.
+func (f *updateFlags) registerTarget(cmd *cobra.Command) {
+	fs := cmd.Flags()
+	fs.StringVar(&f.kernel, "kernel", "", "the kernel image to kexec into")
+	fs.StringVar(&f.initrd, "initrd", "", "the initrd for the new kernel")
+	fs.StringVar(&f.cmdline, "cmdline", "", "the new kernel's command line (appended to this one's with --reuse-cmdline)")
+	fs.BoolVar(&f.reuseCmdline, "reuse-cmdline", false, "start from this kernel's command line")
 }
 
 // params checks the flags' combination and returns the call's parameters.
@@ -142,22 +148,7 @@ func (a *app) printPlan(p control.Plan) {
 		}
 	}
 
-	failed := 0
-	if len(p.Checks) > 0 {
-		fmt.Fprintln(a.out, "\nChecks:")
-		for _, c := range p.Checks {
-			mark := "OK  "
-			if !c.OK {
-				mark = "FAIL"
-				failed++
-			}
-			line := fmt.Sprintf("  %s  %s", mark, c.Name)
-			if c.Detail != "" {
-				line += ": " + c.Detail
-			}
-			fmt.Fprintln(a.out, line)
-		}
-	}
+	failed := a.printChecks("\nChecks:", p.Checks)
 
 	fmt.Fprintln(a.out)
 	t := &table{}
@@ -202,6 +193,28 @@ func (a *app) printPlan(p control.Plan) {
 		why = append(why, "luod says so")
 	}
 	fmt.Fprintf(a.out, "Plan: NOT OK: %s\n", strings.Join(why, ", "))
+}
+
+// printChecks prints a plan's checks under header, one per line, and
+// returns how many failed.
+func (a *app) printChecks(header string, checks []control.Check) (failed int) {
+	if len(checks) == 0 {
+		return 0
+	}
+	fmt.Fprintln(a.out, header)
+	for _, c := range checks {
+		mark := "OK  "
+		if !c.OK {
+			mark = "FAIL"
+			failed++
+		}
+		line := fmt.Sprintf("  %s  %s", mark, c.Name)
+		if c.Detail != "" {
+			line += ": " + c.Detail
+		}
+		fmt.Fprintln(a.out, line)
+	}
+	return failed
 }
 
 // Phases of RunUpdate after which the connection drops on success.
@@ -299,25 +312,31 @@ Staging again replaces what was staged. Exits with status 4 when refused.`,
 				return usagef(cmd, "--kernel is required")
 			}
 			p := control.StageParams{Kernel: f.kernel, Initrd: f.initrd, Cmdline: f.cmdline, ReuseCmdline: f.reuseCmdline, AllowLoss: f.allowLoss}
-			var st control.Staged
-			if err := a.call(ctx, control.MethodStageUpdate, p, &st); err != nil {
+			st, err := a.stagedCall(ctx, control.MethodStageUpdate, p)
+			if err != nil || st == nil {
 				return err
 			}
-			if a.json {
-				return a.printJSON(st)
-			}
-			a.printStaged(st)
 			fmt.Fprintln(a.out, "Run it with: luoctl update run --staged")
 			return nil
 		}),
 	}
-	fs := cmd.Flags()
-	fs.StringVar(&f.kernel, "kernel", "", "the kernel image to kexec into")
-	fs.StringVar(&f.initrd, "initrd", "", "the initrd for the new kernel")
-	fs.StringVar(&f.cmdline, "cmdline", "", "the new kernel's command line (appended to this one's with --reuse-cmdline)")
-	fs.BoolVar(&f.reuseCmdline, "reuse-cmdline", false, "start from this kernel's command line")
-	fs.BoolVar(&f.allowLoss, "allow-loss", false, "stage although some fds will be lost")
+	f.registerTarget(cmd)
+	cmd.Flags().BoolVar(&f.allowLoss, "allow-loss", false, "stage although some fds will be lost")
 	return cmd
+}
+
+// stagedCall calls method, whose reply is a Staged update, and prints it:
+// as JSON (and returns nil), or as text (and returns it for more).
+func (a *app) stagedCall(ctx context.Context, method string, params any) (*control.Staged, error) {
+	var st control.Staged
+	if err := a.call(ctx, method, params, &st); err != nil {
+		return nil, err
+	}
+	if a.json {
+		return nil, a.printJSON(st)
+	}
+	a.printStaged(st)
+	return &st, nil
 }
 
 func (a *app) stagedCommand() *cobra.Command {
@@ -329,14 +348,10 @@ totals, whether the kernel is still loaded, and what changed in the fd stores
 since (entries new, gone, or with another fate).`,
 		Args: args(0, 0, ""),
 		RunE: a.runE(queryTimeout, func(ctx context.Context, cmd *cobra.Command, _ []string) error {
-			var st control.Staged
-			if err := a.call(ctx, control.MethodGetStagedUpdate, nil, &st); err != nil {
+			st, err := a.stagedCall(ctx, control.MethodGetStagedUpdate, nil)
+			if err != nil || st == nil {
 				return err
 			}
-			if a.json {
-				return a.printJSON(st)
-			}
-			a.printStaged(st)
 			if !st.Loaded {
 				fmt.Fprintln(a.out, "Kernel: NOT LOADED any more (unloaded or replaced outside luod): stage it again")
 			}
@@ -367,20 +382,7 @@ func (a *app) printStaged(st control.Staged) {
 	}
 	fmt.Fprintf(a.out, "  staged:  %s (%s ago)\n", st.StagedAt.In(a.env.location()).Format("2006-01-02 15:04:05 MST"),
 		seconds(a.env.now().Sub(st.StagedAt)))
-	if len(st.Checks) > 0 {
-		fmt.Fprintln(a.out, "Checks:")
-		for _, c := range st.Checks {
-			mark := "OK  "
-			if !c.OK {
-				mark = "FAIL"
-			}
-			line := fmt.Sprintf("  %s  %s", mark, c.Name)
-			if c.Detail != "" {
-				line += ": " + c.Detail
-			}
-			fmt.Fprintln(a.out, line)
-		}
-	}
+	a.printChecks("Checks:", st.Checks)
 	fmt.Fprintf(a.out, "Plan when staged: %s (%s) carried, %s; %s\n", plural(st.Memfds, "memfd", "memfds"), humanBytes(st.TotalBytes),
 		plural(st.Sessions, "session", "sessions"), plural(st.Lost, "fd lost", "fds lost"))
 }

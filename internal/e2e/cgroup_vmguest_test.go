@@ -29,6 +29,7 @@ func TestCgroups(t *testing.T) {
 		liveUpdate(t)
 	case 2:
 		t.Run("restored_memory_charged_to_unit", restoredMemoryCharged)
+		t.Run("luod_back_in_its_group", luodBackHome)
 	}
 	t.Run("favordynmods", favorDynmods)
 }
@@ -110,5 +111,18 @@ func restoredMemoryCharged(t *testing.T) {
 	t.Logf("big.service memory.current: %d bytes (64 MiB restored)", charged)
 	if charged < 64<<20 {
 		t.Errorf("big.service is charged %d bytes, less than the 64 MiB restored for it: the restored pages went elsewhere", charged)
+	}
+}
+
+// luodBackHome: after charging each unit's memory to it, luod (PID 1) is
+// back in the root group, in no unit's group (a stop kills a unit's whole
+// group).
+func luodBackHome(t *testing.T) {
+	b, err := os.ReadFile("/proc/1/cgroup")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.TrimSpace(string(b)); got != "0::/" {
+		t.Errorf("luod's cgroup after the restore: %q, want 0::/", got)
 	}
 }

@@ -330,7 +330,15 @@ func generate(seed uint64, units []modelUnit, n, kexecs int) []modelStep {
 		} else {
 			total := 0
 			cands := map[stepKind][]string{}
-			usable := func(o op) bool { return o.kind != stepUnstage || m.staged }
+			usable := func(o op) bool {
+				switch o.kind {
+				case stepUnstage:
+					return m.staged
+				case stepStage: // there must be a next kernel
+					return m.kexecs < kexecs
+				}
+				return true
+			}
 			for _, o := range ops {
 				if o.perUnit == nil {
 					if usable(o) {
@@ -770,6 +778,9 @@ func TestModelGenerate(t *testing.T) {
 	m := newModel(vmModelUnits)
 	for i, s := range a {
 		seen[s.kind]++
+		if s.kind == stepStage && m.kexecs == 4 {
+			t.Errorf("step %d stages after the last kexec", i)
+		}
 		if u := m.state[s.unit]; u != nil {
 			if (s.kind == stepStart && u.running) || (s.kind == stepStop || s.kind == stepKill) && !u.running {
 				t.Errorf("step %d (%s) with the unit %s", i, s, u)

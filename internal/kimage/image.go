@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"syscall"
 )
 
 // ErrNotImage means a file is not an x86 bzImage that this package can
@@ -63,7 +64,8 @@ const MaxDecompressed = 1 << 30
 // payload or version string lies outside the file. It does not read the
 // payload itself: see [Image.Formats].
 func Open(path string) (*Image, error) {
-	f, err := os.Open(path)
+	// Not blocking: a FIFO would block the open until a writer comes.
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return nil, fmt.Errorf("kimage: %w", err)
 	}
@@ -71,6 +73,9 @@ func Open(path string) (*Image, error) {
 	st, err := f.Stat()
 	if err != nil {
 		return nil, fmt.Errorf("kimage: %w", err)
+	}
+	if !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("kimage: %s: not a regular file (%s)", path, st.Mode().Type())
 	}
 	img, err := readHeader(f, st.Size())
 	if err != nil {

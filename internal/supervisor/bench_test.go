@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -177,4 +178,33 @@ func rss(b *testing.B, pid int) int64 {
 	}
 	b.Fatal("no VmRSS")
 	return 0
+}
+
+// BenchmarkExecShim measures what the exec shim adds to starting a
+// service: fork and exec of /bin/true directly (the baseline), through
+// luod-exec, and through luod's own binary (luod --exec-shim, the fallback
+// when luod-exec is not installed), all in the same run. With LISTEN_FDS
+// set, as for a service with a store.
+func BenchmarkExecShim(b *testing.B) {
+	bin := luodtest.Binaries(b)
+	truePath := "/bin/true"
+	if _, err := os.Stat(truePath); err != nil {
+		b.Skip("no /bin/true")
+	}
+	env := []string{"PATH=/usr/bin:/bin", "LISTEN_FDS=0"}
+	run := func(b *testing.B, argv []string) {
+		for b.Loop() {
+			pid, err := syscall.ForkExec(argv[0], argv, &syscall.ProcAttr{Env: env, Files: []uintptr{0, 1, 2}})
+			if err != nil {
+				b.Fatal(err)
+			}
+			var ws syscall.WaitStatus
+			if _, err := syscall.Wait4(pid, &ws, 0, nil); err != nil || ws.ExitStatus() != 0 {
+				b.Fatalf("%v: %v, %v", argv, err, ws)
+			}
+		}
+	}
+	b.Run("direct", func(b *testing.B) { run(b, []string{truePath}) })
+	b.Run("luod-exec", func(b *testing.B) { run(b, []string{filepath.Join(bin, "luod-exec"), truePath, "true"}) })
+	b.Run("luod--exec-shim", func(b *testing.B) { run(b, []string{filepath.Join(bin, "luod"), "--exec-shim", truePath, "true"}) })
 }

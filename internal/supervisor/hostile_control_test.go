@@ -160,6 +160,52 @@ func TestHostileControl(t *testing.T) {
 		h.after(t, b, nil)
 	})
 
+	// A kernel or initrd that is a FIFO would block the open until a
+	// writer comes, and a staging holds the update lock meanwhile: every
+	// call naming one answers at once, and the next update is not blocked.
+	t.Run("a FIFO or a directory as the kernel", func(t *testing.T) {
+		fifo := filepath.Join(d.Dir, "kernel.fifo")
+		if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range []control.UpdateParams{
+			{Kernel: fifo, Cmdline: "liveupdate=on"},
+			{Kernel: d.Dir, Cmdline: "liveupdate=on"},
+			{Kernel: "/dev/null", Initrd: fifo, Cmdline: "liveupdate=on"},
+		} {
+			b := h.before(t)
+			var plan control.Plan
+			if err := d.CallWithin(answerWithin, control.MethodPlanUpdate, p, &plan); err != nil {
+				t.Fatalf("PlanUpdate %+v: %v", p, err)
+			}
+			if plan.OK {
+				t.Errorf("plan into %+v is OK", p)
+			}
+			// No LUO device on this host: the plan refuses the staging;
+			// with one, so would the image check.
+			err := d.CallWithin(answerWithin, control.MethodStageUpdate, control.StageParams{Kernel: p.Kernel, Initrd: p.Initrd, Cmdline: p.Cmdline}, nil)
+			var re *control.RemoteError
+			if !errors.As(err, &re) || re.Name != control.ErrUpdateFailed {
+				t.Errorf("StageUpdate %+v: %v, want UpdateFailed", p, err)
+			}
+			answers(t, d)
+			h.after(t, b, nil)
+		}
+		var plan control.Plan
+		if err := d.CallWithin(answerWithin, control.MethodPlanUpdate, control.UpdateParams{Kernel: fifo, Cmdline: "liveupdate=on"}, &plan); err != nil {
+			t.Fatal(err)
+		}
+		var detail string
+		for _, c := range plan.Checks {
+			if !c.OK && strings.Contains(c.Detail, "not a regular file") {
+				detail = c.Detail
+			}
+		}
+		if detail == "" {
+			t.Errorf("no check of the plan says the kernel is not a regular file: %+v", plan.Checks)
+		}
+	})
+
 	t.Run("200 silent connections", func(t *testing.T) {
 		b := h.before(t)
 		var conns []net.Conn

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -18,10 +19,12 @@ import (
 
 // An update, from request to FINISH:
 //
-//	old luod  RunUpdate → update.Run, with updateHost as its hands in the loop
+//	old luod  (StageUpdate → update.Stage: plan and load while units run)
+//	          RunUpdate → update.Run, with updateHost as its hands in the loop
 //	          (the kexec does not return; a soft update re-executes luod)
-//	new luod  New → restore: update.Restore, the stores rebuilt, a Completion
-//	          Run → startAll → the units start with LISTEN_FDS
+//	new luod  New → restore: update.Open (manifest, sessions), beside the setup
+//	          Run → startAll → startUpdated: per unit, update.Retrieve in its
+//	          cgroup, the store rebuilt, the unit started; then a Completion
 //	          unitChanged → Completion.Ready/Failed → finish → FINISH
 
 var errUpdateInProgress = errors.New("another update is in progress, or the last one is still being completed")
@@ -273,7 +276,13 @@ func (m *Manager) startUpdated() map[string]bool {
 	var next *Unit
 	c := m.charger()
 	for i, mu := range r.Units {
-		c.to(mu.Name)
+		// Only memfds have pages to charge; luod must leave the previous
+		// unit's group before that unit starts, either way.
+		if slices.ContainsFunc(mu.Entries, func(e update.Entry) bool { return e.Fate == update.FatePreserve }) {
+			c.to(mu.Name)
+		} else {
+			c.done()
+		}
 		r.Retrieve(i)
 		u := m.restoreUnit(r.Units[i], rep)
 		// The previous unit starts once luod left its cgroup.

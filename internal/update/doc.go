@@ -5,10 +5,12 @@
 //
 //	Snapshot (every unit's entries, with their facts)
 //	  → Decide: one Fate and reason per Entry            plan.go, pure
+//	  (→ Stage: plan and load ahead, units running        stage.go)
 //	  → Run: load → stop → Preserve → Manifest → Exec    run.go, preserve.go
 //	next kernel:
-//	  → Restore: the Manifest and every Entry's file     restore.go
-//	  → the supervisor puts them back into the stores and starts the units
+//	  → Open: the Manifest and the sessions              restore.go
+//	  → Retrieve, unit by unit: its memfds; the supervisor puts them back
+//	    into the unit's store and starts it before the next unit's
 //	  → Completion.Finish once they are up               completion.go
 //
 // One Entry type travels that whole way, and one versioned Manifest codec
