@@ -7,37 +7,20 @@ import (
 	"syscall"
 
 	"golang.org/x/sys/unix"
-)
 
-// OpenImage opens a kernel or initrd to read: a regular file only, without
-// blocking (a FIFO given as a kernel would block the open until a writer
-// comes).
-func OpenImage(path string) (*os.File, error) {
-	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_NONBLOCK, 0)
-	if err != nil {
-		return nil, err
-	}
-	st, err := f.Stat()
-	if err == nil && !st.Mode().IsRegular() {
-		err = fmt.Errorf("%s: not a regular file (%s)", path, st.Mode().Type())
-	}
-	if err != nil {
-		f.Close()
-		return nil, err
-	}
-	return f, nil
-}
+	"github.com/liveupdate/luo/internal/kimage"
+)
 
 // Load loads img with kexec_file_load(2), replacing any loaded image.
 func Load(img Image) error {
-	k, err := OpenImage(img.Kernel)
+	k, err := kimage.OpenFile(img.Kernel)
 	if err != nil {
 		return &Error{Op: "load", Kernel: img.Kernel, Err: err}
 	}
 	defer k.Close()
 	initrdFd, flags := -1, unix.KEXEC_FILE_NO_INITRAMFS
 	if img.Initrd != "" {
-		i, err := OpenImage(img.Initrd)
+		i, err := kimage.OpenFile(img.Initrd)
 		if err != nil {
 			return &Error{Op: "load", Kernel: img.Kernel, Err: fmt.Errorf("initrd: %w", err)}
 		}

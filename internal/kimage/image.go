@@ -64,8 +64,7 @@ const MaxDecompressed = 1 << 30
 // payload or version string lies outside the file. It does not read the
 // payload itself: see [Image.Formats].
 func Open(path string) (*Image, error) {
-	// Not blocking: a FIFO would block the open until a writer comes.
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	f, err := OpenFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("kimage: %w", err)
 	}
@@ -74,15 +73,31 @@ func Open(path string) (*Image, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kimage: %w", err)
 	}
-	if !st.Mode().IsRegular() {
-		return nil, fmt.Errorf("kimage: %s: not a regular file (%s)", path, st.Mode().Type())
-	}
 	img, err := readHeader(f, st.Size())
 	if err != nil {
 		return nil, fmt.Errorf("kimage: %s: %w", path, err)
 	}
 	img.Path = path
 	return img, nil
+}
+
+// OpenFile opens a kernel image or initrd to read: a regular file only,
+// without blocking (a FIFO would block the open until a writer comes).
+// Everything that reads or loads an image named by a client opens it so.
+func OpenFile(path string) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, err
+	}
+	st, err := f.Stat()
+	if err == nil && !st.Mode().IsRegular() {
+		err = fmt.Errorf("%s: not a regular file (%s)", path, st.Mode().Type())
+	}
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
 }
 
 // readHeader reads an Image from the size bytes of r.

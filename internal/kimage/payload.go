@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 
 	"github.com/klauspost/compress/zstd"
 	"github.com/pierrec/lz4/v4"
@@ -39,7 +38,7 @@ const maxWindow = 256 << 20
 // 35 MB kernel it takes some 0.2 s with gzip, 0.4 s with zstd, 1.5 s with
 // bzip2 or lzma and 3 s with xz (one core of the project's build machine).
 func (img *Image) Formats() (Formats, error) {
-	f, err := os.Open(img.Path)
+	f, err := OpenFile(img.Path)
 	if err != nil {
 		return Formats{}, fmt.Errorf("kimage: %w", err)
 	}
