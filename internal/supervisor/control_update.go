@@ -68,7 +68,7 @@ func (m *Manager) planUpdateCall(call *control.Call) {
 	switch {
 	case !ok:
 	case staged:
-		st, _, _ := m.Staged()
+		st := m.stagedUpdate()
 		if st == nil {
 			call.ReplyError(control.ErrNotStaged, map[string]string{"message": errNotStaged.Error()})
 			return
@@ -148,28 +148,31 @@ func (m *Manager) unstageCall(call *control.Call) {
 
 func wireStaged(st *update.Staged, changes []string, loaded bool) control.Staged {
 	w := control.Staged{Kernel: st.Target.Kernel, Initrd: st.Target.Initrd, Cmdline: st.Target.Cmdline, StagedAt: st.At,
-		Loaded: loaded, Checks: []control.Check{}, Changes: changes, Replanned: st.Plan == nil}
+		Loaded: loaded, Checks: wireChecks(st.Checks), Changes: changes, Replanned: st.Plan == nil}
 	if w.Changes == nil {
 		w.Changes = []string{}
-	}
-	for _, ch := range st.Checks {
-		w.Checks = append(w.Checks, control.Check{Name: ch.Name, OK: ch.OK, Detail: ch.Detail})
 	}
 	c := st.Counts
 	w.TotalBytes, w.Memfds, w.Preserved, w.Sessions, w.Lost = c.Bytes, c.Memfds, c.Preserved, c.Sessions, c.Lost
 	return w
 }
 
+// wireChecks converts a plan's checks; never nil.
+func wireChecks(cs []update.Check) []control.Check {
+	w := []control.Check{}
+	for _, ch := range cs {
+		w = append(w, control.Check{Name: ch.Name, OK: ch.OK, Detail: ch.Detail})
+	}
+	return w
+}
+
 func wirePlan(p *update.Plan, allowLoss bool) control.Plan {
 	c := p.Counts()
 	w := control.Plan{Kind: string(p.Kind), Kernel: p.Target.Kernel, Initrd: p.Target.Initrd, Cmdline: p.Target.Cmdline,
-		Checks: []control.Check{}, Units: []control.PlanUnit{}, TotalBytes: c.Bytes, Memfds: c.Memfds, Preserved: c.Preserved,
+		Checks: wireChecks(p.Checks), Units: []control.PlanUnit{}, TotalBytes: c.Bytes, Memfds: c.Memfds, Preserved: c.Preserved,
 		Sessions: c.Sessions, Others: c.Others, Lost: c.Lost, OK: p.Refusal(allowLoss) == nil}
 	if p.Kind != update.Kexec {
 		w.Kernel, w.Initrd, w.Cmdline = "", "", ""
-	}
-	for _, ch := range p.Checks {
-		w.Checks = append(w.Checks, control.Check{Name: ch.Name, OK: ch.OK, Detail: ch.Detail})
 	}
 	for _, u := range p.Units {
 		pu := control.PlanUnit{Name: u.Name, Active: u.Active, Preserve: u.Preserve.String(), Entries: []control.PlanEntry{}}

@@ -56,12 +56,10 @@ func (m *Manager) beginUpdate() (end func(), err error) {
 // PlanStaged is the plan of the staged update st, as a staged run would
 // start from it: decided again with the staging's answers, with its checks.
 func (m *Manager) PlanStaged(st *update.Staged) *update.Plan {
-	if st.Plan == nil {
-		return update.MakePlan(m.kernel, updateHost{m: m}, update.Kexec, st.Target, false)
+	p := st.Decide(m.kernel, updateHost{m: m})
+	if st.Plan != nil {
+		p.Checks = st.Checks
 	}
-	var p *update.Plan
-	m.do(func() { p = st.Plan.Redecide(m.snapshot(true)) })
-	p.Checks = st.Checks
 	return p
 }
 
@@ -115,6 +113,12 @@ func (m *Manager) StageUpdate(req update.Request) (*update.Staged, *update.Plan,
 	m.do(func() { m.staged = st })
 	m.log.Info("update staged", "kernel", req.Target.Kernel, "plan", plan.Summary())
 	return st, plan, nil
+}
+
+// stagedUpdate is the staged update, nil when none.
+func (m *Manager) stagedUpdate() (st *update.Staged) {
+	m.do(func() { st = m.staged })
+	return st
 }
 
 // Staged is the staged update, nil when none, with what changed in the

@@ -196,12 +196,7 @@ func makePlan(k Kernel, h Host, req *Request) (*Plan, error) {
 		return nil, &Error{Phase: PhaseLoad, Err: err, Restored: true}
 	}
 	req.Target = s.Target
-	if s.Plan == nil {
-		return MakePlan(k, h, Kexec, s.Target, false), nil
-	}
-	var p *Plan
-	h.Locked(func(units []Unit) { p = s.Plan.Redecide(units) })
-	return p, nil
+	return s.Decide(k, h), nil
 }
 
 // run is the state of Run that its abort undoes.

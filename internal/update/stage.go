@@ -64,6 +64,19 @@ func ResumeStaged(st *StagedState) *Staged {
 	return &Staged{Target: st.Target, At: st.At, Checks: st.Checks, Counts: st.Counts}
 }
 
+// Decide is the plan of the stores now, as a staged run starts from it:
+// the staged plan decided again with the answers the staging got from the
+// kernel (no trial preservation, no load), or, after a re-exec lost them,
+// a plan made again without loading.
+func (s *Staged) Decide(k Kernel, stores Stores) *Plan {
+	if s.Plan == nil {
+		return MakePlan(k, stores, Kexec, s.Target, false)
+	}
+	var p *Plan
+	stores.Locked(func(units []Unit) { p = s.Plan.Redecide(units) })
+	return p
+}
+
 // Unstage unloads the staged kernel.
 func Unstage(k Kernel) error { return k.Unload() }
 
