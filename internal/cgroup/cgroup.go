@@ -1,8 +1,8 @@
 // Package cgroup gives each of luod's units a cgroup v2 group of its own:
 // luod starts a unit's processes in it (clone3 with CLONE_INTO_CGROUP),
 // finds which unit a process belongs to from its group, signals and kills
-// all of a unit's processes at once (cgroup.kill), and can charge memory to
-// a unit by running in its group for a moment.
+// all of a unit's processes (freezing the group meanwhile), and can charge
+// memory to a unit by running in its group for a moment.
 //
 // The groups live in a subtree luod owns. As PID 1, luod mounts cgroup2 on
 // /sys/fs/cgroup when no cgroup2 hierarchy is mounted, stays in the root
@@ -120,7 +120,15 @@ func (t *Tree) Group(unit string) (*Group, error) {
 	if err := t.mkdir(rel); err != nil {
 		return nil, err
 	}
-	return &Group{t: t, rel: rel}, nil
+	g := &Group{t: t, rel: rel}
+	// A luod that stopped in the middle of a Kill may have left the group
+	// frozen; every process started in it would be born frozen.
+	if b, err := os.ReadFile(filepath.Join(g.Path(), "cgroup.freeze")); err == nil && strings.TrimSpace(string(b)) != "0" {
+		if err := g.thaw(); err != nil {
+			return nil, err
+		}
+	}
+	return g, nil
 }
 
 // UnitOf returns the unit whose group (or a group below it) pid is in, or

@@ -176,3 +176,67 @@ func TestDynmodsOptions(t *testing.T) {
 		}
 	}
 }
+
+// TestStartAfterKill: a group cleared by Kill takes new processes started
+// into it with CLONE_INTO_CGROUP, as a unit's next start does. (With
+// cgroup.kill, kernels such as 6.18.44 kill every such process at birth.)
+// Its forking processes die too, and it is left thawed.
+func TestStartAfterKill(t *testing.T) {
+	tr := tree(t)
+	g, err := tr.Group("again.service")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Remove()
+	for round := range 3 {
+		// A main process that keeps forking children while it is killed.
+		forker := startIn(t, g, "while :; do sleep 1000 & sleep 0.001; done")
+		poll(t, "children forked", func() bool { pids, _ := g.Procs(); return len(pids) > 3 })
+		if err := g.Kill(); err != nil {
+			t.Fatalf("round %d: %v", round, err)
+		}
+		if pids, _ := g.Procs(); len(pids) > 0 {
+			t.Errorf("round %d: Kill returned with %v in the group", round, pids)
+		}
+		poll(t, "the group empty", func() bool { return !g.Populated() })
+		if err := forker.Wait(); err == nil || forker.ProcessState.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
+			t.Errorf("round %d: the forker ended with %v, not SIGKILL", round, err)
+		}
+		if b, _ := os.ReadFile(g.Path() + "/cgroup.freeze"); strings.TrimSpace(string(b)) != "0" {
+			t.Errorf("round %d: cgroup.freeze is %q after Kill", round, b)
+		}
+		next := startIn(t, g, "exit 7")
+		if err := next.Wait(); next.ProcessState.ExitCode() != 7 {
+			t.Fatalf("round %d: a process started into the group after Kill ended with %v, want exit status 7", round, err)
+		}
+	}
+}
+
+// TestGroupThawsLeftFreeze: a group a previous luod left frozen (it
+// stopped inside Kill) is thawed when it is opened again, so that the
+// unit's next process is not born frozen.
+func TestGroupThawsLeftFreeze(t *testing.T) {
+	tr := tree(t)
+	g, err := tr.Group("frozen.service")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Remove()
+	if err := tr.write(g.rel, "cgroup.freeze", "1"); err != nil {
+		t.Skip("no cgroup.freeze:", err)
+	}
+	if g, err = tr.Group("frozen.service"); err != nil {
+		t.Fatal(err)
+	}
+	next := startIn(t, g, "exit 3")
+	done := make(chan error, 1)
+	go func() { done <- next.Wait() }()
+	select {
+	case <-done:
+		if next.ProcessState.ExitCode() != 3 {
+			t.Fatalf("exit status %d, want 3", next.ProcessState.ExitCode())
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a process started in the reopened group did not run: still frozen")
+	}
+}

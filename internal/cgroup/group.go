@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -96,17 +97,56 @@ func (g *Group) Signal(sig syscall.Signal) error {
 	return nil
 }
 
-// Kill sends SIGKILL to every process of the group at once: cgroup.kill
-// (Linux 5.14), which also catches processes forking meanwhile, or
-// otherwise a signal to each process listed.
+// Kill SIGKILLs every process of the group and of the groups below it,
+// and returns once they are gone or after killWait. It freezes the group
+// meanwhile (cgroup.freeze, Linux 5.2): a frozen process cannot fork or
+// leave, and a child whose fork was under way when the group froze is born
+// frozen and found by the next pass, while SIGKILL still ends a frozen
+// process. The group is thawed before Kill returns, whatever happened.
+//
+// Kill does not write cgroup.kill. That bumps the group's kill sequence
+// (Linux 6.14 and stable backports), and clone3 with CLONE_INTO_CGROUP
+// compares the sequence of the parent's group with the target's on such
+// kernels (6.18.44 does): once a group has been cleared with cgroup.kill,
+// every process started into it that way, as luod starts a unit, is killed
+// at birth (TestStartAfterKill).
 func (g *Group) Kill() error {
 	if g.Contains(os.Getpid()) {
 		return errSelf
 	}
-	if err := g.t.write(g.rel, "cgroup.kill", "1"); err == nil || !errors.Is(err, os.ErrNotExist) {
-		return err
+	frozen := g.t.write(g.rel, "cgroup.freeze", "1") == nil
+	var err error
+	for deadline := time.Now().Add(killWait); ; time.Sleep(time.Millisecond) {
+		var pids []int
+		if pids, err = g.Procs(); err != nil || len(pids) == 0 {
+			break
+		}
+		for _, pid := range pids {
+			syscall.Kill(pid, syscall.SIGKILL)
+		}
+		if time.Now().After(deadline) {
+			err = fmt.Errorf("cgroup: %s: %d processes still alive %v after SIGKILL", g.rel, len(pids), killWait)
+			break
+		}
 	}
-	return g.Signal(syscall.SIGKILL)
+	if frozen {
+		if terr := g.thaw(); err == nil {
+			err = terr
+		}
+	}
+	return err
+}
+
+// killWait bounds how long Kill waits for the processes it killed: a
+// process blocked in the kernel (D state) dies only when it gets out.
+const killWait = 200 * time.Millisecond
+
+// thaw unfreezes the group (see Kill).
+func (g *Group) thaw() error {
+	if err := g.t.write(g.rel, "cgroup.freeze", "0"); err != nil {
+		return fmt.Errorf("cgroup: thaw %s: %w", g.rel, err)
+	}
+	return nil
 }
 
 // MemoryCurrent returns memory.current: the bytes charged to the group.

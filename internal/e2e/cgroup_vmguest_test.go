@@ -28,6 +28,7 @@ func TestCgroups(t *testing.T) {
 		}
 		liveUpdate(t)
 	case 2:
+		t.Run("escapee_stopped_with_unit", escapeeStopped)
 		t.Run("restored_memory_charged_to_unit", restoredMemoryCharged)
 		t.Run("luod_back_in_its_group", luodBackHome)
 	}
@@ -52,7 +53,26 @@ func favorDynmods(t *testing.T) {
 	t.Error("no cgroup2 on /sys/fs/cgroup in mountinfo")
 }
 
+// escapeeStopped: the escapee, which ignores SIGTERM, dies with its unit,
+// and the unit starts again in the group it was killed in (with
+// cgroup.kill, some kernels kill every process started into that group at
+// birth).
 func escapeeStopped(t *testing.T) {
+	first := escapeeOf(t)
+	stopWithEscapee(t, first)
+	os.Remove("/run/escapee")
+	mustCall(t, control.MethodStartUnit, control.UnitName{Name: "esc.service"}, nil)
+	waitActive(t, "esc.service")
+	if again := escapeeOf(t); again == first {
+		t.Errorf("the escapee %d after the restart is the one that was killed", again)
+	} else {
+		stopWithEscapee(t, again)
+	}
+}
+
+// escapeeOf waits for esc.service's escapee and checks that it is in the
+// unit's group.
+func escapeeOf(t *testing.T) int {
 	var pid int
 	poll(t, "the escapee's pid", time.Minute, func() error {
 		b, err := os.ReadFile("/run/escapee")
@@ -70,6 +90,11 @@ func escapeeStopped(t *testing.T) {
 	if !strings.Contains(out, "CGroup") || !strings.Contains(out, strconv.Itoa(pid)) {
 		t.Errorf("luoctl status does not list the escapee %d among the unit's processes", pid)
 	}
+	return pid
+}
+
+// stopWithEscapee stops esc.service and waits for its escapee to die.
+func stopWithEscapee(t *testing.T, pid int) {
 	mustCall(t, control.MethodStopUnit, control.UnitName{Name: "esc.service"}, nil)
 	poll(t, "the escapee gone", 30*time.Second, func() error {
 		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))

@@ -271,8 +271,10 @@ func serveCtl(l net.Listener, n *sdnotify.Notifier, nopoll bool) {
 }
 
 // beEscapee is the process of -escape: it writes its pid and sleeps
-// (not select{}, which the runtime would take for a deadlock).
+// (not select{}, which the runtime would take for a deadlock). It ignores
+// SIGTERM, so that only a SIGKILL stops it.
 func beEscapee(pidFile string) error {
+	signal.Ignore(syscall.SIGTERM)
 	if err := os.WriteFile(pidFile, []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
 		return err
 	}
