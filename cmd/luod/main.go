@@ -26,6 +26,7 @@ func main() {
 	if len(os.Args) > 1 && os.Args[1] == supervisor.ShimArg {
 		os.Exit(supervisor.RunShim(os.Args[2:]))
 	}
+	supervisor.PrefetchSelf()
 	if err := run(); err != nil {
 		fmt.Fprintln(os.Stderr, "luod:", err)
 		os.Exit(1)
