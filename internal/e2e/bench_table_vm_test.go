@@ -84,24 +84,29 @@ func updateRounds(t *testing.T, res *vmtest.Result, unit string, ready func(stri
 	return rounds
 }
 
-// floorKexecs are the harness's own kexecs in a run, reboot() to the next
-// /init, on the host's clock: the floor of any kexec-based update.
-func floorKexecs(res *vmtest.Result) []float64 {
-	var floors []float64
-	from, stage := time.Time{}, 0
+// floorKexecs are the harness's own kexecs in a run, on the host's
+// clock: reboot() to the next /init, the floor of any kexec-based update;
+// and the same kexecs to the READY of the service that luod starts afresh
+// after them, ready telling its line (nothing is restored: the floor plus
+// a cold start of luod and the service).
+func floorKexecs(res *vmtest.Result, ready func(string) bool) (floors, cold []float64) {
+	from, stage, booted := time.Time{}, 0, false
 	for _, l := range res.Lines {
 		text := strings.TrimSpace(l.Text)
 		if m := floorRE.FindStringSubmatch(text); l.Stream == vm.Results && m != nil {
 			stage, _ = strconv.Atoi(m[2])
-			from = l.Time
+			from, booted = l.Time, false
 		} else if m := vminitRE.FindStringSubmatch(text); l.Stream == vm.Console && m != nil && !from.IsZero() {
 			if n, _ := strconv.Atoi(m[1]); n == stage {
 				floors = append(floors, l.Time.Sub(from).Seconds())
-				from = time.Time{}
+				booted = true
 			}
+		} else if l.Stream == vm.Console && booted && ready(text) {
+			cold = append(cold, l.Time.Sub(from).Seconds())
+			from, booted = time.Time{}, false
 		}
 	}
-	return floors
+	return floors, cold
 }
 
 // spansOf are the spans of the complete rounds of one mode, in seconds.
@@ -133,6 +138,7 @@ type benchTable struct {
 
 	mainMem, mainCPUs int
 	floor             []float64
+	coldStart         []float64 // the floor's kexecs to the counter's READY, started afresh
 	luod              map[string]roundSpans // by mode
 	luodReport        map[string][]float64  // luod's own Blackout, by mode
 
@@ -177,7 +183,9 @@ func (tab *benchTable) blackout(t *testing.T, res *vmtest.Result, cfg vm.Config)
 	rounds := updateRounds(t, res, blackoutUnit, func(s string) bool {
 		return strings.HasPrefix(s, "counter: generation=") && strings.Contains(s, "origin=luo")
 	})
-	tab.floor = floorKexecs(res)
+	tab.floor, tab.coldStart = floorKexecs(res, func(s string) bool {
+		return strings.HasPrefix(s, "counter: generation=1 ") && strings.Contains(s, "origin=fresh")
+	})
 	tab.luod = map[string]roundSpans{}
 	tab.luodReport = map[string][]float64{}
 	for _, m := range []string{"unstaged", "staged"} {
@@ -189,9 +197,9 @@ func (tab *benchTable) blackout(t *testing.T, res *vmtest.Result, cfg vm.Config)
 		}
 	}
 	want := tab.rounds
-	if n := len(tab.luod["unstaged"].total); n != want || (tab.staged && len(tab.luod["staged"].total) != want) || len(tab.floor) != want {
-		t.Errorf("measured %d unstaged, %d staged luod updates and %d bare kexecs; want %d each",
-			n, len(tab.luod["staged"].total), len(tab.floor), want)
+	if n := len(tab.luod["unstaged"].total); n != want || (tab.staged && len(tab.luod["staged"].total) != want) || len(tab.floor) != want || len(tab.coldStart) != want {
+		t.Errorf("measured %d unstaged, %d staged luod updates, %d bare kexecs and %d cold starts after them; want %d each",
+			n, len(tab.luod["staged"].total), len(tab.floor), len(tab.coldStart), want)
 	}
 }
 
@@ -274,6 +282,7 @@ func (tab *benchTable) String() string {
 
 	head("counter (examples/counter, 1 MiB state: 2 memfds)     vs floor")
 	row("floor: bare kexec, harness reboot() -> new /init", tab.mainMem, tab.floor, tab.floor)
+	row("  and a cold start: -> counter READY, luod and counter afresh", tab.mainMem, tab.coldStart, tab.floor)
 	for _, m := range []string{"unstaged", "staged"} {
 		sp := tab.luod[m]
 		if m == "staged" && !tab.staged {
@@ -289,6 +298,9 @@ func (tab *benchTable) String() string {
 		row("  kexec + boot: reboot() -> new /init", tab.mainMem, sp.kexec, tab.floor)
 		row("  new kernel: /init -> counter READY", tab.mainMem, sp.newSide, nil)
 		row("  service down: luod's SIGTERM -> READY", tab.mainMem, sp.down, tab.floor)
+		if d, c := statsOf(sp.down), statsOf(tab.coldStart); d.n > 0 && c.n > 0 {
+			w("%-68s %+.2f s median, %+.2f s min\n", "    minus the floor and a cold start (what restoring costs)", d.median-c.median, d.min-c.min)
+		}
 		row("  luod's report: Blackout (stopped..ready, 2 clocks)", tab.mainMem, tab.luodReport[m], nil)
 	}
 	for _, early := range []bool{false, true} {

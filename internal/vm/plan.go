@@ -39,6 +39,8 @@ type Plan struct {
 	Init []string `json:"init,omitempty"`
 	// Driver: start Test first, then exec Init (see Config.Driver).
 	Driver bool `json:"driver,omitempty"`
+	// Delay is Config.DriverDelay.
+	Delay time.Duration `json:"driver_delay,omitempty"`
 	// Results is the guest path of the results serial port.
 	Results string `json:"results"`
 	// Deadline, if set, is when the host kills the VM. vmtest.GuestMain

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/liveupdate/luo/internal/vm"
@@ -15,6 +17,9 @@ import (
 var console = os.Stdout
 
 func main() {
+	if d, ok := os.LookupEnv(delayEnv); ok && os.Getpid() != 1 {
+		os.Exit(delayedDriver(d))
+	}
 	if os.Getpid() != 1 {
 		fmt.Fprintln(os.Stderr, "vminit: not PID 1; this is the init of a VM built by package vm, not a command")
 		os.Exit(2)
@@ -70,9 +75,14 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	proc, err := os.StartProcess(plan.Test[0], plan.Test, &os.ProcAttr{
+	argv, procEnv := plan.Test, env
+	if plan.Driver && plan.Delay > 0 && len(plan.Init) > 0 {
+		argv = append([]string{"/init"}, plan.Test...)
+		procEnv = append([]string{delayEnv + "=" + plan.Delay.String()}, env...)
+	}
+	proc, err := os.StartProcess(argv[0], argv, &os.ProcAttr{
 		Dir:   "/",
-		Env:   env,
+		Env:   procEnv,
 		Files: []*os.File{null, port, port},
 	})
 	if err != nil {
@@ -88,7 +98,7 @@ func run() error {
 		}
 		null.Close()
 		port.Close()
-		logf("vminit: test binary pid %d drives; exec %q", proc.Pid, plan.Init)
+		logf("vminit: test binary pid %d drives (starting in %v); exec %q", proc.Pid, plan.Delay, plan.Init)
 		return fmt.Errorf("exec %s: %w", plan.Init[0], unix.Exec(plan.Init[0], plan.Init, env))
 	}
 	status, err := reapUntil(proc.Pid)
@@ -175,4 +185,23 @@ func powerOff() {
 		logf("vminit: power off: %v", err)
 	}
 	os.Exit(1)
+}
+
+// delayEnv makes vminit, started as a child of itself, wait that long and
+// exec the test binary (Plan.Delay): [delayEnv=DURATION, env...] and
+// argv [/init, test binary, args...].
+const delayEnv = "VMINIT_DRIVER_DELAY"
+
+// delayedDriver is that child. It returns only on failure.
+func delayedDriver(delay string) int {
+	d, err := time.ParseDuration(delay)
+	if err != nil || len(os.Args) < 2 {
+		fmt.Fprintf(os.Stderr, "vminit: driver delay %q, argv %q\n", delay, os.Args)
+		return 2
+	}
+	time.Sleep(d)
+	env := slices.DeleteFunc(os.Environ(), func(kv string) bool { return strings.HasPrefix(kv, delayEnv+"=") })
+	err = unix.Exec(os.Args[1], os.Args[1:], env)
+	fmt.Fprintf(os.Stderr, "vminit: exec %s: %v\n", os.Args[1], err)
+	return 2
 }
