@@ -138,7 +138,7 @@ type benchTable struct {
 
 	mainMem, mainCPUs int
 	floor             []float64
-	coldStart         []float64 // the floor's kexecs to the counter's READY, started afresh
+	coldStart         []float64             // the floor's kexecs to the counter's READY, started afresh
 	luod              map[string]roundSpans // by mode
 	luodReport        map[string][]float64  // luod's own Blackout, by mode
 
