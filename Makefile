@@ -10,13 +10,17 @@
 
 GO      ?= go
 TIMEOUT ?= 80m
+BIN     ?= bin
+# The version both binaries report: git describe, or VERSION=... (make deb).
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
+LDFLAGS := -X github.com/liveupdate/luo/internal/version.set=$(VERSION)
 
 .PHONY: all build test unit vmtest bench demo interop kernel fuzz vet
 
 all: build
 
 build:
-	CGO_ENABLED=0 $(GO) build -o bin/ ./cmd/...
+	CGO_ENABLED=0 $(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/ ./cmd/...
 
 vet:
 	$(GO) vet ./...

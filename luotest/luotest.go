@@ -162,7 +162,7 @@ func vmConfig(cfg Config, kernels []string, test string) (vm.Config, error) {
 		Kernels:  kernels,
 		Binaries: bins,
 		Files:    files,
-		Init:     []string{BinDir + "/luod", "-units", vm.DiskDir + "/" + unitDir + ":/run/luod/system", "-log-level", "info"},
+		Init:     []string{BinDir + "/luod", "--units", vm.DiskDir + "/" + unitDir + ":/run/luod/system", "--log-level", "info"},
 		Driver:   true,
 		TestArgs: []string{"-test.run", runPattern(test)},
 		Timeout:  cfg.Timeout,

@@ -5,21 +5,25 @@
 // and across kexec live updates through the kernel's Live Update
 // Orchestrator. It runs as PID 1 or under another init.
 //
-//	luod [-units DIR] [-runtime DIR] [-log-format text|json] [-log-level info]
+//	luod [--units DIRS] [--runtime-dir DIR] [--log-format text|json] [--log-level info] [--device PATH]
+//	luod --version
 //
 // See the README and `luoctl --help`.
 package main
 
 import (
 	"context"
-	"flag"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"strconv"
 	"strings"
 
+	"github.com/spf13/pflag"
+
 	"github.com/liveupdate/luo/internal/supervisor"
+	"github.com/liveupdate/luo/internal/version"
 )
 
 func main() {
@@ -34,38 +38,41 @@ func main() {
 }
 
 func run() error {
-	var (
-		units     = flag.String("units", "/etc/luod/system:/run/luod/system", "directories of *.service unit files, colon-separated, first wins")
-		runtime   = flag.String("runtime", "/run/luod", "directory of the notify and control sockets")
-		logFormat = flag.String("log-format", "text", "log format: text or json")
-		logLevel  = flag.String("log-level", "info", "log level: debug, info, warn or error")
-		device    = flag.String("device", "/dev/liveupdate", "LUO device")
-	)
-	flag.Parse()
+	o, err := parseArgs(os.Args[1:], os.Stderr)
+	if errors.Is(err, pflag.ErrHelp) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if o.version {
+		fmt.Println("luod", version.String())
+		return nil
+	}
 	var level slog.Level
-	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
-		return fmt.Errorf("-log-level: %w", err)
+	if err := level.UnmarshalText([]byte(o.logLevel)); err != nil {
+		return fmt.Errorf("--log-level: %w", err)
 	}
 	opts := &slog.HandlerOptions{Level: level}
 	var h slog.Handler
-	switch *logFormat {
+	switch o.logFormat {
 	case "text":
 		h = slog.NewTextHandler(os.Stderr, opts)
 	case "json":
 		h = slog.NewJSONHandler(os.Stderr, opts)
 	default:
-		return fmt.Errorf("-log-format: %q is not text or json", *logFormat)
+		return fmt.Errorf("--log-format: %q is not text or json", o.logFormat)
 	}
 	log := slog.New(h).With("prog", "luod")
 
 	cfg := supervisor.Config{
-		UnitDirs:   strings.Split(*units, ":"),
-		RuntimeDir: *runtime,
+		UnitDirs:   strings.Split(o.units, ":"),
+		RuntimeDir: o.runtimeDir,
 		Logger:     log,
 		PID1:       os.Getpid() == 1,
 	}
-	cfg.LiveUpdate.Device = *device
-	cfg.LiveUpdate.Kernel = kernel(*device, *runtime, log)
+	cfg.LiveUpdate.Device = o.device
+	cfg.LiveUpdate.Kernel = kernel(o.device, o.runtimeDir, log)
 	if v := os.Getenv(supervisor.StateEnv); v != "" {
 		os.Unsetenv(supervisor.StateEnv)
 		fd, err := strconv.Atoi(v)

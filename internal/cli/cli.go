@@ -7,7 +7,6 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"runtime/debug"
 	"strings"
 	"syscall"
 	"time"
@@ -15,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/liveupdate/luo/internal/control"
+	"github.com/liveupdate/luo/internal/version"
 )
 
 // Exit statuses of luoctl; see the package documentation.
@@ -238,10 +238,12 @@ func (a *app) rootCommand() *cobra.Command {
 		Long:          rootLong,
 		SilenceErrors: true,
 		SilenceUsage:  true,
+		Version:       version.String(),
 		RunE: func(*cobra.Command, []string) error {
 			return errors.New("missing command")
 		},
 	}
+	root.SetVersionTemplate("luoctl {{.Version}}\n")
 	socket := a.env.getenv(SocketEnv)
 	if socket == "" {
 		socket = control.DefaultSocket
@@ -351,31 +353,4 @@ func (a *app) completeUnits(cmd *cobra.Command, _ []string, _ string) ([]string,
 func isRemote(err error) bool {
 	var re *control.RemoteError
 	return errors.As(err, &re)
-}
-
-// version is luoctl's version, from the build information.
-func version() string {
-	bi, ok := debug.ReadBuildInfo()
-	if !ok {
-		return "(unknown)"
-	}
-	v := bi.Main.Version
-	if v == "" {
-		v = "(devel)"
-	}
-	var rev, dirty string
-	for _, s := range bi.Settings {
-		switch s.Key {
-		case "vcs.revision":
-			rev = s.Value
-		case "vcs.modified":
-			if s.Value == "true" {
-				dirty = "-dirty"
-			}
-		}
-	}
-	if rev != "" && !strings.Contains(v, rev[:min(len(rev), 12)]) {
-		v += " " + rev[:min(len(rev), 12)] + dirty
-	}
-	return v
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/liveupdate/luo/internal/control"
+	"github.com/liveupdate/luo/internal/version"
 )
 
 func (a *app) reloadCommand() *cobra.Command {
@@ -158,7 +159,7 @@ func (a *app) versionCommand() *cobra.Command {
 		Short: "Print the versions of luoctl and luod",
 		Args:  args(0, 0, ""),
 		RunE: a.runE(queryTimeout, func(ctx context.Context, _ *cobra.Command, _ []string) error {
-			mine := version()
+			mine := version.String()
 			m, err := a.getManager(ctx)
 			if a.json {
 				v := struct {

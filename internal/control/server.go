@@ -16,6 +16,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/liveupdate/luo/internal/version"
 )
 
 // Timeouts of the server side of a connection.
@@ -245,23 +247,14 @@ func newServer(ln *net.UnixListener, h Handler, logf func(string, ...any)) *Serv
 		euid:          uint32(os.Geteuid()),
 		writeTimeout:  writeTimeout,
 		rejectTimeout: rejectTimeout,
-		version:       buildVersion(),
+		version:       version.String(),
 		conns:         make(map[*net.UnixConn]struct{}),
 		closeDone:     make(chan struct{}),
 	}
 }
 
-// buildVersion is the main module's version from the build information.
-func buildVersion() string {
-	bi, ok := debug.ReadBuildInfo()
-	if !ok || bi.Main.Version == "" {
-		return "(unknown)"
-	}
-	return bi.Main.Version
-}
-
 // SetVersion sets the version reported by org.varlink.service.GetInfo; the
-// default is the main module's version from the build information.
+// default is the build's (package version).
 func (s *Server) SetVersion(v string) {
 	s.mu.Lock()
 	s.version = v

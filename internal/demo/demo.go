@@ -61,7 +61,7 @@ func Run(ctx context.Context, out io.Writer) error {
 			"bin/luo-demo":  "github.com/liveupdate/luo/cmd/luo-demo",
 		},
 		Files:    files,
-		Init:     []string{"/vmtest/bin/luod", "-units", "/vmtest/etc/luod/system", "-log-level", "warn"},
+		Init:     []string{"/vmtest/bin/luod", "--units", "/vmtest/etc/luod/system", "--log-level", "warn"},
 		Driver:   true,
 		Program:  "bin/luo-demo",
 		TestArgs: []string{GuestFlag},

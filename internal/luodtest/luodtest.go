@@ -111,7 +111,7 @@ func StartWith(t testing.TB, o Options, units map[string]string, args ...string)
 	for name, text := range units {
 		d.WriteUnit(name, text)
 	}
-	d.cmd = exec.Command(luod, append([]string{"-units", d.Units, "-runtime", d.Runtime,
+	d.cmd = exec.Command(luod, append([]string{"--units", d.Units, "--runtime-dir", d.Runtime,
 		"-device", filepath.Join(d.Dir, "no-liveupdate"), "-log-level", "debug"}, args...)...)
 	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
 	d.cmd.ExtraFiles = o.Inherit

@@ -12,6 +12,7 @@ import (
 	"github.com/liveupdate/luo/internal/fdstore"
 	"github.com/liveupdate/luo/internal/kexec"
 	"github.com/liveupdate/luo/internal/update"
+	"github.com/liveupdate/luo/internal/version"
 )
 
 // This file is the control edge: it answers the calls of io.luo.Manager
@@ -199,7 +200,7 @@ func (m *Manager) managerInfo() control.Manager {
 	cmd, _ := kexec.CurrentCmdline()
 	_, devErr := os.Stat(m.cfg.LiveUpdate.Device)
 	info := control.Manager{
-		Version: Version, PID: os.Getpid(), PID1: m.cfg.PID1, Started: m.started, Reexecs: m.reexecs,
+		Version: version.String(), PID: os.Getpid(), PID1: m.cfg.PID1, Started: m.started, Reexecs: m.reexecs,
 		UnitDir: strings.Join(m.cfg.UnitDirs, ":"), NotifySocket: m.notify.Path(), Units: len(m.units), LiveUpdates: m.liveUpdates,
 		LUO:      control.LUOStatus{Device: devErr == nil, Cmdline: kexec.CmdlineHas(cmd, "liveupdate"), Release: release()},
 		Updating: m.updating,

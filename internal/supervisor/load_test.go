@@ -319,7 +319,7 @@ func TestReexecUpgradesBinary(t *testing.T) {
 	bin := t.TempDir()
 	build := func(version string) {
 		cmd := exec.Command("go", "build", "-o", filepath.Join(bin, "luod.new"),
-			"-ldflags", "-X github.com/liveupdate/luo/internal/supervisor.Version="+version, "github.com/liveupdate/luo/cmd/luod")
+			"-ldflags", "-X github.com/liveupdate/luo/internal/version.set="+version, "github.com/liveupdate/luo/cmd/luod")
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if out, err := cmd.CombinedOutput(); err != nil {
 			t.Fatalf("build: %v\n%s", err, out)

@@ -19,9 +19,6 @@ import (
 	"github.com/liveupdate/luo/internal/update"
 )
 
-// Version is luod's version, reported by GetManager.
-var Version = "0.1.0"
-
 // Config configures a Manager. Zero fields take the defaults shown.
 type Config struct {
 	// UnitDirs are the directories of *.service files, in priority order:

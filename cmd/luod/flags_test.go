@@ -1,0 +1,85 @@
+//go:build linux
+
+package main
+
+import (
+	"errors"
+	"io"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/spf13/pflag"
+)
+
+// TestParseArgs: GNU-style long options, and the single-dash spellings of
+// luod's first releases, give the same options.
+func TestParseArgs(t *testing.T) {
+	want := options{units: "/u", runtimeDir: "/r", logFormat: "json", logLevel: "debug", device: "/dev/x"}
+	for _, args := range [][]string{
+		{"--units", "/u", "--runtime-dir", "/r", "--log-format", "json", "--log-level", "debug", "--device", "/dev/x"},
+		{"--units=/u", "--runtime-dir=/r", "--log-format=json", "--log-level=debug", "--device=/dev/x"},
+		{"-units", "/u", "-runtime", "/r", "-log-format", "json", "-log-level", "debug", "-device", "/dev/x"},
+		{"-units=/u", "--runtime=/r", "-log-format=json", "-log-level=debug", "-device=/dev/x"},
+	} {
+		o, err := parseArgs(args, io.Discard)
+		if err != nil || *o != want {
+			t.Errorf("parseArgs(%q) = %+v, %v; want %+v", args, o, err, want)
+		}
+	}
+	if o, err := parseArgs(nil, io.Discard); err != nil || o.units != "/etc/luod/system:/run/luod/system" || o.runtimeDir != "/run/luod" || o.logLevel != "info" {
+		t.Errorf("defaults: %+v, %v", o, err)
+	}
+	if o, err := parseArgs([]string{"--version"}, io.Discard); err != nil || !o.version {
+		t.Errorf("--version: %+v, %v", o, err)
+	}
+	var usage strings.Builder
+	if _, err := parseArgs([]string{"--help"}, &usage); !errors.Is(err, pflag.ErrHelp) || !strings.Contains(usage.String(), "--runtime-dir") || strings.Contains(usage.String(), "--runtime ") {
+		t.Errorf("--help: %v, usage:\n%s", err, usage.String())
+	}
+	for _, bad := range [][]string{{"--units"}, {"-bogus"}, {"--bogus"}, {"extra"}, {"--log-level", "x", "extra"}} {
+		if o, err := parseArgs(bad, io.Discard); err == nil {
+			t.Errorf("parseArgs(%q) = %+v, want an error", bad, o)
+		}
+	}
+}
+
+// TestSameVersion: make build gives luod and luoctl the version from git
+// describe (not a constant), and both report it.
+func TestSameVersion(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds both binaries")
+	}
+	for _, tool := range []string{"go", "make", "git"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skip("no " + tool)
+		}
+	}
+	root, err := filepath.Abs("../..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := t.TempDir()
+	cmd := exec.Command("make", "-C", root, "build", "BIN="+bin, "VERSION=9.8.7-test")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("make build: %v\n%s", err, out)
+	}
+	for _, c := range []struct{ bin, want string }{{"luod", "luod 9.8.7-test"}, {"luoctl", "luoctl 9.8.7-test"}} {
+		out, err := exec.Command(filepath.Join(bin, c.bin), "--version").Output()
+		if got := strings.TrimSpace(string(out)); err != nil || got != c.want {
+			t.Errorf("%s --version = %q, %v; want %q", c.bin, got, err, c.want)
+		}
+	}
+	describe, err := exec.Command("git", "-C", root, "describe", "--tags", "--always", "--dirty").Output()
+	if err != nil {
+		t.Skipf("not in a git checkout: %v", err)
+	}
+	if err := exec.Command("make", "-C", root, "build", "BIN="+bin).Run(); err != nil {
+		t.Fatal(err)
+	}
+	out, _ := exec.Command(filepath.Join(bin, "luod"), "--version").Output()
+	if got, want := strings.TrimSpace(string(out)), "luod "+strings.TrimSpace(string(describe)); got != want {
+		t.Errorf("luod --version = %q after make build, want %q", got, want)
+	}
+}
