@@ -100,9 +100,12 @@ type reloaded struct {
 func (m *Manager) reload() reloaded {
 	m.reloading.Lock()
 	defer m.reloading.Unlock()
+	m.up.reloading()
 	defs, errs := m.readUnitDirs()
 	var rep reloaded
-	m.do(func() { rep = m.applyReload(defs, errs) })
+	var status string
+	m.do(func() { rep = m.applyReload(defs, errs); status = m.statusLine() })
+	m.up.ready(status)
 	return rep
 }
 

@@ -59,6 +59,7 @@ func (m *Manager) shutdown(how shutdownKind) {
 	if m.quit != nil {
 		return
 	}
+	m.up.stopping("stopping " + m.statusLine())
 	for _, u := range m.sortedUnits() {
 		u.stop("shutdown")
 	}
@@ -78,6 +79,7 @@ func (m *Manager) shutdown(how shutdownKind) {
 		m.events <- funcEvent{fn: func() {
 			m.quit = func() error {
 				m.log.Info("all units stopped")
+				m.up.close()
 				m.control.Close()
 				m.notify.Close()
 				if m.cgroups != nil {

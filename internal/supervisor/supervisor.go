@@ -141,6 +141,8 @@ type Manager struct {
 	finishTimer *time.Timer
 	// held is luod's incoming session kept unfinished for good.
 	held *heldSession
+	// up is luod's own service manager, when it has one.
+	up *upstream
 	// incoming is the live update New found, until startAll restores it.
 	incoming *update.Restored
 	// shim is the argv prefix of the exec shim (see shimCommand).
@@ -173,6 +175,7 @@ func New(cfg Config) (*Manager, error) {
 		events:  make(chan event, 256),
 		kernel:  cfg.LiveUpdate.Kernel,
 		shim:    shimCommand(cfg.Exe),
+		up:      openUpstream(cfg.PID1, cfg.Logger),
 	}
 	if cfg.PID1 {
 		if err := setupPID1(m.log); err != nil {
@@ -265,6 +268,7 @@ func (m *Manager) Run(ctx context.Context) error {
 		m.startAll()
 	}
 	m.armFinish()
+	m.up.ready(m.statusLine())
 	done := ctx.Done()
 	for {
 		select {

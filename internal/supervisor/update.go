@@ -225,6 +225,7 @@ func (h updateHost) Reexec(mf *update.Manifest) error {
 
 func (h updateHost) Progress(p update.Phase, msg string) {
 	h.m.log.Info("update: "+msg, "phase", string(p))
+	h.m.up.status("live update: " + msg)
 	if h.progress != nil {
 		h.progress(p, msg)
 	}
@@ -511,6 +512,7 @@ func (m *Manager) finish(c *update.Completion) {
 	}
 	m.completion = nil
 	m.log.Info("update finished", "count", m.liveUpdates)
+	m.up.status(fmt.Sprintf("live update %d finished; %s", m.liveUpdates, m.statusLine()))
 }
 
 func release() string {

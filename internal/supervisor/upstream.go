@@ -1,0 +1,101 @@
+package supervisor
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+
+	"github.com/liveupdate/luo/sdnotify"
+)
+
+// upstream is luod's own service manager, when luod runs as a service of
+// one (systemd's Type=notify: $NOTIFY_SOCKET is set and luod is not PID 1).
+// luod tells it its main PID and when it is ready, reloading and stopping,
+// with a status line, as any notify service does. Without a manager every
+// method does nothing. Safe for concurrent use.
+//
+// $NOTIFY_SOCKET stays in luod's environment, so that a re-executed luod
+// tells the manager it is ready again; no unit inherits it (each unit's
+// environment is built afresh, with luod's own socket).
+type upstream struct {
+	n    *sdnotify.Notifier
+	log  *slog.Logger
+	once sync.Once // the first send error is logged, not the next ones
+}
+
+// openUpstream opens the manager's socket named by $NOTIFY_SOCKET; PID 1
+// has no manager.
+func openUpstream(pid1 bool, log *slog.Logger) *upstream {
+	up := &upstream{log: log}
+	if pid1 {
+		return up
+	}
+	n, err := sdnotify.Open()
+	switch {
+	case errors.Is(err, sdnotify.ErrNoSocket):
+	case err != nil:
+		log.Warn("cannot notify luod's own service manager ($NOTIFY_SOCKET)", "err", err)
+	default:
+		up.n = n
+	}
+	return up
+}
+
+func (up *upstream) send(state ...string) {
+	if up.n == nil {
+		return
+	}
+	if err := up.n.Notify(state...); err != nil {
+		up.once.Do(func() { up.log.Warn("cannot notify luod's own service manager", "err", err) })
+	}
+}
+
+// ready says luod is up (or back from a reload or a re-exec), with its
+// main PID and status.
+func (up *upstream) ready(status string) {
+	up.send("READY=1", fmt.Sprintf("MAINPID=%d", os.Getpid()), "STATUS="+status)
+}
+
+// reloading says luod is re-reading its units; ready follows.
+func (up *upstream) reloading() {
+	if up.n == nil {
+		return
+	}
+	if err := up.n.Reloading(); err != nil {
+		up.once.Do(func() { up.log.Warn("cannot notify luod's own service manager", "err", err) })
+	}
+}
+
+// stopping says luod is stopping its units to exit.
+func (up *upstream) stopping(status string) { up.send("STOPPING=1", "STATUS="+status) }
+
+// status sets the status line.
+func (up *upstream) status(status string) { up.send("STATUS=" + status) }
+
+// close releases the socket.
+func (up *upstream) close() {
+	if up.n != nil {
+		up.n.Close()
+	}
+}
+
+// statusLine is luod's status for its own manager: how many units and how
+// many of them are active and failed. Called in the loop.
+func (m *Manager) statusLine() string {
+	var n, active, failed int
+	for _, u := range m.units {
+		if u.def == nil {
+			continue
+		}
+		n++
+		switch u.state.Active() {
+		case Active:
+			active++
+		case Failed:
+			failed++
+		}
+	}
+	return fmt.Sprintf("%d units: %d active, %d failed", n, active, failed)
+}
