@@ -7,6 +7,8 @@
 #   make bench    benchmarks (host and VM); ends with the live update table, every baseline measured in the run
 #   make interop  the example service under real systemd 262 in a Debian sid VM (also in make test)
 #   make kernel   build the two LUO test kernels into .cache/kernel (when ../shared is absent)
+#   make install  install luod, luoctl, luod.service, manual pages and completions (PREFIX, DESTDIR)
+#   make deb      build a Debian package of the same into dist/
 
 GO      ?= go
 TIMEOUT ?= 80m
@@ -15,12 +17,51 @@ BIN     ?= bin
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
 LDFLAGS := -X github.com/liveupdate/luo/internal/version.set=$(VERSION)
 
-.PHONY: all build test unit vmtest bench demo interop kernel fuzz vet
+.PHONY: all build test unit vmtest bench demo interop kernel fuzz vet install uninstall deb
 
 all: build
 
 build:
 	CGO_ENABLED=0 $(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/ ./cmd/...
+
+# make install: PREFIX (default /usr/local) and DESTDIR as usual; the unit
+# file goes to $(UNITDIR), which systemd reads for both prefixes.
+PREFIX  ?= /usr/local
+DESTDIR ?=
+SBINDIR  = $(PREFIX)/sbin
+BINDIR   = $(PREFIX)/bin
+MANDIR   = $(PREFIX)/share/man
+DATADIR  = $(PREFIX)/share
+UNITDIR ?= $(PREFIX)/lib/systemd/system
+
+install: build
+	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(BINDIR) $(DESTDIR)$(UNITDIR) \
+	  $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8 \
+	  $(DESTDIR)$(DATADIR)/bash-completion/completions $(DESTDIR)$(DATADIR)/zsh/vendor-completions \
+	  $(DESTDIR)$(DATADIR)/fish/vendor_completions.d
+	install -m 0755 $(BIN)/luod $(BIN)/luod-exec $(DESTDIR)$(SBINDIR)/
+	install -m 0755 $(BIN)/luoctl $(DESTDIR)$(BINDIR)/
+	sed 's|@SBINDIR@|$(SBINDIR)|g' packaging/luod.service.in > $(DESTDIR)$(UNITDIR)/luod.service
+	chmod 0644 $(DESTDIR)$(UNITDIR)/luod.service
+	$(GO) run -ldflags '$(LDFLAGS)' ./internal/cli/mangen $(DESTDIR)$(MANDIR)/man1
+	install -m 0644 docs/man/luod.8 $(DESTDIR)$(MANDIR)/man8/
+	install -m 0644 docs/man/luod.service.5 $(DESTDIR)$(MANDIR)/man5/
+	$(BIN)/luoctl completion bash > $(DESTDIR)$(DATADIR)/bash-completion/completions/luoctl
+	$(BIN)/luoctl completion zsh > $(DESTDIR)$(DATADIR)/zsh/vendor-completions/_luoctl
+	$(BIN)/luoctl completion fish > $(DESTDIR)$(DATADIR)/fish/vendor_completions.d/luoctl.fish
+
+uninstall:
+	rm -f $(DESTDIR)$(SBINDIR)/luod $(DESTDIR)$(SBINDIR)/luod-exec $(DESTDIR)$(BINDIR)/luoctl \
+	  $(DESTDIR)$(UNITDIR)/luod.service $(DESTDIR)$(MANDIR)/man1/luoctl*.1 \
+	  $(DESTDIR)$(MANDIR)/man8/luod.8 $(DESTDIR)$(MANDIR)/man5/luod.service.5 \
+	  $(DESTDIR)$(DATADIR)/bash-completion/completions/luoctl \
+	  $(DESTDIR)$(DATADIR)/zsh/vendor-completions/_luoctl \
+	  $(DESTDIR)$(DATADIR)/fish/vendor_completions.d/luoctl.fish
+
+# make deb: dist/luo_VERSION_ARCH.deb (dpkg-deb), from make install with
+# PREFIX=/usr.
+deb:
+	VERSION='$(VERSION)' GO='$(GO)' packaging/deb.sh dist
 
 vet:
 	$(GO) vet ./...

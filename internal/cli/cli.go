@@ -72,6 +72,13 @@ func Run(ctx context.Context, args []string) error {
 	return (&Env{}).Run(ctx, args)
 }
 
+// Command returns luoctl's command tree, to generate its manual pages and
+// shell completions from (internal/cli/mangen, make install); it does not
+// run.
+func Command() *cobra.Command {
+	return (&app{env: &Env{}, out: io.Discard}).rootCommand()
+}
+
 // Main is like the package's [Main] in e, with ctx.
 func (e *Env) Main(ctx context.Context, args []string) int {
 	err := e.Run(ctx, args)
