@@ -5,7 +5,7 @@
 #   make unit     unit tests only (no VM)
 #   make vmtest   the real-kernel VM tests only
 #   make bench    benchmarks (host and VM); ends with the live update table, every baseline measured in the run
-#   make interop  the example service under real systemd 262 in a Debian sid VM (also in make test)
+#   make interop  the example service, and luod.service from make deb, under real systemd 262 in a Debian sid VM (also in make test)
 #   make kernel   build the two LUO test kernels into .cache/kernel (when ../shared is absent)
 #   make install  install luod, luoctl, luod.service, manual pages and completions (PREFIX, DESTDIR)
 #   make deb      build a Debian package of the same into dist/

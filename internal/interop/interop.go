@@ -2,7 +2,9 @@
 // (examples/counter) under the real systemd 262 of Debian sid, booted in
 // QEMU on the LUO test kernels and live-updated twice with kexec:
 // 7.2 -> 7.3 -> 7.2. It is run by "make interop" (LUO_INTEROP=1); see
-// TestInterop.
+// TestInterop. TestInteropLuod installs the luo package (make deb) in the
+// same system and runs luod as luod.service, with varlinkctl against its
+// control socket.
 //
 // The VM's root file system is a Debian sid minbase tree built once by
 // scripts/interop-rootfs.sh and cached in .cache/interop/rootfs-r<recipe>.

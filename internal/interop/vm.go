@@ -84,6 +84,13 @@ func buildRootfs(t testing.TB, mod, cache string) string {
 // systemctl enable would), and makes run/disk.img of it.
 func MakeDisk(t testing.TB, mod, rootfs, run string, kernels, units map[string]string) string {
 	t.Helper()
+	return MakeDiskWith(t, mod, rootfs, run, kernels, units, nil)
+}
+
+// MakeDiskWith is MakeDisk that also copies files (guest path -> host
+// path) into the tree.
+func MakeDiskWith(t testing.TB, mod, rootfs, run string, kernels, units, files map[string]string) string {
+	t.Helper()
 	if err := os.RemoveAll(run); err != nil {
 		t.Fatal(err)
 	}
@@ -99,6 +106,13 @@ func MakeDisk(t testing.TB, mod, rootfs, run string, kernels, units map[string]s
 	mustRun(t, mod, env, "go", "build", "-trimpath", "-o", filepath.Join(bin, "interop-driver"), "./internal/interop/driver")
 	for v, k := range kernels {
 		mustRun(t, mod, nil, "cp", k, filepath.Join(tree, "boot", "vmlinuz-"+v))
+	}
+	for guest, host := range files {
+		dst := filepath.Join(tree, guest)
+		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		mustRun(t, mod, nil, "cp", host, dst)
 	}
 	sys := filepath.Join(tree, "etc", "systemd", "system")
 	for name, text := range units {

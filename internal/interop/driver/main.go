@@ -10,7 +10,8 @@
 //     and "systemctl kexec" (stage 1 -> 7.3, stage 2 -> 7.2);
 //   - last stage: power off.
 //
-// With interop.bench=UNIT on the command line it is the guest side of the
+// With interop.luod=1 it runs luod as a systemd service instead (see
+// luodRun). With interop.bench=UNIT on the command line it is the guest side of the
 // systemd baseline of the e2e benchmark instead (see bench). interop.next=V
 // makes every stage kexec into /boot/vmlinuz-V.
 //
@@ -65,6 +66,10 @@ func main() {
 	if stage < 1 || stage > stages {
 		emit("event=error", kv("msg", "no valid interop.stage= on the command line: "+cmdline))
 		poweroff()
+		return
+	}
+	if strParam(cmdline, "interop.luod") == "1" {
+		luodRun(stages)
 		return
 	}
 	if unit := strParam(cmdline, "interop.bench"); unit != "" {
@@ -206,6 +211,11 @@ func record(unit, phase string) {
 // text reports a command's output, one line per line.
 func text(what, unit string, argv ...string) {
 	o, err := run(2*time.Minute, argv[0], argv[1:]...)
+	writeText(what, unit, o, err)
+}
+
+// writeText reports o, one line per line, and err if any.
+func writeText(what, unit, o string, err error) {
 	prefix := fmt.Sprintf("INTEROP-TEXT stage=%d what=%s", stage, what)
 	if unit != "" {
 		prefix += " unit=" + unit
