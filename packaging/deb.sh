@@ -57,6 +57,8 @@ cat > "$stage/DEBIAN/prerm" <<'SCRIPT'
 set -e
 if [ "$1" = remove ] && [ -d /run/systemd/system ]; then
   systemctl disable --now luod.service >/dev/null 2>&1 || true
+  # The units' state luod kept in systemd's fd store goes with the package.
+  systemctl clean --what=fdstore luod.service >/dev/null 2>&1 || true
 fi
 SCRIPT
 cat > "$stage/DEBIAN/postrm" <<'SCRIPT'

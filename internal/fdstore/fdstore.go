@@ -68,6 +68,9 @@ type Entry struct {
 	// kexec ("/memfd:NAME (deleted)"): the kernel restores memfds without
 	// their names. Describe shows it.
 	MemfdPath string
+	// Upstream is the name under which luod mirrors the entry into its own
+	// service manager's fd store ("" when it does not).
+	Upstream string
 }
 
 // Describe describes e's file (see the function Describe), with the name

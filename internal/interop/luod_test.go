@@ -30,7 +30,11 @@ WantedBy=multi-user.target
 // installs the luo package made by make deb with dpkg -i, and runs luod as
 // luod.service with the counter as its unit: systemd sees it READY
 // (Type=notify-reload) with its status, a systemctl reload goes through
-// luod's RELOADING=1/READY=1, varlinkctl introspects luod's control socket
+// luod's RELOADING=1/READY=1, the counter's state survives systemctl
+// restart luod and a kill -9 of luod (luod mirrors it in its own fd store
+// in systemd), and three consecutive systemctl kexec, 7.2 -> 7.3 -> 7.2 ->
+// 7.3 (systemd carries luod's fd store), one generation more each time;
+// in the last stage varlinkctl introspects luod's control socket
 // and calls each of its read methods, systemctl stop stops the counter
 // with luod, and dpkg -r removes the package cleanly. Like TestInterop it
 // runs with LUO_INTEROP=1 only.
@@ -44,7 +48,7 @@ func TestInteropLuod(t *testing.T) {
 	if _, err := exec.LookPath("dpkg-deb"); err != nil {
 		unavailable(t, "interop: dpkg-deb not found")
 	}
-	k72 := vmtest.Kernel(t, "7.2")
+	k72, k73 := vmtest.Kernel(t, "7.2"), vmtest.Kernel(t, "7.3")
 	mod, cache, rootfs := Setup(t)
 
 	debDir := t.TempDir()
@@ -58,9 +62,9 @@ func TestInteropLuod(t *testing.T) {
 	deb := strings.TrimSpace(string(out))
 
 	run := filepath.Join(cache, "run-luod")
-	disk := MakeDiskWith(t, mod, rootfs, run, map[string]string{"7.2": k72},
+	disk := MakeDiskWith(t, mod, rootfs, run, map[string]string{"7.2": k72, "7.3": k73},
 		map[string]string{"interop-driver.service": luodDriverUnit}, map[string]string{"/var/cache/luo/luo.deb": deb})
-	cmdline := "root=/dev/vda rw console=ttyS0 liveupdate=on no_timer_check panic=-1 systemd.show_status=1 interop.stage=1 interop.stages=1 interop.luod=1"
+	cmdline := "root=/dev/vda rw console=ttyS0 liveupdate=on no_timer_check panic=-1 systemd.show_status=1 interop.stage=1 interop.stages=4 interop.luod=1"
 	events, _ := Boot(t, run, k72, disk, cmdline)
 
 	steps := map[string]Event{}
@@ -81,7 +85,7 @@ func TestInteropLuod(t *testing.T) {
 			t.Errorf("step %s failed: %s", name, ev.Line)
 		}
 	}
-	for _, want := range []string{"install", "start", "counter", "reload", "introspect",
+	for _, want := range []string{"install", "start", "counter", "reload", "restart", "kill9", "kexec-2", "kexec-3", "kexec-4", "introspect",
 		"call-GetManager", "call-ListUnits", "call-GetUnit", "call-DumpFDStore", "call-ListSessions",
 		"call-GetUpdateReport", "call-GetStagedUpdate", "stop", "remove"} {
 		if _, ok := steps[want]; !ok {

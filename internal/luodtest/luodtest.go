@@ -9,6 +9,7 @@ package luodtest
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -90,6 +91,11 @@ type Options struct {
 	// Inherit are files luod inherits (fd 3, 4, ... without
 	// close-on-exec), as from a careless parent.
 	Inherit []*os.File
+	// Env is added to luod's environment.
+	Env []string
+	// Dir, when set, is the Dir of an earlier Daemon to start in again:
+	// the same unit files and runtime directory, as after a restart.
+	Dir string
 }
 
 // StartWith is Start with options.
@@ -103,7 +109,7 @@ func StartWith(t testing.TB, o Options, units map[string]string, args ...string)
 	if luod == "" {
 		luod = filepath.Join(bin, "luod")
 	}
-	d := &Daemon{t: t, Dir: t.TempDir(), Bin: bin, log: &syncBuffer{}}
+	d := &Daemon{t: t, Dir: cmp.Or(o.Dir, t.TempDir()), Bin: bin, log: &syncBuffer{}}
 	d.Units = filepath.Join(d.Dir, "units")
 	d.Runtime = filepath.Join(d.Dir, "run")
 	d.Socket = filepath.Join(d.Runtime, "io.luo.Manager")
@@ -115,6 +121,9 @@ func StartWith(t testing.TB, o Options, units map[string]string, args ...string)
 		"-device", filepath.Join(d.Dir, "no-liveupdate"), "-log-level", "debug"}, args...)...)
 	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
 	d.cmd.ExtraFiles = o.Inherit
+	if o.Env != nil {
+		d.cmd.Env = append(os.Environ(), o.Env...)
+	}
 	d.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := d.cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -107,6 +107,9 @@ func (m *Manager) reexecManifest(soft *update.Manifest) (*update.Manifest, []*os
 	if st := m.staged; st != nil {
 		mg.Staged = st.Save()
 	}
+	if m.up.mirrors() {
+		mg.Upstream = &update.UpstreamState{Next: m.up.next, MapGen: m.up.mapGen}
+	}
 	mf.Manager = mg
 	stopped := map[string]update.Unit{}
 	for _, u := range mf.Units {
@@ -197,6 +200,9 @@ func (m *Manager) resume(sf *os.File) error {
 		return err
 	}
 	m.loadUnits()
+	if us := mg.Upstream; us != nil {
+		m.up.next, m.up.mapGen = us.Next, us.MapGen
+	}
 	for _, mu := range mf.Units {
 		m.resumeUnit(mu, adopt)
 	}
@@ -240,7 +246,7 @@ func (m *Manager) resumeUnit(mu update.Unit, adopt func(int, string) *os.File) {
 	m.watchMain(u)
 	for _, e := range mu.Entries {
 		se := m.adopt(u, e.Name, adopt(e.FD, e.Name), e.Poll, e.Origin)
-		se.Added, se.LUOSession, se.MemfdPath = e.Added, e.LUOSession, e.Path
+		se.Added, se.LUOSession, se.MemfdPath, se.Upstream = e.Added, e.LUOSession, e.Path, e.Upstream
 	}
 }
 

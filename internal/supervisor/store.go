@@ -33,6 +33,7 @@ func (m *Manager) storeFiles(u *Unit, name string, files []*os.File, poll bool, 
 			continue
 		}
 		m.watch(u, e)
+		m.up.add(e)
 		u.say(slog.LevelDebug, "added fd to fd store", "fdname", name, "origin", string(origin))
 	}
 }
@@ -92,6 +93,7 @@ func (u *Unit) flushStore(why string) {
 }
 
 func (u *Unit) closeEntry(e *fdstore.Entry) {
+	u.m.up.remove(e)
 	u.m.poller.Unwatch(e)
 	u.m.closer.close(e.File)
 }
@@ -149,7 +151,7 @@ func (m *Manager) unitSnapshot(u *Unit, facts bool) update.Unit {
 	a := u.state.Active()
 	uu := update.Unit{Name: u.name, Preserve: u.preserve(), Active: u.mainPID != 0 || a == Active || a == Activating}
 	for _, se := range u.store.Entries() {
-		e := update.Entry{Name: se.Name, Poll: se.Poll, Origin: se.Origin, Added: se.Added, LUOSession: se.LUOSession, Path: se.MemfdPath, File: se.File}
+		e := update.Entry{Name: se.Name, Poll: se.Poll, Origin: se.Origin, Added: se.Added, LUOSession: se.LUOSession, Path: se.MemfdPath, Upstream: se.Upstream, File: se.File}
 		if facts {
 			e = update.FromStore(se)
 		}
@@ -196,11 +198,13 @@ func (m *Manager) handOutLUOSessions(u *Unit) {
 			m.log.Warn("failed to create LUO session, ignoring", "unit", u.name, "session", name, "err", err)
 			continue
 		}
-		if _, err := u.store.Add(name, s.File(), false, fdstore.OriginHandedOut); err != nil {
+		e, err := u.store.Add(name, s.File(), false, fdstore.OriginHandedOut)
+		if err != nil {
 			m.log.Warn("failed to hand out LUO session", "unit", u.name, "session", name, "err", err)
 			s.Close()
 			continue
 		}
+		m.up.add(e)
 		m.log.Info("handed out LUO session", "unit", u.name, "session", name, "kernel_name", kname)
 	}
 }

@@ -235,6 +235,7 @@ func New(cfg Config) (*Manager, error) {
 		return nil, err
 	}
 	m.loadUnits()
+	m.rebuildFromManager()
 	m.prefetch()
 	return m, nil
 }
@@ -268,6 +269,7 @@ func (m *Manager) Run(ctx context.Context) error {
 		m.startAll()
 	}
 	m.armFinish()
+	m.up.flush(m)
 	m.up.ready(m.statusLine())
 	done := ctx.Done()
 	for {
@@ -281,6 +283,7 @@ func (m *Manager) Run(ctx context.Context) error {
 			m.signal(sig)
 		}
 		m.checkWaiters()
+		m.up.flush(m)
 		if req := m.reexecReq; req != nil {
 			m.reexecReq = nil
 			m.pauseReceivers()

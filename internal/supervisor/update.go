@@ -394,6 +394,7 @@ func (m *Manager) restoreUnit(mu update.Unit, rep *update.Report) *Unit {
 		// of an older luod only has the origin).
 		se.LUOSession = e.LUOSession || e.Origin == fdstore.OriginHandedOut
 		se.MemfdPath = e.Path
+		m.up.add(se)
 		ru.Delivered = append(ru.Delivered, e.Name)
 	}
 	if u.store.Max() < u.store.Used() {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strconv"
 	"sync"
 
 	"github.com/liveupdate/luo/sdnotify"
@@ -23,6 +24,14 @@ type upstream struct {
 	n    *sdnotify.Notifier
 	log  *slog.Logger
 	once sync.Once // the first send error is logged, not the next ones
+
+	// The mirror of the units' stores (mirror.go): the size of luod's own
+	// store ($FDSTORE), the number of the next luod-N, the generation of
+	// the map stored last, and whether the map must be stored again.
+	// Used in the loop only.
+	storeMax     int
+	next, mapGen uint64
+	dirty        bool
 }
 
 // openUpstream opens the manager's socket named by $NOTIFY_SOCKET; PID 1
@@ -39,6 +48,7 @@ func openUpstream(pid1 bool, log *slog.Logger) *upstream {
 		log.Warn("cannot notify luod's own service manager ($NOTIFY_SOCKET)", "err", err)
 	default:
 		up.n = n
+		up.storeMax, _ = strconv.Atoi(os.Getenv("FDSTORE"))
 	}
 	return up
 }

@@ -68,6 +68,8 @@ type Entry struct {
 	// LUOSession marks a session luod handed out for the unit's
 	// LUOSession= (fdstore.Entry.LUOSession); it is kept across both.
 	LUOSession bool `json:"luo_session,omitempty"`
+	// Upstream is fdstore.Entry.Upstream, kept across a re-exec.
+	Upstream string `json:"upstream,omitempty"`
 
 	// Type is the file's type as `luoctl fdstore` shows it: memfd,
 	// luo-session, sock, fifo, reg, ... (fdstore.Info.Type).

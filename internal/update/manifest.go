@@ -92,6 +92,16 @@ type Manager struct {
 	// Staged is the kexec update staged ahead, whose kernel stays loaded
 	// across the re-exec (its plan is made again at the run).
 	Staged *StagedState `json:"staged,omitempty"`
+	// Upstream is the state of the mirror of the units' stores in luod's
+	// own service manager's fd store.
+	Upstream *UpstreamState `json:"upstream,omitempty"`
+}
+
+// UpstreamState is the mirror's counters carried across a re-exec: the
+// number of the next entry name and the generation of the stored map.
+type UpstreamState struct {
+	Next   uint64 `json:"next"`
+	MapGen uint64 `json:"map_gen"`
 }
 
 // StagedState is a Staged update carried across luod's re-exec.

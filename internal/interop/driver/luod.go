@@ -25,45 +25,39 @@ FileDescriptorStorePreserve=yes
 `
 
 // luodRun is the run of luod as a systemd service (interop.luod=1 on the
-// command line): install the luo package with dpkg, start luod.service
-// with the counter as its unit, reload it, talk to its control socket
-// with varlinkctl, stop it, and remove the package. Each step is reported
+// command line). Stage 1: install the luo package with dpkg, enable and
+// start luod.service with the counter as its unit, reload it, restart it,
+// kill -9 it. Every stage: systemctl kexec into the other kernel, but the
+// last, which talks to luod's control socket with varlinkctl, stops luod
+// and removes the package. Each step is reported
 // as "event=luod step=NAME ok=BOOL" with what was seen; the host checks
 // them (TestInteropLuod).
-func luodRun(stages int) {
+func luodRun(stages int, cmdline string) {
 	begin(stages)
+	last := stage == stages
+	// luodKexec does not return (or powers off itself): every return
+	// below ends the run.
 	defer func() {
 		emit("event=poweroff")
 		poweroff()
 	}()
-	step := func(name string, ok bool, fields ...string) bool {
-		emit(append([]string{"event=luod", kv("step", name), kv("ok", fmt.Sprint(ok))}, fields...)...)
-		return ok
-	}
-	cmd := func(name string, argv ...string) (string, bool) {
-		o, err := run(3*time.Minute, argv[0], argv[1:]...)
-		writeText("luod-"+name, "", "$ "+strings.Join(argv, " ")+"\n"+o, err)
-		if err != nil {
-			step(name, false, kv("msg", fmt.Sprintf("%s: %v", strings.Join(argv, " "), err)))
-			return o, false
-		}
-		return o, true
-	}
-	show := func(props ...string) map[string]string {
-		args := []string{"systemctl", "show", "luod.service"}
-		for _, p := range props {
-			args = append(args, "-p", p)
-		}
-		o, _ := run(time.Minute, args[0], args[1:]...)
-		m := map[string]string{}
-		for _, line := range strings.Split(o, "\n") {
-			if k, v, ok := strings.Cut(line, "="); ok {
-				m[k] = v
-			}
-		}
-		return m
-	}
+	step, cmd, show := luodSteps()
 
+	if stage > 1 {
+		// After systemctl kexec: luod.service is enabled, and the counter
+		// comes back with its state, one generation more.
+		st := counterStatus(fmt.Sprintf("generation=%d ", stage+2))
+		s := show("ActiveState", "MainPID", "StatusText")
+		step(fmt.Sprintf("kexec-%d", stage), strings.Contains(st, "verified=ok"), kv("release", readTrim("/proc/sys/kernel/osrelease")),
+			kv("status", st), kv("active", s["ActiveState"]), kv("luod_status", s["StatusText"]))
+		text("luod-fdstore", "", "systemd-analyze", "fdstore", "luod.service")
+		if !last {
+			luodKexec(cmdline)
+			return
+		}
+		luodFinal()
+		return
+	}
 	if _, ok := cmd("install", "dpkg", "-i", luodDeb); !ok {
 		return
 	}
@@ -77,7 +71,7 @@ func luodRun(stages int) {
 		step("unit", false, kv("msg", err.Error()))
 		return
 	}
-	if _, ok := cmd("start", "systemctl", "start", "luod.service"); !ok {
+	if _, ok := cmd("start", "systemctl", "enable", "--now", "luod.service"); !ok {
 		text("luod-journal", "", "journalctl", "-b", "0", "-u", "luod.service", "-o", "cat", "--no-pager")
 		return
 	}
@@ -86,21 +80,7 @@ func luodRun(stages int) {
 		kv("mainpid", s["MainPID"]), kv("status", s["StatusText"]))
 
 	// The counter comes up under luod.
-	var status string
-	for deadline := time.Now().Add(2 * time.Minute); time.Now().Before(deadline); time.Sleep(time.Second) {
-		o, err := run(time.Minute, "luoctl", "--json", "status", "counter.service")
-		// An array of GetUnit replies (docs/luoctl-json.md).
-		var r []struct {
-			Unit struct {
-				ActiveState string `json:"active_state"`
-				Status      string `json:"status"`
-			} `json:"unit"`
-		}
-		if err == nil && json.Unmarshal([]byte(o), &r) == nil && len(r) == 1 && r[0].Unit.ActiveState == "active" {
-			status = r[0].Unit.Status
-			break
-		}
-	}
+	status := counterStatus("generation=1 ")
 	step("counter", status != "", kv("status", status))
 	cmd("luoctl-status", "luoctl", "status", "counter.service")
 
@@ -108,6 +88,45 @@ func luodRun(stages int) {
 		s = show("ActiveState", "MainPID", "StatusText")
 		step("reload", s["ActiveState"] == "active", kv("active", s["ActiveState"]), kv("mainpid", s["MainPID"]), kv("status", s["StatusText"]))
 	}
+
+	// The counter's store lives in luod's fd store in systemd too: it
+	// survives a restart of luod and a kill -9 of luod, one generation
+	// more each time.
+	text("luod-fdstore", "", "systemd-analyze", "fdstore", "luod.service")
+	if _, ok := cmd("restart", "systemctl", "restart", "luod.service"); ok {
+		st := counterStatus("generation=2 ")
+		step("restart", strings.Contains(st, "verified=ok"), kv("status", st), kv("mainpid", show("MainPID")["MainPID"]))
+	}
+	before := show("MainPID")["MainPID"]
+	if _, ok := cmd("kill9", "systemctl", "kill", "--kill-whom=main", "--signal=SIGKILL", "luod.service"); ok {
+		st := counterStatus("generation=3 ")
+		after := show("MainPID", "NRestarts")
+		step("kill9", strings.Contains(st, "verified=ok") && after["MainPID"] != before, kv("status", st),
+			kv("mainpid_before", before), kv("mainpid", after["MainPID"]), kv("restarts", after["NRestarts"]))
+	}
+	text("luod-fdstore", "", "systemd-analyze", "fdstore", "luod.service")
+	if !last {
+		luodKexec(cmdline)
+		return
+	}
+	luodFinal()
+}
+
+// luodKexec live-updates with systemctl kexec into the other kernel: 7.3
+// from an odd stage, 7.2 from an even one.
+func luodKexec(cmdline string) {
+	next := "/boot/vmlinuz-7.3"
+	if stage%2 == 0 {
+		next = "/boot/vmlinuz-7.2"
+	}
+	kexecInto(next, cmdline)
+}
+
+// luodFinal is the last stage's part of luodRun: varlinkctl against luod's
+// socket, stop, and removal of the package.
+func luodFinal() {
+	step, cmd, show := luodSteps()
+	s := show("ActiveState", "MainPID", "StatusText")
 
 	// varlinkctl, systemd's own Varlink client, against luod's socket.
 	const sock = "/run/luod/io.luo.Manager"
@@ -165,4 +184,60 @@ func processes(exe string) []string {
 		}
 	}
 	return pids
+}
+
+// counterStatus waits (2 minutes at most) until the counter runs under
+// luod with a status line that starts with prefix, and returns that line
+// ("" when it does not come).
+func counterStatus(prefix string) string {
+	for deadline := time.Now().Add(2 * time.Minute); time.Now().Before(deadline); time.Sleep(time.Second) {
+		o, err := run(time.Minute, "luoctl", "--json", "status", "counter.service")
+		// An array of GetUnit replies (docs/luoctl-json.md).
+		var r []struct {
+			Unit struct {
+				ActiveState string `json:"active_state"`
+				Status      string `json:"status"`
+			} `json:"unit"`
+		}
+		if err == nil && json.Unmarshal([]byte(o), &r) == nil && len(r) == 1 && r[0].Unit.ActiveState == "active" &&
+			strings.HasPrefix(r[0].Unit.Status, prefix) {
+			return r[0].Unit.Status
+		}
+	}
+	return ""
+}
+
+// luodSteps returns luodRun's helpers: step reports a step, cmd runs a
+// command and reports its output (and the step as failed when it fails),
+// show reads properties of luod.service.
+func luodSteps() (step func(string, bool, ...string) bool, cmd func(string, ...string) (string, bool), show func(...string) map[string]string) {
+	step = func(name string, ok bool, fields ...string) bool {
+		emit(append([]string{"event=luod", kv("step", name), kv("ok", fmt.Sprint(ok))}, fields...)...)
+		return ok
+	}
+	cmd = func(name string, argv ...string) (string, bool) {
+		o, err := run(3*time.Minute, argv[0], argv[1:]...)
+		writeText("luod-"+name, "", "$ "+strings.Join(argv, " ")+"\n"+o, err)
+		if err != nil {
+			step(name, false, kv("msg", fmt.Sprintf("%s: %v", strings.Join(argv, " "), err)))
+			return o, false
+		}
+		return o, true
+	}
+	show = func(props ...string) map[string]string {
+		args := []string{"systemctl", "show", "luod.service"}
+		for _, p := range props {
+			args = append(args, "-p", p)
+		}
+		o, _ := run(time.Minute, args[0], args[1:]...)
+		m := map[string]string{}
+		for _, line := range strings.Split(o, "\n") {
+			if k, v, ok := strings.Cut(line, "="); ok {
+				m[k] = v
+			}
+		}
+		return m
+	}
+
+	return step, cmd, show
 }

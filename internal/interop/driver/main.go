@@ -69,7 +69,7 @@ func main() {
 		return
 	}
 	if strParam(cmdline, "interop.luod") == "1" {
-		luodRun(stages)
+		luodRun(stages, cmdline)
 		return
 	}
 	if unit := strParam(cmdline, "interop.bench"); unit != "" {
