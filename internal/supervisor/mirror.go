@@ -63,7 +63,9 @@ func (up *upstream) add(e *fdstore.Entry) {
 	name := "luod-" + strconv.FormatUint(up.next, 10)
 	up.next++
 	if err := up.n.NotifyWithFiles([]*os.File{e.File}, "FDSTORE=1", "FDNAME="+name, "FDPOLL=0"); err != nil {
-		up.once.Do(func() { up.log.Warn("cannot mirror a stored fd to luod's own service manager", "fdname", e.Name, "err", err) })
+		up.once.Do(func() {
+			up.log.Warn("cannot mirror a stored fd to luod's own service manager", "fdname", e.Name, "err", err)
+		})
 		return
 	}
 	e.Upstream = name
