@@ -53,7 +53,7 @@ type upstreamEntry struct {
 
 // mirrors reports whether luod mirrors its units' stores upward: it has a
 // manager that gave it an fd store.
-func (up *upstream) mirrors() bool { return up.n != nil && up.storeMax > 0 }
+func (up *upstream) mirrors() bool { return up != nil && up.n != nil && up.storeMax > 0 }
 
 // add pushes e upward, unless it is there already.
 func (up *upstream) add(e *fdstore.Entry) {

@@ -15,7 +15,7 @@ import (
 // one (systemd's Type=notify: $NOTIFY_SOCKET is set and luod is not PID 1).
 // luod tells it its main PID and when it is ready, reloading and stopping,
 // with a status line, as any notify service does. Without a manager every
-// method does nothing. Safe for concurrent use.
+// method does nothing, and so does a nil *upstream. Safe for concurrent use.
 //
 // $NOTIFY_SOCKET stays in luod's environment, so that a re-executed luod
 // tells the manager it is ready again; no unit inherits it (each unit's
@@ -54,7 +54,7 @@ func openUpstream(pid1 bool, log *slog.Logger) *upstream {
 }
 
 func (up *upstream) send(state ...string) {
-	if up.n == nil {
+	if up == nil || up.n == nil {
 		return
 	}
 	if err := up.n.Notify(state...); err != nil {
@@ -70,7 +70,7 @@ func (up *upstream) ready(status string) {
 
 // reloading says luod is re-reading its units; ready follows.
 func (up *upstream) reloading() {
-	if up.n == nil {
+	if up == nil || up.n == nil {
 		return
 	}
 	if err := up.n.Reloading(); err != nil {
@@ -86,7 +86,7 @@ func (up *upstream) status(status string) { up.send("STATUS=" + status) }
 
 // close releases the socket.
 func (up *upstream) close() {
-	if up.n != nil {
+	if up != nil && up.n != nil {
 		up.n.Close()
 	}
 }
