@@ -41,25 +41,31 @@ func luodRun(stages int, cmdline string) {
 		emit("event=poweroff")
 		poweroff()
 	}()
-	step, cmd, show := luodSteps()
-
+	if stage == 1 && !luodFirst() {
+		return
+	}
 	if stage > 1 {
 		// After systemctl kexec: luod.service is enabled, and the counter
 		// comes back with its state, one generation more.
+		step, _, show := luodSteps()
 		st := counterStatus(fmt.Sprintf("generation=%d ", stage+2))
 		s := show("ActiveState", "MainPID", "StatusText")
 		step(fmt.Sprintf("kexec-%d", stage), strings.Contains(st, "verified=ok"), kv("release", readTrim("/proc/sys/kernel/osrelease")),
 			kv("status", st), kv("active", s["ActiveState"]), kv("luod_status", s["StatusText"]))
-		text("luod-fdstore", "", "systemd-analyze", "fdstore", "luod.service")
-		if !last {
-			luodKexec(cmdline)
-			return
-		}
-		luodFinal()
+	}
+	text("luod-fdstore", "", "systemd-analyze", "fdstore", "luod.service")
+	if !last {
+		luodKexec(cmdline)
 		return
 	}
+	luodFinal()
+}
+
+// luodFirst is stage 1 of luodRun; it reports whether to go on.
+func luodFirst() bool {
+	step, cmd, show := luodSteps()
 	if _, ok := cmd("install", "dpkg", "-i", luodDeb); !ok {
-		return
+		return false
 	}
 	version, _ := run(time.Minute, "luod", "--version")
 	ctlVersion, _ := run(time.Minute, "luoctl", "--version")
@@ -69,11 +75,11 @@ func luodRun(stages int, cmdline string) {
 	os.MkdirAll("/etc/luod/system", 0o755)
 	if err := os.WriteFile("/etc/luod/system/counter.service", []byte(luodCounter), 0o644); err != nil {
 		step("unit", false, kv("msg", err.Error()))
-		return
+		return false
 	}
 	if _, ok := cmd("start", "systemctl", "enable", "--now", "luod.service"); !ok {
 		text("luod-journal", "", "journalctl", "-b", "0", "-u", "luod.service", "-o", "cat", "--no-pager")
-		return
+		return false
 	}
 	s := show("ActiveState", "SubState", "Type", "MainPID", "StatusText", "NRestarts")
 	step("start", s["ActiveState"] == "active", kv("active", s["ActiveState"]), kv("sub", s["SubState"]), kv("type", s["Type"]),
@@ -104,12 +110,7 @@ func luodRun(stages int, cmdline string) {
 		step("kill9", strings.Contains(st, "verified=ok") && after["MainPID"] != before, kv("status", st),
 			kv("mainpid_before", before), kv("mainpid", after["MainPID"]), kv("restarts", after["NRestarts"]))
 	}
-	text("luod-fdstore", "", "systemd-analyze", "fdstore", "luod.service")
-	if !last {
-		luodKexec(cmdline)
-		return
-	}
-	luodFinal()
+	return true
 }
 
 // luodKexec live-updates with systemctl kexec into the other kernel: 7.3
