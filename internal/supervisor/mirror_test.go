@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
@@ -78,8 +79,9 @@ func (s *fakeStore) snapshot() []string {
 	return slices.Clone(s.names)
 }
 
-// mapEntries waits until the store holds exactly one map and want entries,
-// and returns the map's entries as "fdname unit/name".
+// mapEntries waits until the store holds exactly one map and want entries
+// (or, for none, possibly nothing at all), and returns the map's entries
+// as "fdname unit/name".
 func (s *fakeStore) mapEntries(want int) []string {
 	s.t.Helper()
 	var got []string
@@ -91,6 +93,10 @@ func (s *fakeStore) mapEntries(want int) []string {
 			if strings.HasPrefix(n, "luod-map-") {
 				maps = append(maps, n)
 			}
+		}
+		if want == 0 && len(s.names) == 0 {
+			s.mu.Unlock()
+			return nil // nothing was ever mirrored: no map either
 		}
 		if len(maps) == 1 && len(s.names) == want+1 {
 			f := s.files[maps[0]]
@@ -268,4 +274,134 @@ func cgroupRoot() string {
 		}
 	}
 	return "/sys/fs/cgroup"
+}
+
+// TestMirrorSequences drives luod, as a service with an fd store, through
+// random sequences (seeded; the seed is in the failure) of stores and
+// removals by its units, restarts and kill -9 of luod, re-execs and unit
+// restarts. After each step the units' stores are what the model says,
+// the manager's store holds exactly their mirror and one map, and the map
+// names each entry's unit and name.
+func TestMirrorSequences(t *testing.T) {
+	for _, seed := range []int64{1, 2, 3, 4, 5} {
+		t.Run(fmt.Sprint("seed=", seed), func(t *testing.T) { mirrorSequence(t, seed, 20) })
+	}
+}
+
+func mirrorSequence(t *testing.T, seed int64, steps int) {
+	rng := rand.New(rand.NewPCG(uint64(seed), 0))
+	fs := newFakeStore(t)
+	units := []string{"a.service", "b.service"}
+	unitText := map[string]string{}
+	for _, u := range units {
+		unitText[u] = svc("-ctl @DIR@/"+u+".ctl") + "FileDescriptorStoreMax=8\nFileDescriptorStorePreserve=yes\n"
+	}
+	d := luodtest.Start(t, unitText)
+	// model: unit -> the sizes of its entries by name (one entry per name
+	// here: a name is removed before it is stored again).
+	model := map[string]map[string]int{"a.service": {}, "b.service": {}}
+	reexecs := 0
+	waitUp := func() {
+		for _, u := range units {
+			d.WaitUnit(u, "active", active)
+		}
+	}
+	waitUp()
+	var trail []string
+	fail := func(format string, args ...any) {
+		t.Helper()
+		t.Fatalf("seed %d, after %v: %s", seed, trail, fmt.Sprintf(format, args...))
+	}
+	for i := range steps {
+		u := units[rng.IntN(len(units))]
+		name := fmt.Sprintf("x%d", rng.IntN(3))
+		switch op := rng.IntN(7); {
+		case op <= 2: // store, or remove what is there
+			ctl := filepath.Join(d.Dir, u+".ctl")
+			if _, ok := model[u][name]; ok {
+				trail = append(trail, "remove "+u+"/"+name)
+				if ans, err := luodtest.Ctl(ctl, "remove "+name); ans != "ok" {
+					fail("remove: %q %v", ans, err)
+				}
+				delete(model[u], name)
+			} else {
+				data := strings.Repeat("d", 1+rng.IntN(50))
+				trail = append(trail, fmt.Sprintf("store %s/%s (%d bytes)", u, name, len(data)))
+				if ans, err := luodtest.Ctl(ctl, "store "+name+"=memfd:"+data); ans != "ok" {
+					fail("store: %q %v", ans, err)
+				}
+				model[u][name] = len(data)
+			}
+		case op == 3, op == 4:
+			how := syscall.SIGTERM
+			if op == 4 {
+				how = syscall.SIGKILL
+			}
+			trail = append(trail, "luod "+how.String())
+			var mains []int
+			for _, name := range units {
+				mains = append(mains, d.Unit(name).MainPID)
+			}
+			syscall.Kill(d.PID(), how)
+			if how == syscall.SIGKILL {
+				crashed(t, d.PID(), mains)
+			}
+			<-d.Exited()
+			d = luodtest.StartWith(t, fs.withFDs(d), nil)
+			reexecs = 0
+			waitUp()
+		case op == 5:
+			trail = append(trail, "re-exec")
+			if err := d.Call(control.MethodReexec, nil, nil); err != nil {
+				fail("reexec: %v", err)
+			}
+			reexecs++
+			for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+				var m control.Manager
+				if err := d.Call(control.MethodGetManager, nil, &m); err == nil && m.Reexecs == reexecs {
+					break
+				} else if time.Now().After(deadline) {
+					fail("luod did not come back from its re-exec: %v", err)
+				}
+			}
+		default:
+			trail = append(trail, "restart "+u)
+			d.MustCall(control.MethodRestartUnit, control.UnitName{Name: u}, nil)
+			d.WaitUnit(u, "active", active)
+		}
+
+		// The invariant.
+		var want []string
+		n := 0
+		for _, u := range units {
+			var r control.FDStore
+			d.MustCall(control.MethodDumpFDStore, control.UnitName{Name: u}, &r)
+			var got []string
+			for _, e := range r.Entries {
+				got = append(got, fmt.Sprintf("%s/%s %d", u, e.Name, e.Size))
+			}
+			var exp []string
+			for name, size := range model[u] {
+				exp = append(exp, fmt.Sprintf("%s/%s %d", u, name, size))
+				want = append(want, u+"/"+name)
+				n++
+			}
+			slices.Sort(got)
+			slices.Sort(exp)
+			if !slices.Equal(got, exp) {
+				fail("step %d: %s's store is %v, want %v", i, u, got, exp)
+			}
+		}
+		var mirrored []string
+		for _, e := range fs.mapEntries(n) {
+			_, un, _ := strings.Cut(e, " ")
+			mirrored = append(mirrored, un)
+		}
+		slices.Sort(mirrored)
+		slices.Sort(want)
+		if !slices.Equal(mirrored, want) {
+			fail("step %d: the map names %v, the stores hold %v", i, mirrored, want)
+		}
+	}
+	t.Logf("seed %d: %v", seed, trail)
 }
