@@ -3,6 +3,7 @@
 package interop
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -28,7 +29,8 @@ WantedBy=multi-user.target
 
 // TestInteropLuod boots Debian sid with systemd 262 on the 7.2 LUO kernel,
 // installs the luo package made by make deb with dpkg -i, and runs luod as
-// luod.service with the counter as its unit: systemd sees it READY
+// luod.service with two counters as its units (fd-store mode, and session
+// mode with LUOSession=): systemd sees it READY
 // (Type=notify-reload) with its status, a systemctl reload goes through
 // luod's RELOADING=1/READY=1, the counter's state survives systemctl
 // restart luod and a kill -9 of luod (luod mirrors it in its own fd store
@@ -95,13 +97,20 @@ func TestInteropLuod(t *testing.T) {
 	if ev := steps["install"]; ev.Fields["luod"] != "luod v0.0.0-interop" || ev.Fields["luoctl"] != "luoctl v0.0.0-interop" {
 		t.Errorf("installed versions: %s", ev.Line)
 	}
-	if ev := steps["start"]; ev.Fields["type"] != "notify-reload" || ev.Fields["sub"] != "running" || ev.Fields["mainpid"] == "0" || !strings.HasPrefix(ev.Fields["status"], "1 units: ") {
+	if ev := steps["start"]; ev.Fields["type"] != "notify-reload" || ev.Fields["sub"] != "running" || ev.Fields["mainpid"] == "0" || !strings.HasPrefix(ev.Fields["status"], "2 units: ") {
 		t.Errorf("luod.service after start: %s", ev.Line)
 	}
-	if ev := steps["reload"]; ev.Fields["status"] != "1 units: 1 active, 0 failed" || ev.Fields["mainpid"] != steps["start"].Fields["mainpid"] {
+	if ev := steps["reload"]; ev.Fields["status"] != "2 units: 2 active, 0 failed" || ev.Fields["mainpid"] != steps["start"].Fields["mainpid"] {
 		t.Errorf("luod.service after reload: %s", ev.Line)
 	}
-	if ev := steps["counter"]; !strings.Contains(ev.Fields["status"], "generation=1") {
-		t.Errorf("the counter under luod: %s", ev.Line)
+	// Both counters, one generation more after each step: fd-store mode,
+	// and session mode in the LUO session luod handed out (LUOSession=).
+	for i, name := range []string{"counter", "restart", "kill9", "kexec-2", "kexec-3", "kexec-4"} {
+		ev := steps[name]
+		gen := fmt.Sprintf("generation=%d ", i+1)
+		if !strings.HasPrefix(ev.Fields["status"], gen) || !strings.Contains(ev.Fields["status"], "mode=fd-store") ||
+			!strings.HasPrefix(ev.Fields["status_luos"], gen) || !strings.Contains(ev.Fields["status_luos"], "mode=session") {
+			t.Errorf("the counters after %s: %s", name, ev.Line)
+		}
 	}
 }

@@ -13,16 +13,31 @@ import (
 // luodDeb is where the host puts the luo package (interop.luod=1).
 const luodDeb = "/var/cache/luo/luo.deb"
 
-// luodCounter is the counter under luod: fd-store mode, as counter-mem.
-const luodCounter = `[Unit]
-Description=keep counter under luod
+// luodCounters are the counters under luod: fd-store mode, as
+// counter-mem, and session mode with a LUO session luod hands out
+// (LUOSession=), as counter-luos.
+var luodCounters = map[string]string{
+	"counter.service": `[Unit]
+Description=keep counter under luod: fd-store mode
 
 [Service]
 Type=notify
 ExecStart=/usr/local/bin/counter -v
 FileDescriptorStoreMax=8
 FileDescriptorStorePreserve=yes
-`
+`,
+	"counter-luos.service": `[Unit]
+Description=keep counter under luod: session mode, session handed out by luod (LUOSession=)
+
+[Service]
+Type=notify
+User=nobody
+ExecStart=/usr/local/bin/counter -v -session state
+LUOSession=state
+FileDescriptorStoreMax=8
+FileDescriptorStorePreserve=yes
+`,
+}
 
 // luodRun is the run of luod as a systemd service (interop.luod=1 on the
 // command line). Stage 1: install the luo package with dpkg, enable and
@@ -48,10 +63,10 @@ func luodRun(stages int, cmdline string) {
 		// After systemctl kexec: luod.service is enabled, and the counter
 		// comes back with its state, one generation more.
 		step, _, show := luodSteps()
-		st := counterStatus(fmt.Sprintf("generation=%d ", stage+2))
+		st, ok := countersAt(stage + 2)
 		s := show("ActiveState", "MainPID", "StatusText")
-		step(fmt.Sprintf("kexec-%d", stage), strings.Contains(st, "verified=ok"), kv("release", readTrim("/proc/sys/kernel/osrelease")),
-			kv("status", st), kv("active", s["ActiveState"]), kv("luod_status", s["StatusText"]))
+		step(fmt.Sprintf("kexec-%d", stage), ok, kv("release", readTrim("/proc/sys/kernel/osrelease")),
+			kv("status", st["counter.service"]), kv("status_luos", st["counter-luos.service"]), kv("active", s["ActiveState"]), kv("luod_status", s["StatusText"]))
 	}
 	text("luod-fdstore", "", "systemd-analyze", "fdstore", "luod.service")
 	if !last {
@@ -73,9 +88,11 @@ func luodFirst() bool {
 	text("luod-man", "", "sh", "-c", "man -w luod luod.service luoctl luoctl-update-run 2>&1 || true")
 
 	os.MkdirAll("/etc/luod/system", 0o755)
-	if err := os.WriteFile("/etc/luod/system/counter.service", []byte(luodCounter), 0o644); err != nil {
-		step("unit", false, kv("msg", err.Error()))
-		return false
+	for name, text := range luodCounters {
+		if err := os.WriteFile("/etc/luod/system/"+name, []byte(text), 0o644); err != nil {
+			step("unit", false, kv("msg", err.Error()))
+			return false
+		}
 	}
 	if _, ok := cmd("start", "systemctl", "enable", "--now", "luod.service"); !ok {
 		text("luod-journal", "", "journalctl", "-b", "0", "-u", "luod.service", "-o", "cat", "--no-pager")
@@ -86,9 +103,9 @@ func luodFirst() bool {
 		kv("mainpid", s["MainPID"]), kv("status", s["StatusText"]))
 
 	// The counter comes up under luod.
-	status := counterStatus("generation=1 ")
-	step("counter", status != "", kv("status", status))
-	cmd("luoctl-status", "luoctl", "status", "counter.service")
+	st, ok := countersAt(1)
+	step("counter", ok, kv("status", st["counter.service"]), kv("status_luos", st["counter-luos.service"]))
+	cmd("luoctl-status", "luoctl", "status", "counter.service", "counter-luos.service")
 
 	if _, ok := cmd("reload", "systemctl", "reload", "luod.service"); ok {
 		s = show("ActiveState", "MainPID", "StatusText")
@@ -100,14 +117,14 @@ func luodFirst() bool {
 	// more each time.
 	text("luod-fdstore", "", "systemd-analyze", "fdstore", "luod.service")
 	if _, ok := cmd("restart", "systemctl", "restart", "luod.service"); ok {
-		st := counterStatus("generation=2 ")
-		step("restart", strings.Contains(st, "verified=ok"), kv("status", st), kv("mainpid", show("MainPID")["MainPID"]))
+		st, ok := countersAt(2)
+		step("restart", ok, kv("status", st["counter.service"]), kv("status_luos", st["counter-luos.service"]), kv("mainpid", show("MainPID")["MainPID"]))
 	}
 	before := show("MainPID")["MainPID"]
 	if _, ok := cmd("kill9", "systemctl", "kill", "--kill-whom=main", "--signal=SIGKILL", "luod.service"); ok {
-		st := counterStatus("generation=3 ")
+		st, ok := countersAt(3)
 		after := show("MainPID", "NRestarts")
-		step("kill9", strings.Contains(st, "verified=ok") && after["MainPID"] != before, kv("status", st),
+		step("kill9", ok && after["MainPID"] != before, kv("status", st["counter.service"]), kv("status_luos", st["counter-luos.service"]),
 			kv("mainpid_before", before), kv("mainpid", after["MainPID"]), kv("restarts", after["NRestarts"]))
 	}
 	return true
@@ -187,25 +204,42 @@ func processes(exe string) []string {
 	return pids
 }
 
-// counterStatus waits (2 minutes at most) until the counter runs under
-// luod with a status line that starts with prefix, and returns that line
-// ("" when it does not come).
-func counterStatus(prefix string) string {
+// countersAt waits (2 minutes at most) until every counter runs under
+// luod at generation gen, and returns their status lines by unit; ok when
+// they all came, verified (but at generation 1, which starts fresh).
+func countersAt(gen int) (map[string]string, bool) {
+	prefix := fmt.Sprintf("generation=%d ", gen)
+	st := map[string]string{}
 	for deadline := time.Now().Add(2 * time.Minute); time.Now().Before(deadline); time.Sleep(time.Second) {
-		o, err := run(time.Minute, "luoctl", "--json", "status", "counter.service")
-		// An array of GetUnit replies (docs/luoctl-json.md).
-		var r []struct {
-			Unit struct {
-				ActiveState string `json:"active_state"`
-				Status      string `json:"status"`
-			} `json:"unit"`
+		for name := range luodCounters {
+			if strings.HasPrefix(st[name], prefix) {
+				continue
+			}
+			o, err := run(time.Minute, "luoctl", "--json", "status", name)
+			// An array of GetUnit replies (docs/luoctl-json.md).
+			var r []struct {
+				Unit struct {
+					ActiveState string `json:"active_state"`
+					Status      string `json:"status"`
+				} `json:"unit"`
+			}
+			if err == nil && json.Unmarshal([]byte(o), &r) == nil && len(r) == 1 && r[0].Unit.ActiveState == "active" {
+				st[name] = r[0].Unit.Status
+			}
 		}
-		if err == nil && json.Unmarshal([]byte(o), &r) == nil && len(r) == 1 && r[0].Unit.ActiveState == "active" &&
-			strings.HasPrefix(r[0].Unit.Status, prefix) {
-			return r[0].Unit.Status
+		all := true
+		for name := range luodCounters {
+			all = all && strings.HasPrefix(st[name], prefix)
+		}
+		if all {
+			break
 		}
 	}
-	return ""
+	ok := true
+	for name := range luodCounters {
+		ok = ok && strings.HasPrefix(st[name], prefix) && (gen == 1 || strings.Contains(st[name], "verified=ok"))
+	}
+	return st, ok
 }
 
 // luodSteps returns luodRun's helpers: step reports a step, cmd runs a
