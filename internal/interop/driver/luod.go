@@ -157,6 +157,8 @@ func luodFinal() {
 		{"GetUnit", `{"name":"counter.service"}`, `"active_state":"active"`},
 		{"DumpFDStore", `{"name":"counter.service"}`, `"entries":`},
 		{"ListSessions", `{}`, `"sessions":`},
+		// A dry run: the plan of a soft update changes nothing.
+		{"PlanUpdate", `{"no_kexec":true}`, `"kind":"soft"`},
 		// No update since this cold boot, none staged: the documented
 		// errors come back.
 		{"GetUpdateReport", `{}`, `io.luo.Manager.NoReport`},
