@@ -63,9 +63,7 @@ func (up *upstream) add(e *fdstore.Entry) {
 	name := "luod-" + strconv.FormatUint(up.next, 10)
 	up.next++
 	if err := up.n.NotifyWithFiles([]*os.File{e.File}, "FDSTORE=1", "FDNAME="+name, "FDPOLL=0"); err != nil {
-		up.once.Do(func() {
-			up.log.Warn("cannot mirror a stored fd to luod's own service manager", "fdname", e.Name, "err", err)
-		})
+		up.warnOnce("cannot mirror a stored fd to luod's own service manager", err, "fdname", e.Name)
 		return
 	}
 	e.Upstream = name
@@ -146,8 +144,9 @@ func (m *Manager) rebuildFromManager() {
 		return
 	}
 	byName := map[string]*os.File{}
+	names := files.Names()
 	for i, f := range files.All() {
-		name := files.Names()[i]
+		name := names[i]
 		if old := byName[name]; old != nil {
 			old.Close() // the manager stores names once; keep the last
 		}

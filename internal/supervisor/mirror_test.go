@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/liveupdate/luo/internal/cgroup"
 	"github.com/liveupdate/luo/internal/control"
 	"github.com/liveupdate/luo/internal/luodtest"
 	"github.com/liveupdate/luo/internal/sdnotifytest"
@@ -235,10 +236,8 @@ func crashed(t *testing.T, luod int, pids []int) {
 	t.Helper()
 	var slice string
 	for _, pid := range pids {
-		if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid)); err == nil && slice == "" {
-			if _, cg, ok := strings.Cut(strings.TrimSpace(string(b)), "::"); ok && strings.Contains(cg, fmt.Sprintf("/luod-%d.slice/", luod)) {
-				slice = filepath.Dir(cg)
-			}
+		if cg, err := cgroup.Of(pid); err == nil && slice == "" && strings.Contains(cg, fmt.Sprintf("/luod-%d.slice/", luod)) {
+			slice = filepath.Dir(cg)
 		}
 		syscall.Kill(pid, syscall.SIGKILL)
 	}
@@ -250,7 +249,7 @@ func crashed(t *testing.T, luod int, pids []int) {
 	if slice == "" {
 		return // no cgroups here
 	}
-	root := cgroupRoot()
+	root := cgroup2Mount(t)
 	dirs, _ := filepath.Glob(filepath.Join(root, slice, "*"))
 	for _, d := range dirs {
 		if fi, err := os.Stat(d); err == nil && fi.IsDir() {
@@ -261,19 +260,6 @@ func crashed(t *testing.T, luod int, pids []int) {
 	}
 	syscall.Rmdir(filepath.Join(root, slice))
 	syscall.Rmdir(filepath.Join(root, filepath.Dir(slice), fmt.Sprintf("luod-%d.scope", luod)))
-}
-
-// cgroupRoot is where the cgroup2 hierarchy is mounted.
-func cgroupRoot() string {
-	b, _ := os.ReadFile("/proc/self/mountinfo")
-	for _, l := range strings.Split(string(b), "\n") {
-		if _, after, ok := strings.Cut(l, " - cgroup2 "); ok && after != "" {
-			if f := strings.Fields(l); len(f) > 4 {
-				return f[4]
-			}
-		}
-	}
-	return "/sys/fs/cgroup"
 }
 
 // TestMirrorSequences drives luod, as a service with an fd store, through

@@ -57,8 +57,14 @@ func (up *upstream) send(state ...string) {
 	if up == nil || up.n == nil {
 		return
 	}
-	if err := up.n.Notify(state...); err != nil {
-		up.once.Do(func() { up.log.Warn("cannot notify luod's own service manager", "err", err) })
+	up.warnOnce("cannot notify luod's own service manager", up.n.Notify(state...))
+}
+
+// warnOnce logs the first failure to reach the manager, not the next ones
+// (a manager gone away would fail every send).
+func (up *upstream) warnOnce(msg string, err error, args ...any) {
+	if err != nil {
+		up.once.Do(func() { up.log.Warn(msg, append(args, "err", err)...) })
 	}
 }
 
@@ -73,9 +79,7 @@ func (up *upstream) reloading() {
 	if up == nil || up.n == nil {
 		return
 	}
-	if err := up.n.Reloading(); err != nil {
-		up.once.Do(func() { up.log.Warn("cannot notify luod's own service manager", "err", err) })
-	}
+	up.warnOnce("cannot notify luod's own service manager", up.n.Reloading())
 }
 
 // stopping says luod is stopping its units to exit.
