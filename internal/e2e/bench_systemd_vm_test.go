@@ -72,22 +72,6 @@ WantedBy=%s
 `, unit, install)
 }
 
-// systemdDriverUnit runs the interop guest driver in its bench mode
-// (interop.bench= on the command line) once the counter is up.
-const systemdDriverUnit = `[Unit]
-Description=benchmark driver
-Wants=counter.service
-After=counter.service
-
-[Service]
-Type=exec
-ExecStart=/usr/local/bin/interop-driver
-StandardOutput=journal+console
-
-[Install]
-WantedBy=multi-user.target
-`
-
 // systemdRound is one live update of the counter under systemd: stage n
 // to stage n+1, host arrival times of the lines that mark it.
 type systemdRound struct {
@@ -142,8 +126,10 @@ func systemdRounds(t *testing.T, rounds int, early bool) []systemdRound {
 	}
 	run := filepath.Join(cache, "bench-systemd-"+variant)
 	disk := interop.MakeDisk(t, mod, rootfs, run, map[string]string{"7.2": k72}, map[string]string{
-		systemdBenchUnit:        systemdCounterUnit(early),
-		"interop-bench.service": systemdDriverUnit,
+		systemdBenchUnit: systemdCounterUnit(early),
+		// The interop guest driver in its bench mode (interop.bench= on
+		// the command line), once the counter is up.
+		"interop-bench.service": interop.DriverUnitAfter("benchmark driver", "counter.service"),
 	})
 	stages := rounds + 1
 	cmdline := fmt.Sprintf("root=/dev/vda rw console=ttyS0 panic=-1 liveupdate=on quiet no_timer_check systemd.show_status=1 interop.bench=%s interop.next=7.2 interop.stage=1 interop.stages=%d", systemdBenchUnit, stages)

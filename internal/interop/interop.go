@@ -82,11 +82,17 @@ WantedBy=multi-user.target
 }
 
 // DriverUnit runs the guest driver once the counters are up.
-const DriverUnit = `[Unit]
-Description=interop test driver
-Wants=counter-mem.service counter-luos.service counter-own.service
-After=counter-mem.service counter-luos.service counter-own.service
+var DriverUnit = DriverUnitAfter("interop test driver", "counter-mem.service", "counter-luos.service", "counter-own.service")
 
+// DriverUnitAfter is the unit of the guest driver, described as
+// description, started at boot once the units after name are up (Wants=
+// and After= them; none: once the system is up).
+func DriverUnitAfter(description string, after ...string) string {
+	deps := ""
+	if len(after) > 0 {
+		deps = "Wants=" + strings.Join(after, " ") + "\nAfter=" + strings.Join(after, " ") + "\n"
+	}
+	return "[Unit]\nDescription=" + description + "\n" + deps + `
 [Service]
 Type=exec
 ExecStart=/usr/local/bin/interop-driver
@@ -95,6 +101,7 @@ StandardOutput=journal+console
 [Install]
 WantedBy=multi-user.target
 `
+}
 
 // An Event is one "INTEROP stage=N key=value ..." line of the driver.
 type Event struct {

@@ -13,20 +13,6 @@ import (
 	"github.com/liveupdate/luo/internal/vmtest"
 )
 
-// luodDriverUnit runs the guest driver once the system is up; with
-// interop.luod=1 it runs luod as a service (driver/luod.go).
-const luodDriverUnit = `[Unit]
-Description=interop test driver: luod as a systemd service
-
-[Service]
-Type=exec
-ExecStart=/usr/local/bin/interop-driver
-StandardOutput=journal+console
-
-[Install]
-WantedBy=multi-user.target
-`
-
 // TestInteropLuod boots Debian sid with systemd 262 on the 7.2 LUO kernel,
 // installs the luo package made by make deb with dpkg -i, and runs luod as
 // luod.service with two counters as its units (fd-store mode, and session
@@ -65,7 +51,7 @@ func TestInteropLuod(t *testing.T) {
 
 	run := filepath.Join(cache, "run-luod")
 	disk := MakeDiskWith(t, mod, rootfs, run, map[string]string{"7.2": k72, "7.3": k73},
-		map[string]string{"interop-driver.service": luodDriverUnit}, map[string]string{"/var/cache/luo/luo.deb": deb})
+		map[string]string{"interop-driver.service": DriverUnitAfter("interop test driver: luod as a systemd service")}, map[string]string{"/var/cache/luo/luo.deb": deb})
 	cmdline := "root=/dev/vda rw console=ttyS0 liveupdate=on no_timer_check panic=-1 systemd.show_status=1 interop.stage=1 interop.stages=4 interop.luod=1"
 	events, _ := Boot(t, run, k72, disk, cmdline)
 
