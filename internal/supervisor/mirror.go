@@ -11,6 +11,7 @@ import (
 	"github.com/liveupdate/luo/activation"
 	"github.com/liveupdate/luo/internal/fdstore"
 	"github.com/liveupdate/luo/memfd"
+	"github.com/liveupdate/luo/sdnotify"
 )
 
 // The mirror of the units' stores in luod's own manager's fd store.
@@ -62,7 +63,7 @@ func (up *upstream) add(e *fdstore.Entry) {
 	}
 	name := "luod-" + strconv.FormatUint(up.next, 10)
 	up.next++
-	if err := up.n.NotifyWithFiles([]*os.File{e.File}, "FDSTORE=1", "FDNAME="+name, "FDPOLL=0"); err != nil {
+	if err := up.store(name, e.File); err != nil {
 		up.warnOnce("cannot mirror a stored fd to luod's own service manager", err, "fdname", e.Name)
 		return
 	}
@@ -75,9 +76,20 @@ func (up *upstream) remove(e *fdstore.Entry) {
 	if !up.mirrors() || e.Upstream == "" {
 		return
 	}
-	up.send("FDSTOREREMOVE=1", "FDNAME="+e.Upstream)
+	up.drop(e.Upstream)
 	e.Upstream = ""
 	up.dirty = true
+}
+
+// store puts f into the manager's fd store under name, unwatched: luod
+// watches the entries whose units asked for it.
+func (up *upstream) store(name string, f *os.File) error {
+	return up.n.StoreFiles(name, []*os.File{f}, &sdnotify.StoreOptions{NoPoll: true})
+}
+
+// drop removes name from the manager's fd store.
+func (up *upstream) drop(name string) {
+	up.warnOnce("cannot remove an fd from luod's own service manager's store", up.n.RemoveFiles(name), "fdname", name)
 }
 
 // flush stores the map of what is mirrored, when it changed. Called in
@@ -116,11 +128,11 @@ func (up *upstream) storeMap(b []byte) error {
 		return err
 	}
 	name := mapPrefix + strconv.FormatUint(up.mapGen+1, 10)
-	if err := up.n.NotifyWithFiles([]*os.File{f}, "FDSTORE=1", "FDNAME="+name, "FDPOLL=0"); err != nil {
+	if err := up.store(name, f); err != nil {
 		return err
 	}
 	if up.mapGen > 0 {
-		up.send("FDSTOREREMOVE=1", "FDNAME="+mapPrefix+strconv.FormatUint(up.mapGen, 10))
+		up.drop(mapPrefix + strconv.FormatUint(up.mapGen, 10))
 	}
 	up.mapGen++
 	return nil
@@ -191,7 +203,7 @@ func (m *Manager) rebuildFromManager() {
 	}
 	for name, f := range byName {
 		if name != mapPrefix+strconv.FormatUint(up.mapGen, 10) {
-			up.send("FDSTOREREMOVE=1", "FDNAME="+name)
+			up.drop(name)
 		}
 		f.Close()
 	}
