@@ -116,16 +116,12 @@ func (g *Group) Kill() error {
 	}
 	frozen := g.t.write(g.rel, "cgroup.freeze", "1") == nil
 	var err error
-	for deadline := time.Now().Add(killWait); ; time.Sleep(time.Millisecond) {
-		var pids []int
-		if pids, err = g.Procs(); err != nil || len(pids) == 0 {
+	for deadline := time.Now().Add(killWait); g.Populated(); time.Sleep(time.Millisecond) {
+		if err = g.Signal(syscall.SIGKILL); err != nil {
 			break
 		}
-		for _, pid := range pids {
-			syscall.Kill(pid, syscall.SIGKILL)
-		}
 		if time.Now().After(deadline) {
-			err = fmt.Errorf("cgroup: %s: %d processes still alive %v after SIGKILL", g.rel, len(pids), killWait)
+			err = fmt.Errorf("cgroup: %s: processes still alive %v after SIGKILL", g.rel, killWait)
 			break
 		}
 	}
