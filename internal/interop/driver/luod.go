@@ -65,8 +65,8 @@ func luodRun(stages int, cmdline string) {
 		step, _, show := luodSteps()
 		st, ok := countersAt(stage + 2)
 		s := show("ActiveState", "MainPID", "StatusText")
-		step(fmt.Sprintf("kexec-%d", stage), ok, kv("release", readTrim("/proc/sys/kernel/osrelease")),
-			kv("status", st["counter.service"]), kv("status_luos", st["counter-luos.service"]), kv("active", s["ActiveState"]), kv("luod_status", s["StatusText"]))
+		step(fmt.Sprintf("kexec-%d", stage), ok, append(counterFields(st), kv("release", readTrim("/proc/sys/kernel/osrelease")),
+			kv("active", s["ActiveState"]), kv("luod_status", s["StatusText"]))...)
 	}
 	text("luod-fdstore", "", "systemd-analyze", "fdstore", "luod.service")
 	if !last {
@@ -104,7 +104,7 @@ func luodFirst() bool {
 
 	// The counter comes up under luod.
 	st, ok := countersAt(1)
-	step("counter", ok, kv("status", st["counter.service"]), kv("status_luos", st["counter-luos.service"]))
+	step("counter", ok, counterFields(st)...)
 	cmd("luoctl-status", "luoctl", "status", "counter.service", "counter-luos.service")
 
 	if _, ok := cmd("reload", "systemctl", "reload", "luod.service"); ok {
@@ -118,14 +118,14 @@ func luodFirst() bool {
 	text("luod-fdstore", "", "systemd-analyze", "fdstore", "luod.service")
 	if _, ok := cmd("restart", "systemctl", "restart", "luod.service"); ok {
 		st, ok := countersAt(2)
-		step("restart", ok, kv("status", st["counter.service"]), kv("status_luos", st["counter-luos.service"]), kv("mainpid", show("MainPID")["MainPID"]))
+		step("restart", ok, append(counterFields(st), kv("mainpid", show("MainPID")["MainPID"]))...)
 	}
 	before := show("MainPID")["MainPID"]
 	if _, ok := cmd("kill9", "systemctl", "kill", "--kill-whom=main", "--signal=SIGKILL", "luod.service"); ok {
 		st, ok := countersAt(3)
 		after := show("MainPID", "NRestarts")
-		step("kill9", ok && after["MainPID"] != before, kv("status", st["counter.service"]), kv("status_luos", st["counter-luos.service"]),
-			kv("mainpid_before", before), kv("mainpid", after["MainPID"]), kv("restarts", after["NRestarts"]))
+		step("kill9", ok && after["MainPID"] != before, append(counterFields(st),
+			kv("mainpid_before", before), kv("mainpid", after["MainPID"]), kv("restarts", after["NRestarts"]))...)
 	}
 	return true
 }
@@ -204,6 +204,12 @@ func processes(exe string) []string {
 		}
 	}
 	return pids
+}
+
+// counterFields are the counters' status lines as a step's fields:
+// status (fd-store mode) and status_luos (session mode).
+func counterFields(st map[string]string) []string {
+	return []string{kv("status", st["counter.service"]), kv("status_luos", st["counter-luos.service"])}
 }
 
 // countersAt waits (2 minutes at most) until every counter runs under
