@@ -184,7 +184,9 @@ func TestMirrorsStoresUpstream(t *testing.T) {
 		}
 		<-d.Exited()
 		nd := luodtest.StartWith(t, fs.withFDs(d), nil)
+		// Both units serve their ctl sockets from READY on.
 		nd.WaitUnit("a.service", "active", active)
+		nd.WaitUnit("b.service", "active", active)
 		return nd
 	}
 
@@ -216,7 +218,6 @@ func TestMirrorsStoresUpstream(t *testing.T) {
 	}
 
 	d = restart(d, syscall.SIGKILL)
-	d.WaitUnit("b.service", "active", active)
 	if got := storeOf(d, "b.service"); !slices.Equal(got, []string{"x memfd 5"}) {
 		t.Errorf("b.service's store after kill -9: %v", got)
 	}
