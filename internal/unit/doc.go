@@ -95,6 +95,10 @@
 //	LogRateLimitIntervalSec=      time span, default 30s; 0: the default; infinity: never resets
 //	LogRateLimitBurst=            number, default 10000; 0: the default
 //
+// and in luod's own section, [X-LUO], which systemd ignores:
+//
+//	PreserveMaxBytes=             size (4096, 512M, 1.5G), infinity or empty: no limit (default)
+//
 // The deprecated spellings of the start limit, StartLimitInterval= in
 // [Unit] and StartLimitInterval= and StartLimitBurst= in [Service], are
 // accepted with a warning. Unlike StartLimitIntervalSec=0,

@@ -42,6 +42,7 @@ func TestLoadCounter(t *testing.T) {
 		FileDescriptorStoreMax:      16,
 		FileDescriptorStorePreserve: PreserveYes,
 		LUOSessions:                 []string{"counter-state"},
+		PreserveMaxBytes:            NoLimit,
 		Warnings: []Warning{
 			{File: "testdata/counter.service", Line: 6, Section: "Unit", Key: "After", Message: "not supported by luod, ignored"},
 			{File: "testdata/counter.service", Line: 7, Section: "Unit", Key: "Wants", Message: "not supported by luod, ignored"},

@@ -126,6 +126,7 @@ func parse(name, path string, data []byte) (*Unit, error) {
 		StartLimitBurst:         DefaultStartLimitBurst,
 		LogRateLimitIntervalSec: DefaultLogRateLimitIntervalSec,
 		LogRateLimitBurst:       DefaultLogRateLimitBurst,
+		PreserveMaxBytes:        NoLimit,
 	}
 	p := &parser{u: u, file: file, spec: newSpecifiers(name)}
 	if scanned.strayLine > 0 {
@@ -157,7 +158,14 @@ func parse(name, path string, data []byte) (*Unit, error) {
 	return u, nil
 }
 
-func knownSection(s string) bool { return s == "Unit" || s == "Service" || s == "Install" }
+// LUOSection is luod's own section of a unit file. systemd ignores
+// sections whose names begin with "X-", so a unit file that sets luod's
+// own settings there still loads under systemd without a warning.
+const LUOSection = "X-LUO"
+
+func knownSection(s string) bool {
+	return s == "Unit" || s == "Service" || s == "Install" || s == LUOSection
+}
 
 // readOptions parses data with go-systemd and finds the line of every
 // option and section header with scan.
@@ -277,6 +285,7 @@ var handlers = map[string]func(*parser, option){
 	"Service.LUOSession":                  (*parser).luoSession,
 	"Service.LogRateLimitIntervalSec":     (*parser).logRateLimitInterval,
 	"Service.LogRateLimitBurst":           (*parser).logRateLimitBurst,
+	LUOSection + ".PreserveMaxBytes":      (*parser).preserveMaxBytes,
 }
 
 // deprecated maps the old spellings of keys, which systemd still accepts,
@@ -574,6 +583,21 @@ func (p *parser) fdStoreMax(o option) {
 		return
 	}
 	p.u.FileDescriptorStoreMax = n
+}
+
+// preserveMaxBytes parses [X-LUO] PreserveMaxBytes=: a size, or infinity
+// or empty for no limit.
+func (p *parser) preserveMaxBytes(o option) {
+	if o.value == "" || o.value == "infinity" {
+		p.u.PreserveMaxBytes = NoLimit
+		return
+	}
+	n, err := ParseSize(o.value)
+	if err != nil {
+		p.failf(o, "%v (want a size like 512M, 1.5G or 4096, or infinity)", err)
+		return
+	}
+	p.u.PreserveMaxBytes = n
 }
 
 // interval parses the interval of a rate limit: a time span, 0 or

@@ -21,6 +21,7 @@ func defaultUnit(name string) *Unit {
 		StartLimitBurst:         5,
 		LogRateLimitIntervalSec: 30 * time.Second,
 		LogRateLimitBurst:       10000,
+		PreserveMaxBytes:        NoLimit,
 	}
 }
 
@@ -784,5 +785,47 @@ func TestParseHostile(t *testing.T) {
 	u = mustParse(t, "x.service", "\uFEFF[Unit]\nDescription=bom\n"+service())
 	if u.Description != "bom" || len(u.Warnings) != 0 {
 		t.Errorf("byte order mark: Description %q, warnings %v", u.Description, u.Warnings)
+	}
+}
+
+// TestParsePreserveMaxBytes checks luod's own section: [X-LUO]
+// PreserveMaxBytes= with its sizes, its reset, its errors, and that other
+// keys there only warn.
+func TestParsePreserveMaxBytes(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		lines []string
+		want  int64
+	}{
+		{[]string{"PreserveMaxBytes=4096"}, 4096},
+		{[]string{"PreserveMaxBytes=4K"}, 4096},
+		{[]string{"PreserveMaxBytes=1.5G"}, 3 << 29},
+		{[]string{"PreserveMaxBytes=1G 512M"}, 3 << 29},
+		{[]string{"PreserveMaxBytes=0"}, 0},
+		{[]string{"PreserveMaxBytes=1M", "PreserveMaxBytes="}, NoLimit},
+		{[]string{"PreserveMaxBytes=1M", "PreserveMaxBytes=infinity"}, NoLimit},
+	} {
+		u := mustParse(t, "x.service", service()+"[X-LUO]\n"+strings.Join(tt.lines, "\n")+"\n")
+		if u.PreserveMaxBytes != tt.want {
+			t.Errorf("%q: PreserveMaxBytes %d, want %d", tt.lines, u.PreserveMaxBytes, tt.want)
+		}
+		if len(u.Warnings) != 0 {
+			t.Errorf("%q: warnings %v", tt.lines, u.Warnings)
+		}
+	}
+	for _, v := range []string{"lots", "-1", "1X", "1.2.3M", ".5K", "99999E", "1M x"} {
+		_, err := Parse("x.service", strings.NewReader(service()+"[X-LUO]\nPreserveMaxBytes="+v+"\n"))
+		var pe *ParseError
+		if !errors.As(err, &pe) || pe.Section != "X-LUO" || pe.Key != "PreserveMaxBytes" || pe.Line != 5 || !strings.Contains(err.Error(), "want a size") {
+			t.Errorf("PreserveMaxBytes=%s: error %v, want a ParseError on line 5 asking for a size", v, err)
+		}
+	}
+	u := mustParse(t, "x.service", service()+"[X-LUO]\nPreserveMaxByte=1\n")
+	if len(u.Warnings) != 1 || !strings.Contains(u.Warnings[0].Message, "unknown key") {
+		t.Errorf("an unknown key in [X-LUO]: warnings %v, want one unknown key", u.Warnings)
+	}
+	u = mustParse(t, "x.service", service()+"[X-Other]\nPreserveMaxBytes=lots\n")
+	if u.PreserveMaxBytes != NoLimit || len(u.Warnings) != 0 {
+		t.Errorf("another X- section is not luod's: PreserveMaxBytes %d, warnings %v", u.PreserveMaxBytes, u.Warnings)
 	}
 }

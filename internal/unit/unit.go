@@ -112,6 +112,12 @@ type Unit struct {
 	// name by the manager.
 	LUOSessions []string
 
+	// PreserveMaxBytes is [X-LUO] PreserveMaxBytes=: at most how many
+	// bytes of the unit's store a live update may pin in memory for the
+	// next kernel; NoLimit (the default) for no limit. An update plans
+	// the memfds of a unit over its limit as lost.
+	PreserveMaxBytes int64
+
 	// Warnings are the non-fatal diagnostics: unknown or unsupported
 	// keys and sections, duplicate session names, ignored escape
 	// sequences, settings that have no effect. They are sorted by line.
@@ -139,6 +145,10 @@ const (
 	DefaultLogRateLimitIntervalSec = 30 * time.Second
 	DefaultLogRateLimitBurst       = 10000
 )
+
+// NoLimit is a size limit that is not set, such as PreserveMaxBytes=
+// infinity.
+const NoLimit int64 = -1
 
 // Infinity is the time span "infinity" in the settings where it is not the
 // same as 0, StartLimitIntervalSec= and LogRateLimitIntervalSec=: the

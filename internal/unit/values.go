@@ -515,3 +515,58 @@ func checkLUOSessionName(s string) error {
 	}
 	return nil
 }
+
+// sizeSuffixes are the units of parse_size() with base 1024, largest
+// first.
+var sizeSuffixes = []struct {
+	suffix string
+	factor float64
+}{
+	{"E", 1 << 60}, {"P", 1 << 50}, {"T", 1 << 40}, {"G", 1 << 30},
+	{"M", 1 << 20}, {"K", 1 << 10}, {"B", 1}, {"", 1},
+}
+
+// ParseSize is systemd's parse_size() with base 1024, as MemoryMax= reads
+// sizes: a number of bytes with an optional suffix K, M, G, T, P or E
+// (powers of 1024) or B, fractions allowed ("1.5G"), and several parts
+// summed ("1G 512M").
+func ParseSize(s string) (int64, error) {
+	rest := strings.Trim(s, whitespace)
+	if rest == "" {
+		return 0, errors.New("empty size")
+	}
+	var total float64
+	for rest != "" {
+		i := 0
+		for i < len(rest) && (rest[i] >= '0' && rest[i] <= '9' || rest[i] == '.') {
+			i++
+		}
+		num := rest[:i]
+		if num == "" || strings.Count(num, ".") > 1 || num[0] == '.' || num[len(num)-1] == '.' {
+			return 0, fmt.Errorf("invalid size %q", s)
+		}
+		v, err := strconv.ParseFloat(num, 64)
+		if err != nil {
+			return 0, fmt.Errorf("invalid size %q", s)
+		}
+		rest = strings.TrimLeft(rest[i:], whitespace)
+		for _, sf := range sizeSuffixes {
+			if sf.suffix == "" {
+				if rest != "" && !(rest[0] >= '0' && rest[0] <= '9') {
+					return 0, fmt.Errorf("invalid size %q (unknown unit at %q)", s, rest)
+				}
+				total += v
+				break
+			}
+			if r, ok := strings.CutPrefix(rest, sf.suffix); ok {
+				total += v * sf.factor
+				rest = strings.TrimLeft(r, whitespace)
+				break
+			}
+		}
+		if total >= math.MaxInt64 {
+			return 0, fmt.Errorf("size %q out of range", s)
+		}
+	}
+	return int64(total), nil
+}
