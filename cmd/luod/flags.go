@@ -5,16 +5,48 @@ package main
 import (
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 
 	"github.com/spf13/pflag"
+
+	"github.com/liveupdate/luo/internal/unit"
 )
 
 // options are luod's command line.
 type options struct {
 	units, runtimeDir, logFormat, logLevel, device string
-	version                                        bool
+	metricsListen, metricsTextfile                 string
+	// preserveMax is --preserve-max-bytes, unit.NoLimit for none.
+	preserveMax int64
+	version     bool
 }
+
+// sizeValue is a pflag.Value for a size as unit files write them (512M,
+// 1.5G) or infinity.
+type sizeValue struct{ n *int64 }
+
+func (v sizeValue) String() string {
+	if v.n == nil || *v.n < 0 {
+		return "infinity"
+	}
+	return strconv.FormatInt(*v.n, 10)
+}
+
+func (v sizeValue) Set(s string) error {
+	if s == "infinity" || s == "" {
+		*v.n = unit.NoLimit
+		return nil
+	}
+	n, err := unit.ParseSize(s)
+	if err != nil {
+		return err
+	}
+	*v.n = n
+	return nil
+}
+
+func (v sizeValue) Type() string { return "size" }
 
 // flagSet declares luod's options, GNU-style like luoctl's (--units DIR,
 // --units=DIR; -h and --help print them). runtime is the old name of
@@ -29,6 +61,10 @@ func flagSet(o *options) *pflag.FlagSet {
 	fs.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.StringVar(&o.device, "device", "/dev/liveupdate", "LUO device")
+	o.preserveMax = unit.NoLimit
+	fs.Var(sizeValue{&o.preserveMax}, "preserve-max-bytes", "at most this many bytes of memfds (all units together) a kexec live update may pin for the next kernel: 512M, 1.5G, or infinity")
+	fs.StringVar(&o.metricsListen, "metrics-listen", "", "serve Prometheus metrics on this address's /metrics (host:port; off when empty)")
+	fs.StringVar(&o.metricsTextfile, "metrics-textfile", "", "write the metrics to this file after every change, for node_exporter's textfile collector (off when empty)")
 	fs.BoolVar(&o.version, "version", false, "print the version and exit")
 	return fs
 }

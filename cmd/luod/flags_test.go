@@ -16,7 +16,7 @@ import (
 // TestParseArgs: GNU-style long options, and the single-dash spellings of
 // luod's first releases, give the same options.
 func TestParseArgs(t *testing.T) {
-	want := options{units: "/u", runtimeDir: "/r", logFormat: "json", logLevel: "debug", device: "/dev/x"}
+	want := options{units: "/u", runtimeDir: "/r", logFormat: "json", logLevel: "debug", device: "/dev/x", preserveMax: -1}
 	for _, args := range [][]string{
 		{"--units", "/u", "--runtime-dir", "/r", "--log-format", "json", "--log-level", "debug", "--device", "/dev/x"},
 		{"--units=/u", "--runtime-dir=/r", "--log-format=json", "--log-level=debug", "--device=/dev/x"},
@@ -38,7 +38,15 @@ func TestParseArgs(t *testing.T) {
 	if _, err := parseArgs([]string{"--help"}, &usage); !errors.Is(err, pflag.ErrHelp) || !strings.Contains(usage.String(), "--runtime-dir") || strings.Contains(usage.String(), "--runtime ") {
 		t.Errorf("--help: %v, usage:\n%s", err, usage.String())
 	}
-	for _, bad := range [][]string{{"--units"}, {"-bogus"}, {"--bogus"}, {"extra"}, {"--log-level", "x", "extra"}} {
+	for _, tc := range []struct {
+		arg  string
+		want int64
+	}{{"--preserve-max-bytes=1.5G", 3 << 29}, {"--preserve-max-bytes=4096", 4096}, {"--preserve-max-bytes=infinity", -1}, {"-preserve-max-bytes=0", 0}} {
+		if o, err := parseArgs([]string{tc.arg, "--metrics-listen=127.0.0.1:9", "--metrics-textfile=/t"}, io.Discard); err != nil || o.preserveMax != tc.want || o.metricsListen != "127.0.0.1:9" || o.metricsTextfile != "/t" {
+			t.Errorf("parseArgs(%s) = %+v, %v; want preserveMax %d", tc.arg, o, err, tc.want)
+		}
+	}
+	for _, bad := range [][]string{{"--preserve-max-bytes=lots"}, {"--preserve-max-bytes=-1"}, {"--units"}, {"-bogus"}, {"--bogus"}, {"extra"}, {"--log-level", "x", "extra"}} {
 		if o, err := parseArgs(bad, io.Discard); err == nil {
 			t.Errorf("parseArgs(%q) = %+v, want an error", bad, o)
 		}

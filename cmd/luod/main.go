@@ -6,6 +6,7 @@
 // Orchestrator. It runs as PID 1 or under another init.
 //
 //	luod [--units DIRS] [--runtime-dir DIR] [--log-format text|json] [--log-level info] [--device PATH]
+//	     [--preserve-max-bytes SIZE] [--metrics-listen ADDR] [--metrics-textfile PATH]
 //	luod --version
 //
 // See the README and `luoctl --help`.
@@ -16,13 +17,17 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/spf13/pflag"
 
+	"github.com/liveupdate/luo/internal/metrics"
 	"github.com/liveupdate/luo/internal/supervisor"
+	"github.com/liveupdate/luo/internal/update"
 	"github.com/liveupdate/luo/internal/version"
 )
 
@@ -73,6 +78,11 @@ func run() error {
 	}
 	cfg.LiveUpdate.Device = o.device
 	cfg.LiveUpdate.Kernel = kernel(o.device, o.runtimeDir, log)
+	cfg.LiveUpdate.PreserveMax = update.QuotaOf(o.preserveMax)
+	var textfile *metrics.Textfile
+	if o.metricsTextfile != "" {
+		cfg.Changed = func() { textfile.Changed() }
+	}
 	if v := os.Getenv(supervisor.StateEnv); v != "" {
 		os.Unsetenv(supervisor.StateEnv)
 		fd, err := strconv.Atoi(v)
@@ -85,7 +95,30 @@ func run() error {
 	if err != nil {
 		return err
 	}
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	if o.metricsListen != "" || o.metricsTextfile != "" {
+		reg := metrics.NewRegistry(m.Observe)
+		if o.metricsTextfile != "" {
+			textfile = metrics.NewTextfile(o.metricsTextfile, reg, time.Second, log)
+			go textfile.Run(ctx)
+		}
+		if o.metricsListen != "" {
+			// A metrics address that cannot be used is no reason to
+			// leave the units unmanaged (or, as PID 1, panic the
+			// kernel): luod runs on without it.
+			if l, err := net.Listen("tcp", o.metricsListen); err != nil {
+				log.Error("cannot serve metrics", "err", err)
+			} else {
+				go func() {
+					if err := metrics.Serve(ctx, l, reg, log); err != nil {
+						log.Error("metrics server stopped", "err", err)
+					}
+				}()
+			}
+		}
+	}
 	// The manager handles SIGTERM and SIGINT itself: it stops the units,
 	// then exits (or, as PID 1, powers off or reboots).
-	return m.Run(context.Background())
+	return m.Run(ctx)
 }

@@ -63,6 +63,11 @@ type Manager struct {
 	LiveUpdates  int       `json:"live_updates"` // kexec live updates since the last cold boot
 	LUO          LUOStatus `json:"luo"`
 	Updating     bool      `json:"updating"`
+	// PreserveBytes is the units' PreserveBytes summed, PreserveMaxBytes
+	// the host's limit on it (--preserve-max-bytes), nil when there is
+	// none.
+	PreserveBytes    int64  `json:"preserve_bytes"`
+	PreserveMaxBytes *int64 `json:"preserve_max_bytes,omitempty"`
 }
 
 // LUOStatus describes the kernel's live update support as luod sees it.
@@ -75,27 +80,36 @@ type LUOStatus struct {
 
 // Unit is a unit's state, as in `luoctl status` and `luoctl list`.
 type Unit struct {
-	Name         string    `json:"name"`
-	Description  string    `json:"description,omitempty"`
-	Path         string    `json:"path,omitempty"`
-	LoadState    string    `json:"load_state"` // loaded, not-found (store pinned, unit file missing), error
-	LoadError    string    `json:"load_error,omitempty"`
-	ActiveState  string    `json:"active_state"` // inactive, activating, active, deactivating, failed
-	SubState     string    `json:"sub_state"`    // dead, start, running, exited, stop-sigterm, stop-sigkill, auto-restart, failed, dead-resources-pinned
-	Since        time.Time `json:"since"`        // last ActiveState change
-	Type         string    `json:"type,omitempty"`
-	MainPID      int       `json:"main_pid,omitempty"`
-	Status       string    `json:"status,omitempty"` // last STATUS=
-	Errno        int       `json:"errno,omitempty"`  // last ERRNO=
-	Result       string    `json:"result,omitempty"` // success, exit-code, signal, timeout, start-limit-hit, exec ...
-	ExitCode     int       `json:"exit_code,omitempty"`
-	ExitSignal   string    `json:"exit_signal,omitempty"`
-	Restarts     int       `json:"restarts"`
-	NotifyAccess string    `json:"notify_access,omitempty"`
+	Name        string    `json:"name"`
+	Description string    `json:"description,omitempty"`
+	Path        string    `json:"path,omitempty"`
+	LoadState   string    `json:"load_state"` // loaded, not-found (store pinned, unit file missing), error
+	LoadError   string    `json:"load_error,omitempty"`
+	ActiveState string    `json:"active_state"` // inactive, activating, active, deactivating, failed
+	SubState    string    `json:"sub_state"`    // dead, start, running, exited, stop-sigterm, stop-sigkill, auto-restart, failed, dead-resources-pinned
+	Since       time.Time `json:"since"`        // last ActiveState change
+	Type        string    `json:"type,omitempty"`
+	MainPID     int       `json:"main_pid,omitempty"`
+	Status      string    `json:"status,omitempty"` // last STATUS=
+	Errno       int       `json:"errno,omitempty"`  // last ERRNO=
+	Result      string    `json:"result,omitempty"` // success, exit-code, signal, timeout, start-limit-hit, exec ...
+	ExitCode    int       `json:"exit_code,omitempty"`
+	ExitSignal  string    `json:"exit_signal,omitempty"`
+	Restarts    int       `json:"restarts"`
+	// StartLimitHits counts the starts refused by the start limit since
+	// luod started (carried across its re-exec).
+	StartLimitHits int    `json:"start_limit_hits,omitempty"`
+	NotifyAccess   string `json:"notify_access,omitempty"`
 	// FDStoreCount is the fd store's slots in use, which FDStoreMax
 	// bounds: each LUOSession= name takes one, however many LUO sessions
 	// luod holds under it; every other fd one.
-	FDStoreCount    int    `json:"fdstore_count"`
+	FDStoreCount int `json:"fdstore_count"`
+	// FDStoreBytes is the size of the store's files (regular files and
+	// memfds), FDStoreSurvives how many of its entries a kexec live
+	// update would carry, decided without asking the kernel (luoctl
+	// fdstore asks it).
+	FDStoreBytes    int64  `json:"fdstore_bytes"`
+	FDStoreSurvives int    `json:"fdstore_survives"`
 	FDStoreMax      int    `json:"fdstore_max"`
 	FDStorePreserve string `json:"fdstore_preserve,omitempty"`
 	// FDStoreRefused counts the fds luod refused to store or dropped from
@@ -103,8 +117,14 @@ type Unit struct {
 	// service cannot tell.
 	FDStoreRefused     int             `json:"fdstore_refused,omitempty"`
 	FDStoreLastRefused *FDStoreRefusal `json:"fdstore_last_refused,omitempty"`
-	LUOSessions        []string        `json:"luo_sessions,omitempty"`
-	Warnings           []string        `json:"warnings,omitempty"`
+	// PreserveBytes is the size of the memfds a kexec would pin in memory
+	// for the next kernel (preserved in luod's session), and
+	// PreserveMaxBytes the unit's limit on it ([X-LUO]
+	// PreserveMaxBytes=), nil when it has none.
+	PreserveBytes    int64    `json:"preserve_bytes"`
+	PreserveMaxBytes *int64   `json:"preserve_max_bytes,omitempty"`
+	LUOSessions      []string `json:"luo_sessions,omitempty"`
+	Warnings         []string `json:"warnings,omitempty"`
 	// CGroup is the unit's cgroup ("" when luod has no cgroups), and
 	// Processes the processes in it (GetUnit only), as in systemctl
 	// status.
@@ -353,8 +373,10 @@ type ReportParams struct {
 type Report struct {
 	// Count numbers the update among those of its kind: kexec live updates
 	// since the last cold boot, soft updates since luod started.
-	Count    int          `json:"count"`
-	Kind     string       `json:"kind"` // kexec or soft
+	Count int    `json:"count"`
+	Kind  string `json:"kind"` // kexec or soft
+	// Result is ok, lost (some unit lost fds) or problems (see Problems).
+	Result   string       `json:"result"`
 	From     string       `json:"from"` // kernel release before
 	To       string       `json:"to"`   // kernel release after
 	Timeline []Event      `json:"timeline"`

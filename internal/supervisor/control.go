@@ -158,9 +158,11 @@ func (u *Unit) info() control.Unit {
 	i := control.Unit{
 		Name: u.name, LoadState: "loaded", LoadError: u.loadErr, ActiveState: string(u.state.Active()), SubState: string(u.state), Since: u.since,
 		MainPID: u.mainPID, Status: u.status, Errno: u.errno, Result: u.result, ExitCode: u.exitCode,
-		ExitSignal: sigName(u.exitSig), Restarts: u.restarts, FDStoreCount: u.store.Used(), FDStoreMax: u.store.Max(),
+		ExitSignal: sigName(u.exitSig), Restarts: u.restarts, StartLimitHits: u.startLimitHits, FDStoreCount: u.store.Used(), FDStoreMax: u.store.Max(),
 		FDStorePreserve: u.preserve().String(), FDStoreRefused: u.refused,
+		PreserveMaxBytes: bytesLimit(u.preserveMax()),
 	}
+	i.FDStoreBytes, i.FDStoreSurvives, i.PreserveBytes = u.storeSummary()
 	if r := u.lastRefused; u.refused > 0 {
 		i.FDStoreLastRefused = &control.FDStoreRefusal{FDName: r.fdname, Reason: r.why, Time: r.at}
 	}
@@ -184,6 +186,31 @@ func (u *Unit) info() control.Unit {
 	return i
 }
 
+// storeSummary sums up the unit's store: the size of its files, how many
+// entries a kexec would carry, decided as a plan decides without asking the
+// kernel (update.Decide), and update.Usage, the bytes a kexec would pin.
+func (u *Unit) storeSummary() (bytes int64, survives int, usage int64) {
+	if u.store.Len() == 0 {
+		return 0, 0, 0
+	}
+	s := u.snapshot(true)
+	for _, e := range update.Decide(update.Snapshot{Kind: update.Kexec, Units: []update.Unit{s}})[0].Entries {
+		bytes += e.Size
+		if e.Fate.Carried() {
+			survives++
+		}
+	}
+	return bytes, survives, update.Usage(s)
+}
+
+// bytesLimit is q on the wire: nil for no limit.
+func bytesLimit(q update.Quota) *int64 {
+	if !q.Set {
+		return nil
+	}
+	return &q.Max
+}
+
 // processes lists the processes of a unit's cgroup.
 func processes(u *Unit) []control.Process {
 	var ps []control.Process
@@ -203,7 +230,11 @@ func (m *Manager) managerInfo() control.Manager {
 		Version: version.String(), PID: os.Getpid(), PID1: m.cfg.PID1, Started: m.started, Reexecs: m.reexecs,
 		UnitDir: strings.Join(m.cfg.UnitDirs, ":"), NotifySocket: m.notify.Path(), Units: len(m.units), LiveUpdates: m.liveUpdates,
 		LUO:      control.LUOStatus{Device: devErr == nil, Cmdline: kexec.CmdlineHas(cmd, "liveupdate"), Release: release()},
-		Updating: m.updating,
+		Updating: m.updating, PreserveMaxBytes: bytesLimit(m.cfg.LiveUpdate.PreserveMax),
+	}
+	for _, u := range m.units {
+		_, _, usage := u.storeSummary()
+		info.PreserveBytes += usage
 	}
 	switch {
 	case !info.LUO.Cmdline:
@@ -286,7 +317,7 @@ func (m *Manager) dumpFDStore(call *control.Call) {
 // not asked: the update holds the memfds. Called in the loop.
 func (m *Manager) fdStoreDump(u *Unit) *control.FDStore {
 	rep := &control.FDStore{Unit: u.name, Max: u.store.Max(), Preserve: u.preserve().String(), Entries: []control.FDStoreEntry{}}
-	s := update.Snapshot{Kind: update.Kexec, Units: []update.Unit{m.unitSnapshot(u, true)}}
+	s := update.Snapshot{Kind: update.Kexec, Units: []update.Unit{u.snapshot(true)}}
 	var fates []update.Entry
 	if m.updating {
 		fates = update.Decide(s)[0].Entries

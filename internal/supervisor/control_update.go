@@ -224,7 +224,7 @@ func (m *Manager) reportCall(call *control.Call) {
 }
 
 func wireReport(r *update.Report) control.Report {
-	w := control.Report{Count: r.Count, Kind: string(r.Kind), From: r.From, To: r.To, Problems: r.Problems,
+	w := control.Report{Count: r.Count, Kind: string(r.Kind), Result: r.Result(), From: r.From, To: r.To, Problems: r.Problems,
 		Timeline: []control.Event{}, Units: []control.ReportUnit{}}
 	for _, ev := range r.Timeline {
 		w.Timeline = append(w.Timeline, control.Event{Name: ev.Name, Unit: ev.Unit, Time: ev.Time})

@@ -77,7 +77,7 @@ func TestLUOSessionTakesOneSlot(t *testing.T) {
 	}
 	// What the kexec carries: the session luod handed out, marked, also
 	// through a re-exec.
-	snap := m.unitSnapshot(u, false)
+	snap := u.snapshot(false)
 	if e := snap.Entries[0]; e.Name != "state" || !e.LUOSession || e.Origin != fdstore.OriginHandedOut {
 		t.Fatalf("snapshot of the handed-out session: %+v", e)
 	}
@@ -146,6 +146,8 @@ func TestLUOSessionTakesOneSlot(t *testing.T) {
 type storesNow struct{ m *Manager }
 
 func (s storesNow) Locked(fn func([]update.Unit)) { fn(s.m.snapshot(true)) }
+
+func (s storesNow) HostQuota() update.Quota { return s.m.cfg.LiveUpdate.PreserveMax }
 
 // TestFDStoreDumpSaysWhatThePlanSays: luoctl fdstore and update plan give
 // every entry the same fate for the same reason: both ask the kernel. A

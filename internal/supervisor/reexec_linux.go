@@ -94,7 +94,7 @@ func (m *Manager) reexecManifest(soft *update.Manifest) (*update.Manifest, []*os
 		mf = &update.Manifest{Version: update.ManifestVersion, Kind: update.Reexec, Count: m.liveUpdates}
 	}
 	mg := &update.Manager{Started: m.started, Reexecs: m.reexecs + 1, NotifyFD: fdOf(nf), ControlFD: fdOf(cf),
-		Report: m.report, KexecReport: m.kexecReport, SoftUpdates: m.softUpdates}
+		Report: m.report, KexecReport: m.kexecReport, SoftUpdates: m.softUpdates, LastAbort: m.lastAbort}
 	if mf.Kind == update.Soft {
 		mg.SoftUpdates++
 	}
@@ -111,6 +111,9 @@ func (m *Manager) reexecManifest(soft *update.Manifest) (*update.Manifest, []*os
 		mg.Upstream = &update.UpstreamState{Next: m.up.next, MapGen: m.up.mapGen}
 	}
 	mf.Manager = mg
+	if mf.Kind == update.Reexec {
+		mf.Outcomes = m.outcomes
+	}
 	stopped := map[string]update.Unit{}
 	for _, u := range mf.Units {
 		stopped[u.Name] = u
@@ -136,7 +139,7 @@ func (u *Unit) process() *update.Process {
 		Restarts: u.restarts, Consecutive: u.consecutive, Stopping: u.stopping, NotifyAccess: u.notifyAccessOverride,
 		StartedAt: u.startedAt, ReadyAt: u.readyAt, PendingStart: u.pendingStart, StopReason: u.stopReason,
 		HoldStore: u.holdStore, Timer: u.timerKind, TimerDeadline: u.timerDeadline, StoreMax: u.store.Max(), Missing: u.def == nil,
-		StartWindow: u.startWindow, Starts: u.starts,
+		StartWindow: u.startWindow, Starts: u.starts, StartLimitHits: u.startLimitHits,
 		Refused: u.refused, RefusedName: u.lastRefused.fdname, RefusedWhy: u.lastRefused.why, RefusedAt: u.lastRefused.at,
 	}
 }
@@ -153,7 +156,7 @@ func (u *Unit) resumeProcess(p *update.Process) error {
 	u.status, u.errno, u.result, u.exitCode, u.exitSig = p.Status, p.Errno, p.Result, p.ExitCode, syscall.Signal(p.ExitSignal)
 	u.restarts, u.consecutive, u.stopping, u.notifyAccessOverride = p.Restarts, p.Consecutive, p.Stopping, p.NotifyAccess
 	u.startedAt, u.readyAt, u.pendingStart, u.stopReason, u.holdStore = p.StartedAt, p.ReadyAt, p.PendingStart, p.StopReason, p.HoldStore
-	u.startWindow, u.starts = p.StartWindow, p.Starts
+	u.startWindow, u.starts, u.startLimitHits = p.StartWindow, p.Starts, p.StartLimitHits
 	u.refused, u.lastRefused = p.Refused, refusal{fdname: p.RefusedName, why: p.RefusedWhy, at: p.RefusedAt}
 	if p.Timer != "" {
 		u.setTimer(p.Timer, max(time.Until(p.TimerDeadline), 0))
@@ -183,7 +186,7 @@ func (m *Manager) resume(sf *os.File) error {
 	}
 	mg := mf.Manager
 	m.started, m.reexecs, m.liveUpdates, m.report, m.kexecReport = mg.Started, mg.Reexecs, mf.Count, mg.Report, mg.KexecReport
-	m.softUpdates = mg.SoftUpdates
+	m.softUpdates, m.outcomes, m.lastAbort = mg.SoftUpdates, mf.Outcomes, mg.LastAbort
 	nf := adopt(mg.NotifyFD, "notify")
 	m.notify, err = notify.FromFile(nf) // a duplicate: nf is ours to close
 	nf.Close()

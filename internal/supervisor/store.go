@@ -141,15 +141,15 @@ func (u *Unit) listenFiles() ([]*os.File, []string) {
 func (m *Manager) snapshot(facts bool) []update.Unit {
 	var units []update.Unit
 	for _, u := range m.sortedUnits() {
-		units = append(units, m.unitSnapshot(u, facts))
+		units = append(units, u.snapshot(facts))
 	}
 	return units
 }
 
-// unitSnapshot is one unit's part of snapshot.
-func (m *Manager) unitSnapshot(u *Unit, facts bool) update.Unit {
+// snapshot is the unit's part of Manager.snapshot.
+func (u *Unit) snapshot(facts bool) update.Unit {
 	a := u.state.Active()
-	uu := update.Unit{Name: u.name, Preserve: u.preserve(), Active: u.mainPID != 0 || a == Active || a == Activating}
+	uu := update.Unit{Name: u.name, Preserve: u.preserve(), PreserveMax: u.preserveMax(), Active: u.mainPID != 0 || a == Active || a == Activating}
 	for _, se := range u.store.Entries() {
 		e := update.Entry{Name: se.Name, Poll: se.Poll, Origin: se.Origin, Added: se.Added, LUOSession: se.LUOSession, Path: se.MemfdPath, Upstream: se.Upstream, File: se.File}
 		if facts {

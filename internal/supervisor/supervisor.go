@@ -41,6 +41,9 @@ type Config struct {
 	StateFile *os.File
 	// LiveUpdate configures the kexec live update.
 	LiveUpdate LiveUpdateConfig
+	// Changed, when set, is called in the loop after every event that
+	// may have changed what Observe shows; it must not block.
+	Changed func()
 }
 
 // LiveUpdateConfig configures live updates.
@@ -53,6 +56,10 @@ type LiveUpdateConfig struct {
 	// unfinished after a live update while waiting for the units to get
 	// their fds back (60s).
 	FinishTimeout time.Duration
+	// PreserveMax limits the bytes all units together may pin in memory
+	// for the next kernel (no limit); each unit's [X-LUO]
+	// PreserveMaxBytes= limits its own.
+	PreserveMax update.Quota
 }
 
 func (c *Config) fill() error {
@@ -104,6 +111,11 @@ type Manager struct {
 	reexecs int
 	// liveUpdates counts kexec live updates since the last cold boot.
 	liveUpdates int
+	// outcomes counts the updates since the last cold boot by kind and
+	// result; lastAbort is the last one that ended before the point of no
+	// return.
+	outcomes  []update.Outcome
+	lastAbort *update.Abort
 
 	notify  *notify.Socket
 	control *control.Server
@@ -299,10 +311,17 @@ func (m *Manager) Run(ctx context.Context) error {
 }
 
 func (m *Manager) dispatch(ev event) {
+	if _, ok := ev.(observeEvent); !ok && m.cfg.Changed != nil {
+		defer m.cfg.Changed()
+	}
 	switch ev := ev.(type) {
 	case funcEvent:
 		ev.fn()
 		close(ev.done)
+	case observeEvent:
+		ev.fn()
+		close(ev.done)
+		return
 	case notifyReadable:
 		m.drainNotify()
 		close(ev.drained)

@@ -11,6 +11,7 @@ import (
 	"github.com/liveupdate/luo/internal/cgroup"
 	"github.com/liveupdate/luo/internal/fdstore"
 	"github.com/liveupdate/luo/internal/unit"
+	"github.com/liveupdate/luo/internal/update"
 )
 
 // Results, as in systemd.
@@ -44,7 +45,9 @@ type Unit struct {
 	exitCode int
 	exitSig  syscall.Signal
 
-	restarts             int  // automatic restarts, total
+	restarts int // automatic restarts, total
+	// startLimitHits counts the starts the start limit refused.
+	startLimitHits       int
 	consecutive          int  // automatic restarts since the unit last stayed up
 	stopping             bool // STOPPING=1 seen
 	notifyAccessOverride string
@@ -121,6 +124,15 @@ func (u *Unit) preserve() unit.Preserve {
 	return u.def.FileDescriptorStorePreserve
 }
 
+// preserveMax is the unit's [X-LUO] PreserveMaxBytes=; a unit without
+// its file has no limit, as it has no say.
+func (u *Unit) preserveMax() update.Quota {
+	if u.def == nil {
+		return update.Quota{}
+	}
+	return update.QuotaOf(u.def.PreserveMaxBytes)
+}
+
 // running reports whether the unit has a process or is stopping one.
 func (u *Unit) running() bool { return u.mainPID != 0 || u.state.Active() == Deactivating }
 
@@ -182,6 +194,7 @@ func (u *Unit) start(why string) {
 		u.m.log.Warn("start request repeated too quickly, refusing to start", "unit", u.name,
 			"burst", u.def.StartLimitBurst, "interval", u.def.StartLimitIntervalSec.String())
 		u.result = resultStartLimit
+		u.startLimitHits++
 		u.enterDead(false)
 		return
 	}

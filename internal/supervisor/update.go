@@ -75,7 +75,7 @@ func (m *Manager) RunUpdate(ctx context.Context, req update.Request, staged bool
 	}
 	defer end()
 	m.do(func() {
-		req.Count = m.liveUpdates
+		req.Count, req.Outcomes = m.liveUpdates, slices.Clone(m.outcomes)
 		switch {
 		case staged:
 			req.Staged = m.staged
@@ -93,8 +93,21 @@ func (m *Manager) RunUpdate(ctx context.Context, req update.Request, staged bool
 	req.From.Cmdline, _ = kexec.CurrentCmdline()
 	err = update.Run(ctx, m.kernel, updateHost{m: m, progress: progress}, req)
 	m.log.Error("update did not complete", "err", err)
+	var uerr *update.Error
+	if errors.As(err, &uerr) {
+		result := update.ResultAborted
+		if uerr.Phase == update.PhasePlan {
+			result = update.ResultRefused
+		}
+		m.do(func() {
+			m.outcomes = update.CountOutcome(m.outcomes, req.Kind, result)
+			m.lastAbort = &update.Abort{Kind: req.Kind, Phase: uerr.Phase, Result: result, Time: time.Now()}
+		})
+	}
 	return err
 }
+
+
 
 // StageUpdate stages a kexec update into req.Target (see update.Stage),
 // replacing what was staged. It returns the plan, refused or staged.
@@ -161,6 +174,8 @@ type updateHost struct {
 	m        *Manager
 	progress func(update.Phase, string)
 }
+
+func (h updateHost) HostQuota() update.Quota { return h.m.cfg.LiveUpdate.PreserveMax }
 
 func (h updateHost) Locked(fn func([]update.Unit)) {
 	h.m.do(func() { fn(h.m.snapshot(true)) })
@@ -259,7 +274,7 @@ func (m *Manager) restore() {
 			"; luod's LUO session is kept unfinished, so nothing more of it is discarded"}})
 		return
 	}
-	m.liveUpdates = r.Manifest.Count
+	m.liveUpdates, m.outcomes = r.Manifest.Count, r.Manifest.Outcomes
 	m.incoming = r
 }
 
@@ -437,6 +452,7 @@ func (m *Manager) completeSoft(mf *update.Manifest) {
 // setReport makes r the report of the last update. A soft update's does
 // not replace the last kexec's: that one is kept as kexecReport.
 func (m *Manager) setReport(r *update.Report) {
+	m.outcomes = update.CountOutcome(m.outcomes, r.Kind, r.Result())
 	switch {
 	case r.Kind == update.Kexec:
 		m.kexecReport = nil

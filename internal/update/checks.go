@@ -128,14 +128,14 @@ func trialLoad(k Kernel, t kexec.Image) Check {
 // talks to the kernel, and only the trial preservation runs with the
 // stores locked.
 func MakePlan(k Kernel, stores Stores, kind Kind, t kexec.Image, tryLoad bool) *Plan {
-	p := &Plan{Kind: kind, Target: t}
+	p := &Plan{Kind: kind, Target: t, hostQuota: stores.HostQuota()}
 	var facts Facts
 	if kind == Kexec {
 		facts = k.Inspect(t)
 		p.incompatible = cmp.Or(facts.Panics, facts.Formats)
 	}
 	stores.Locked(func(units []Unit) {
-		p.Units = DecideTried(k, Snapshot{Kind: kind, Units: units, Incompatible: p.incompatible})
+		p.Units = DecideTried(k, Snapshot{Kind: kind, Units: units, Incompatible: p.incompatible, HostQuota: p.hostQuota})
 	})
 	if kind != Kexec {
 		return p
@@ -169,8 +169,8 @@ func (p *Plan) Redecide(units []Unit) *Plan {
 			e.Trial = trials[e.File]
 		}
 	}
-	s.Incompatible = p.incompatible
-	return &Plan{Kind: s.Kind, Target: p.Target, Units: Decide(s), incompatible: p.incompatible}
+	s.Incompatible, s.HostQuota = p.incompatible, p.hostQuota
+	return &Plan{Kind: s.Kind, Target: p.Target, Units: Decide(s), incompatible: p.incompatible, hostQuota: p.hostQuota}
 }
 
 // DecideTried is Decide with the kernel's answers, what a plan says of the

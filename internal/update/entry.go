@@ -134,6 +134,8 @@ type Unit struct {
 	Name string `json:"name"`
 	// Preserve is its FileDescriptorStorePreserve= (snapshot only).
 	Preserve unit.Preserve `json:"-"`
+	// PreserveMax is its [X-LUO] PreserveMaxBytes= (snapshot only).
+	PreserveMax Quota `json:"-"`
 	// Active tells whether the unit was running when the update began; the
 	// next luod starts it again.
 	Active bool `json:"active"`

@@ -21,6 +21,8 @@ import (
 // and fake LUO sessions, whose processes are only a flag.
 type host struct {
 	t     testing.TB
+	// quota is the host's limit on preserved bytes.
+	quota update.Quota
 	mu    sync.Mutex
 	units []*hostUnit
 	// sessions are the store files that stand for LUO sessions.
@@ -40,6 +42,7 @@ type host struct {
 type hostUnit struct {
 	name     string
 	preserve unit.Preserve
+	max      update.Quota // PreserveMaxBytes=
 	active   bool
 	store    *fdstore.Store
 }
@@ -105,6 +108,8 @@ func (h *host) add(u *hostUnit, name string, f *os.File) {
 	}
 }
 
+func (h *host) HostQuota() update.Quota { return h.quota }
+
 func (h *host) Locked(fn func([]update.Unit)) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -116,7 +121,7 @@ func (h *host) Locked(fn func([]update.Unit)) {
 func (h *host) snapshot(facts bool) []update.Unit {
 	var s []update.Unit
 	for _, u := range h.units {
-		hu := update.Unit{Name: u.name, Preserve: u.preserve, Active: u.active}
+		hu := update.Unit{Name: u.name, Preserve: u.preserve, PreserveMax: u.max, Active: u.active}
 		for _, se := range u.store.Entries() {
 			e := update.Entry{Name: se.Name, Poll: se.Poll, Origin: se.Origin, Added: se.Added, File: se.File}
 			if facts {

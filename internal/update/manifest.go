@@ -46,6 +46,55 @@ type Manifest struct {
 	// Manager is the state of the luod that re-executes (Soft and Reexec
 	// manifests only).
 	Manager *Manager `json:"manager,omitempty"`
+	// Outcomes counts the updates since the last cold boot by kind and
+	// result, this one not included.
+	Outcomes []Outcome `json:"outcomes,omitempty"`
+}
+
+// Outcome counts the updates of one kind with one result: ok, lost (done,
+// some fds lost), refused (the plan refused) or aborted (failed before the
+// point of no return).
+type Outcome struct {
+	Kind   Kind   `json:"kind"`
+	Result string `json:"result"`
+	Count  int    `json:"count"`
+}
+
+// The results of Outcome.
+const (
+	ResultOK       = "ok"
+	ResultProblems = "problems" // no fd lost, but the report lists problems
+	ResultLost     = "lost"
+	ResultRefused  = "refused"
+	ResultAborted  = "aborted"
+)
+
+// CountOutcome adds one update of kind with result to os.
+func CountOutcome(os []Outcome, kind Kind, result string) []Outcome {
+	for i := range os {
+		if os[i].Kind == kind && os[i].Result == result {
+			os[i].Count++
+			return os
+		}
+	}
+	return append(os, Outcome{Kind: kind, Result: result, Count: 1})
+}
+
+// Result is r's result: lost when some unit lost fds (or the manifest was
+// unusable), problems when the report lists others, else ok.
+func (r *Report) Result() string {
+	for _, u := range r.Units {
+		if len(u.Lost) > 0 {
+			return ResultLost
+		}
+	}
+	switch {
+	case r.Kind == Kexec && len(r.Units) == 0 && len(r.Problems) > 0:
+		return ResultLost
+	case len(r.Problems) > 0:
+		return ResultProblems
+	}
+	return ResultOK
 }
 
 // Boot names a kernel and how it was booted.
@@ -95,6 +144,18 @@ type Manager struct {
 	// Upstream is the state of the mirror of the units' stores in luod's
 	// own service manager's fd store.
 	Upstream *UpstreamState `json:"upstream,omitempty"`
+	// LastAbort is the last update that ended before the point of no
+	// return.
+	LastAbort *Abort `json:"last_abort,omitempty"`
+}
+
+// Abort is an update that ended before the point of no return: its kind,
+// the phase it ended in, and its result (ResultRefused or ResultAborted).
+type Abort struct {
+	Kind   Kind      `json:"kind"`
+	Phase  Phase     `json:"phase"`
+	Result string    `json:"result"`
+	Time   time.Time `json:"time"`
 }
 
 // UpstreamState is the mirror's counters carried across a re-exec: the
@@ -139,6 +200,8 @@ type Process struct {
 	// StartWindow and Starts are the start limit's count.
 	StartWindow time.Time `json:"start_window,omitzero"`
 	Starts      int       `json:"starts,omitempty"`
+	// StartLimitHits counts the starts the start limit refused.
+	StartLimitHits int `json:"start_limit_hits,omitempty"`
 	// StoreMax is the store's limit; Missing tells that the unit file was
 	// not found (the store is pinned).
 	StoreMax int  `json:"store_max"`

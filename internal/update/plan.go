@@ -20,6 +20,9 @@ type Snapshot struct {
 	// Incompatible, when set, says why the next kernel cannot take what
 	// this one preserves (different LUO formats): every entry is lost.
 	Incompatible error
+	// HostQuota is luod's limit on the bytes all units together may
+	// preserve (--preserve-max-bytes).
+	HostQuota Quota
 }
 
 // Plan is what an update would do: the fate of every entry and the checks
@@ -31,6 +34,8 @@ type Plan struct {
 	Checks []Check
 	// incompatible is the next kernel's formats problem (see Snapshot).
 	incompatible error
+	// hostQuota is the host's limit it was decided with (see Snapshot).
+	hostQuota Quota
 }
 
 // Check is one kernel-side check of a plan.
@@ -61,6 +66,18 @@ type Check struct {
 //     when it refused with EBUSY and the unit holds an outgoing session:
 //     the memfd is then in that session, which carries it (session).
 //  8. Every other memfd is preserved in luod's session.
+//
+// Then the limits on preserved memory, whole units at a time:
+//
+//  9. A unit whose memfds to preserve add up to more than its [X-LUO]
+//     PreserveMaxBytes= loses them all.
+//  10. When the units' memfds to preserve add up to more than the host's
+//     limit (luod's --preserve-max-bytes), the largest units lose theirs
+//     until the rest fit.
+//
+// A memfd carried by the unit's own LUO session (rule 7's exception) is
+// not luod's to drop, and a session's contents are not known to luod:
+// neither counts against a limit.
 func Decide(s Snapshot) []Unit {
 	units := make([]Unit, len(s.Units))
 	for i, u := range s.Units {
@@ -71,6 +88,7 @@ func Decide(s Snapshot) []Unit {
 		}
 		units[i] = u
 	}
+	applyQuotas(units, s.HostQuota)
 	return units
 }
 

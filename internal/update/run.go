@@ -19,6 +19,9 @@ type Request struct {
 	// Count is the number of kexec live updates since the last cold boot,
 	// this one included (Kexec).
 	Count int
+	// Outcomes are the updates since the last cold boot, for the
+	// manifest.
+	Outcomes []Outcome
 	// AllowLoss proceeds although some entries will be lost.
 	AllowLoss bool
 	// RestartUnits stops and starts the units in a soft update too.
@@ -36,6 +39,9 @@ type Stores interface {
 	// (Decide's input), while the stores cannot change: the files stay
 	// open until fn returns. fn must not keep the files.
 	Locked(fn func(units []Unit))
+	// HostQuota is the limit on the bytes all stores together may
+	// preserve for the next kernel.
+	HostQuota() Quota
 }
 
 // Host is the service manager's side of an update: luod's supervisor, or a
@@ -96,7 +102,7 @@ func (e *Error) Unwrap() error { return e.Err }
 // successful soft update returns when the re-executed luod took over only
 // in the sense that this process no longer runs.
 func Run(ctx context.Context, k Kernel, h Host, req Request) error {
-	m := &Manifest{Version: ManifestVersion, Kind: req.Kind, Count: req.Count, From: req.From}
+	m := &Manifest{Version: ManifestVersion, Kind: req.Kind, Count: req.Count, From: req.From, Outcomes: req.Outcomes}
 	m.Timeline.Requested = time.Now()
 	plan, err := makePlan(k, h, &req)
 	if err != nil {

@@ -277,6 +277,50 @@ func TestRunRefusesLoss(t *testing.T) {
 	}
 }
 
+// TestRunRefusesOverQuota: a unit over its PreserveMaxBytes=, and units
+// over the host's limit, make the update refuse before anything stops;
+// with allow-loss it goes on, those units' memfds reported lost with the
+// limit as the reason and every other one carried.
+func TestRunRefusesOverQuota(t *testing.T) {
+	k, h := machine(t)
+	q := h.unit("q.service", unit.PreserveYes, true)
+	q.max = update.QuotaOf(4)
+	h.memfd(q, "big", "12345")
+	big := h.unit("z.service", unit.PreserveYes, true)
+	h.memfd(big, "huge", strings.Repeat("z", 100))
+	h.quota = update.QuotaOf(50)
+	_, err := k.Boot(func() error { return update.Run(context.Background(), k, h, kexecTo(false)) })
+	var uerr *update.Error
+	if !errors.As(err, &uerr) || uerr.Phase != update.PhasePlan {
+		t.Fatalf("Run = %v, want a refusal in the plan", err)
+	}
+	for _, want := range []string{`q.service "big" (the unit's memfds add up to 5 B (5 bytes), over its [X-LUO] PreserveMaxBytes=4)`, `z.service "huge"`, "--preserve-max-bytes=50", "2 fds would be lost"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("refusal %q does not say %q", err, want)
+		}
+	}
+	if len(h.stopped) != 0 {
+		t.Errorf("a refused plan stopped %v", h.stopped)
+	}
+	next, err := k.Boot(func() error { return update.Run(context.Background(), k, h, kexecTo(true)) })
+	if next == nil {
+		t.Fatalf("Run with allow-loss: %v", err)
+	}
+	r, err := update.Restore(next, nil)
+	if err != nil || r.Err != nil {
+		t.Fatal(err, r.Err)
+	}
+	if e := entry(r.Units, "q.service", "big"); e.Fate != update.FateLost || e.File != nil || !strings.Contains(e.Reason, "PreserveMaxBytes=4") {
+		t.Errorf("q.service big after the update: %+v", e)
+	}
+	if e := entry(r.Units, "z.service", "huge"); e.Fate != update.FateLost || e.File != nil || !strings.Contains(e.Reason, "--preserve-max-bytes") {
+		t.Errorf("z.service huge after the update: %+v", e)
+	}
+	if e := entry(r.Units, "a.service", "one"); e.File == nil || contents(t, e.File) != "A1" {
+		t.Errorf("a.service one after the update: %+v", e)
+	}
+}
+
 // TestRunBusyMemfdAllowedLoss: a memfd the trial preservation found busy
 // elsewhere (not in the unit's session) is lost with --allow-loss, and the
 // update goes on instead of failing on it for real.
