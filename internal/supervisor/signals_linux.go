@@ -126,7 +126,32 @@ func setupPID1(log *slog.Logger) error {
 			log.Warn("pid1: mount failed", "target", mt.target, "err", err)
 		}
 	}
+	if err := loopbackUp(); err != nil {
+		log.Warn("pid1: cannot bring up the loopback interface", "err", err)
+	}
 	return nil
+}
+
+// loopbackUp brings up lo, as systemd does at boot (loopback_setup()):
+// services, and luod's own metrics, may listen on 127.0.0.1.
+func loopbackUp() error {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	ifr, err := unix.NewIfreq("lo")
+	if err != nil {
+		return err
+	}
+	if err := unix.IoctlIfreq(fd, unix.SIOCGIFFLAGS, ifr); err != nil {
+		return err
+	}
+	if ifr.Uint16()&unix.IFF_UP != 0 {
+		return nil
+	}
+	ifr.SetUint16(ifr.Uint16() | unix.IFF_UP)
+	return unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr)
 }
 
 // mounted reports whether dir is a mount point (a different device than
