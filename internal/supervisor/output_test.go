@@ -1,0 +1,240 @@
+//go:build linux
+
+package supervisor_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/liveupdate/luo/internal/control"
+	"github.com/liveupdate/luo/internal/luodtest"
+)
+
+// shUnit is a unit running a shell script written to DIR/name.sh.
+func shUnit(t *testing.T, dir, name, script, extra string) string {
+	t.Helper()
+	path := filepath.Join(dir, name+".sh")
+	if err := os.WriteFile(path, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return "[Service]\nExecStart=/bin/sh " + path + "\n" + extra
+}
+
+func logs(t *testing.T, d *luodtest.Daemon, name string, n int) []control.LogLine {
+	t.Helper()
+	var rep control.LogLines
+	d.MustCall(control.MethodGetLogs, control.LogsParams{Name: name, Lines: n}, &rep)
+	return rep.Lines
+}
+
+func waitLine(t *testing.T, d *luodtest.Daemon, name, text string) []control.LogLine {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		ls := logs(t, d, name, 0)
+		for _, l := range ls {
+			if l.Message == text {
+				return ls
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s did not write %q within 30s; its last lines: %+v", name, text, ls[max(0, len(ls)-5):])
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestOutputCaptured runs a unit whose output is hostile (a priority
+// prefix, a very long line, binary junk, a flood) next to a quiet one.
+func TestOutputCaptured(t *testing.T) {
+	dir := t.TempDir()
+	const noisy = `echo "hello stdout"
+echo "hello stderr" >&2
+echo "<3>an error"
+head -c 10000 /dev/zero | tr '\0' x; echo
+printf 'bin \377\376\001 junk\n'
+i=0
+while [ $i -lt 3000 ]; do echo "flood $i"; i=$((i+1)); done
+echo done-flooding
+sleep 2.5
+echo after the pause
+exec sleep 1000
+`
+	const quiet = "echo quiet says hi\nexec sleep 1000\n"
+	d := luodtest.Start(t, map[string]string{
+		"noisy.service": shUnit(t, dir, "noisy", noisy, "LogRateLimitIntervalSec=2s\nLogRateLimitBurst=50\n"),
+		"quiet.service": shUnit(t, dir, "quiet", quiet, ""),
+	})
+	d.WaitUnit("noisy.service", "active", active)
+	ls := waitLine(t, d, "noisy.service", "done-flooding")
+	// luod answers during the flood.
+	var m control.Manager
+	if err := d.CallWithin(5*time.Second, control.MethodGetManager, nil, &m); err != nil {
+		t.Fatalf("GetManager during the flood: %v", err)
+	}
+	// The ring keeps the last 1000 lines.
+	if len(ls) != 1000 {
+		t.Errorf("kept %d lines, want 1000", len(ls))
+	}
+	if last := ls[len(ls)-1]; last.Message != "done-flooding" || last.Stream != "stdout" || last.Priority != 6 {
+		t.Errorf("last line %+v", last)
+	}
+	if first := ls[0]; first.Message != "flood 2001" {
+		t.Errorf("oldest kept line %q, want flood 2001", first.Message)
+	}
+	if got := logs(t, d, "noisy.service", 3); len(got) != 3 || got[2].Message != "done-flooding" || got[0].Message != "flood 2998" {
+		t.Errorf("last 3 lines %+v", got)
+	}
+
+	log := strings.ReplaceAll(d.Log(), " prog=luod", "")
+	for _, want := range []string{
+		`level=INFO msg="hello stdout" unit=noisy.service stream=stdout priority=6`,
+		`level=INFO msg="hello stderr" unit=noisy.service stream=stderr priority=6`,
+		`level=ERROR msg="an error" unit=noisy.service stream=stdout priority=3`,
+		"msg=\"bin \uFFFD\\x01 junk\" unit=noisy.service",
+		"msg=" + strings.Repeat("x", 4096) + " unit=noisy.service",
+		"msg=" + strings.Repeat("x", 10000-2*4096) + " unit=noisy.service",
+		`msg="quiet says hi" unit=quiet.service stream=stdout`,
+	} {
+		if !strings.Contains(log, want) {
+			t.Errorf("luod's log lacks %.120q", want)
+		}
+	}
+	// The flood is rate limited in the log: 50 lines per 2s; once an
+	// interval is over, one message says how many were dropped. Every
+	// line is either logged or counted.
+	d.WaitLog(`msg="after the pause" prog=luod unit=noisy.service`)
+	log = strings.ReplaceAll(d.Log(), " prog=luod", "")
+	logged := regexp.MustCompile(`unit=noisy.service stream=std`).FindAllString(log, -1)
+	if len(logged) == 0 || len(logged) > 100 {
+		t.Errorf("%d lines of noisy.service logged, want at most 2x50 (LogRateLimitBurst=50)", len(logged))
+	}
+	suppressed := 0
+	for _, m := range regexp.MustCompile(`msg="log lines suppressed by the rate limit" lines=(\d+) unit=noisy.service`).FindAllStringSubmatch(log, -1) {
+		n, _ := strconv.Atoi(m[1])
+		suppressed += n
+	}
+	const total = 7 + 3000 + 2 // hello x2, error, 3 pieces of the long line, junk; flood; done, after
+	if len(logged)+suppressed != total {
+		t.Errorf("%d lines logged and %d suppressed, want %d in all", len(logged), suppressed, total)
+	}
+
+	// The quiet unit got its line and none of the other's.
+	q := logs(t, d, "quiet.service", 0)
+	if len(q) != 1 || q[0].Message != "quiet says hi" {
+		t.Errorf("quiet.service lines %+v", q)
+	}
+	if u := d.Unit("quiet.service"); !active(u) {
+		t.Errorf("quiet.service %+v", u)
+	}
+
+	// GetUnit carries the last 10 lines.
+	var ur control.UnitReply
+	d.MustCall(control.MethodGetUnit, control.UnitName{Name: "noisy.service"}, &ur)
+	if n := len(ur.Unit.Log); n != control.StatusLogLines || ur.Unit.Log[n-1].Message != "after the pause" {
+		t.Errorf("GetUnit log %+v", ur.Unit.Log)
+	}
+
+	// The pipes go with the unit: luod's fd count drops by two when it
+	// stops, and is back after a start and a stop.
+	before := luodtest.FDs(t, d.PID())
+	d.MustCall(control.MethodStopUnit, control.UnitName{Name: "noisy.service"}, nil)
+	stopped := luodtest.FDs(t, d.PID())
+	if stopped != before-2 {
+		t.Errorf("fds: %d with noisy.service running, %d stopped; want 2 fewer", before, stopped)
+	}
+	shUnit(t, dir, "noisy", "echo second run\nexec sleep 1000\n", "")
+	d.MustCall(control.MethodStartUnit, control.UnitName{Name: "noisy.service"}, nil)
+	waitLine(t, d, "noisy.service", "second run")
+	d.MustCall(control.MethodStopUnit, control.UnitName{Name: "noisy.service"}, nil)
+	if got := luodtest.FDs(t, d.PID()); got != stopped {
+		t.Errorf("fds after a start and stop: %d, want %d", got, stopped)
+	}
+}
+
+// TestOutputSettings checks StandardOutput=null and StandardError=null.
+func TestOutputSettings(t *testing.T) {
+	dir := t.TempDir()
+	const script = "echo to stdout\necho to stderr >&2\nexec sleep 1000\n"
+	d := luodtest.Start(t, map[string]string{
+		"noerr.service": shUnit(t, dir, "noerr", script, "StandardError=null\n"),
+		"none.service":  shUnit(t, dir, "none", script+"\n", "StandardOutput=null\n"),
+	})
+	waitLine(t, d, "noerr.service", "to stdout")
+	d.WaitUnit("none.service", "active", active)
+	time.Sleep(300 * time.Millisecond)
+	if ls := logs(t, d, "noerr.service", 0); len(ls) != 1 {
+		t.Errorf("noerr.service lines %+v, want stdout's only", ls)
+	}
+	if ls := logs(t, d, "none.service", 0); len(ls) != 0 {
+		t.Errorf("none.service lines %+v, want none", ls)
+	}
+}
+
+// TestOutputFollow follows a unit's lines, and the follow ends when the
+// unit is removed.
+func TestOutputFollow(t *testing.T) {
+	dir := t.TempDir()
+	ctl := filepath.Join(dir, "say")
+	// The unit echoes what is written to a FIFO.
+	script := fmt.Sprintf("echo first\nwhile :; do read -r l < %s && echo \"$l\"; done\n", ctl)
+	if err := syscall.Mkfifo(ctl, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d := luodtest.Start(t, map[string]string{"echo.service": shUnit(t, dir, "echo", script, "")})
+	waitLine(t, d, "echo.service", "first")
+
+	c, err := control.Dial(context.Background(), d.Socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	got := make(chan control.LogLines, 16)
+	done := make(chan error, 1)
+	go func() {
+		done <- c.CallMore(context.Background(), control.MethodGetLogs, control.LogsParams{Name: "echo.service", Lines: 5, Follow: true},
+			func(raw json.RawMessage) error {
+				var r control.LogLines
+				if err := json.Unmarshal(raw, &r); err != nil {
+					return err
+				}
+				got <- r
+				return nil
+			})
+	}()
+	if r := <-got; len(r.Lines) != 1 || r.Lines[0].Message != "first" {
+		t.Fatalf("first reply %+v, want the line so far", r)
+	}
+	if err := os.WriteFile(ctl, []byte("written after the follow began\n"), 0); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case r := <-got:
+		if len(r.Lines) != 1 || r.Lines[0].Message != "written after the follow began" {
+			t.Errorf("followed %+v", r)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("no line followed")
+	}
+	// Removed by a daemon-reload: the follow ends.
+	d.MustCall(control.MethodStopUnit, control.UnitName{Name: "echo.service"}, nil)
+	os.Remove(filepath.Join(d.Units, "echo.service"))
+	d.MustCall(control.MethodReload, nil, nil)
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("follow ended with %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the follow did not end when the unit was removed")
+	}
+}
