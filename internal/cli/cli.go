@@ -272,6 +272,7 @@ func (a *app) rootCommand() *cobra.Command {
 		a.reloadCommand(),
 		a.reexecCommand(),
 		a.sessionsCommand(),
+		a.logsCommand(),
 		a.powerCommand("poweroff", control.MethodPowerOff, "Stop every unit and power off (luod as PID 1)"),
 		a.powerCommand("reboot", control.MethodReboot, "Stop every unit and reboot (luod as PID 1)"),
 		a.updateCommand(),
