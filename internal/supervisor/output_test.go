@@ -238,3 +238,68 @@ func TestOutputFollow(t *testing.T) {
 		t.Fatal("the follow did not end when the unit was removed")
 	}
 }
+
+// TestOutputAcrossReexec re-executes luod twice while a unit writes as fast
+// as it can: the unit never sees its pipes break (it would die of SIGPIPE
+// or fail on EPIPE), and what it writes after the re-exec is captured.
+func TestOutputAcrossReexec(t *testing.T) {
+	dir := t.TempDir()
+	const script = `i=0
+while :; do
+	echo "tick $i" || exit 7
+	echo "etick $i" >&2 || exit 8
+	i=$((i+1))
+done
+`
+	d := luodtest.Start(t, map[string]string{
+		"writer.service": shUnit(t, dir, "writer", script, "LogRateLimitBurst=20\n"),
+	})
+	before := d.WaitUnit("writer.service", "active", active)
+	tick := func() int {
+		ls := logs(t, d, "writer.service", 1)
+		if len(ls) == 0 {
+			return -1
+		}
+		var n int
+		fmt.Sscanf(strings.TrimPrefix(ls[0].Message, "e"), "tick %d", &n)
+		return n
+	}
+	for deadline := time.Now().Add(30 * time.Second); tick() < 100; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("writer.service wrote nothing")
+		}
+	}
+	for i := 1; i <= 2; i++ {
+		last := tick()
+		if err := d.Call(control.MethodReexec, nil, nil); err != nil {
+			t.Fatal(err)
+		}
+		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+			var m control.Manager
+			if err := d.Call(control.MethodGetManager, nil, &m); err == nil && m.Reexecs == i {
+				break
+			} else if time.Now().After(deadline) {
+				t.Fatalf("luod did not come back from re-exec %d: %v", i, err)
+			}
+		}
+		// Lines written after the re-exec are captured (the ring starts
+		// empty in the new luod).
+		for deadline := time.Now().Add(30 * time.Second); tick() <= last+100; time.Sleep(20 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("after re-exec %d: last tick %d, %d before it", i, tick(), last)
+			}
+		}
+		ls := logs(t, d, "writer.service", 0)
+		streams := map[string]bool{}
+		for _, l := range ls {
+			streams[l.Stream] = true
+		}
+		if !streams["stdout"] || !streams["stderr"] {
+			t.Errorf("after re-exec %d: streams %v, want both", i, streams)
+		}
+	}
+	u := d.Unit("writer.service")
+	if !active(u) || u.MainPID != before.MainPID || u.Restarts != 0 || u.Result != "" {
+		t.Errorf("writer.service after the re-execs: %+v; before: pid %d", u, before.MainPID)
+	}
+}
