@@ -12,8 +12,8 @@ import (
 
 // options are luod's command line.
 type options struct {
-	units, runtimeDir, logFormat, logLevel, device string
-	version                                        bool
+	units, runtimeDir, logFormat, logLevel, logTarget, device string
+	version                                                   bool
 }
 
 // flagSet declares luod's options, GNU-style like luoctl's (--units DIR,
@@ -28,6 +28,7 @@ func flagSet(o *options) *pflag.FlagSet {
 	fs.MarkHidden("runtime")
 	fs.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	fs.StringVar(&o.logTarget, "log-target", "auto", "where the log goes: journal, stderr, or auto (the journal when its socket exists)")
 	fs.StringVar(&o.device, "device", "/dev/liveupdate", "LUO device")
 	fs.BoolVar(&o.version, "version", false, "print the version and exit")
 	return fs
