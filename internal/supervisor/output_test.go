@@ -3,6 +3,7 @@
 package supervisor_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -11,10 +12,12 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/liveupdate/luo/internal/cli"
 	"github.com/liveupdate/luo/internal/control"
 	"github.com/liveupdate/luo/internal/luodtest"
 )
@@ -301,5 +304,95 @@ done
 	u := d.Unit("writer.service")
 	if !active(u) || u.MainPID != before.MainPID || u.Restarts != 0 || u.Result != "" {
 		t.Errorf("writer.service after the re-execs: %+v; before: pid %d", u, before.MainPID)
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for a writer and a reader.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestLuoctlLogs runs luoctl status, logs -n and logs -f against luod.
+func TestLuoctlLogs(t *testing.T) {
+	dir := t.TempDir()
+	say := filepath.Join(dir, "say")
+	if err := syscall.Mkfifo(say, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	script := fmt.Sprintf("for i in 1 2 3 4 5 6 7 8 9 10 11 12; do echo line $i; done\necho '<3>oops' >&2\nwhile :; do read -r l < %s && echo \"$l\"; done\n", say)
+	d := luodtest.Start(t, map[string]string{"talk.service": shUnit(t, dir, "talk", script, "")})
+	waitLine(t, d, "talk.service", "oops")
+	luoctl := func(ctx context.Context, out *syncBuffer, args ...string) int {
+		env := &cli.Env{Stdout: out, Stderr: out, Getenv: func(string) string { return "" }}
+		return env.Main(ctx, append([]string{"--socket=" + d.Socket}, args...))
+	}
+	stamp := `[A-Z][a-z]{2} \d\d \d\d:\d\d:\d\d `
+
+	// status: the block, then the last 10 lines.
+	var out syncBuffer
+	if code := luoctl(context.Background(), &out, "status", "talk.service"); code != 0 {
+		t.Fatalf("luoctl status: exit %d\n%s", code, out.String())
+	}
+	var tail []string
+	for i := 4; i <= 12; i++ {
+		tail = append(tail, stamp+fmt.Sprintf("talk: line %d", i))
+	}
+	tail = append(tail, stamp+`talk\[stderr\]: oops`)
+	if re := regexp.MustCompile(`(?s)Active: active \(running\).*\n\n` + strings.Join(tail, "\n") + "\n$"); !re.MatchString(out.String()) {
+		t.Errorf("luoctl status talk.service:\n%s\nwant the last 10 lines at the end", out.String())
+	}
+
+	// logs -n 2
+	out = syncBuffer{}
+	if code := luoctl(context.Background(), &out, "logs", "talk.service", "-n", "2"); code != 0 {
+		t.Fatalf("luoctl logs: exit %d\n%s", code, out.String())
+	}
+	if re := regexp.MustCompile("^" + strings.Join(tail[len(tail)-2:], "\n") + "\n$"); !re.MatchString(out.String()) {
+		t.Errorf("luoctl logs -n 2:\n%s", out.String())
+	}
+
+	// logs -f: a line written after it began, then an interrupt.
+	out = syncBuffer{}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan int, 1)
+	go func() { done <- luoctl(ctx, &out, "logs", "-f", "-n", "1", "talk.service") }()
+	waitOut := func(s string) {
+		t.Helper()
+		for deadline := time.Now().Add(30 * time.Second); !strings.Contains(out.String(), s); time.Sleep(20 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("luoctl logs -f printed %q, no %q", out.String(), s)
+			}
+		}
+	}
+	waitOut("oops")
+	if err := os.WriteFile(say, []byte("said after the follow began\n"), 0); err != nil {
+		t.Fatal(err)
+	}
+	waitOut("talk: said after the follow began\n")
+	cancel()
+	select {
+	case code := <-done:
+		if code != 0 {
+			t.Errorf("luoctl logs -f: exit %d after the interrupt\n%s", code, out.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("luoctl logs -f did not end on its interrupt")
+	}
+	if strings.Contains(out.String(), "line 11") {
+		t.Errorf("luoctl logs -f -n 1 printed more than the last line:\n%s", out.String())
 	}
 }
