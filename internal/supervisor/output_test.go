@@ -7,12 +7,15 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -394,5 +397,64 @@ func TestLuoctlLogs(t *testing.T) {
 	}
 	if strings.Contains(out.String(), "line 11") {
 		t.Errorf("luoctl logs -f -n 1 printed more than the last line:\n%s", out.String())
+	}
+}
+
+// TestFollowerStopsReading: a client follows a flooding unit's lines and
+// never reads. luod goes on answering, another follower gets the lines,
+// and the stuck client is cut off (luod's write timeout, 10s).
+func TestFollowerStopsReading(t *testing.T) {
+	dir := t.TempDir()
+	flood := "while :; do echo " + strings.Repeat("f", 200) + "; done\n"
+	d := luodtest.Start(t, map[string]string{"flood.service": shUnit(t, dir, "flood", flood, "LogRateLimitBurst=10\n")})
+	d.WaitUnit("flood.service", "active", active)
+	baseline := luodtest.FDs(t, d.PID())
+
+	stuck, err := net.Dial("unix", d.Socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stuck.Close()
+	stuck.(*net.UnixConn).SetReadBuffer(4096)
+	if _, err := stuck.Write([]byte(`{"method":"io.luo.Manager.GetLogs","parameters":{"name":"flood.service","follow":true},"more":true}` + "\x00")); err != nil {
+		t.Fatal(err)
+	}
+
+	c, err := control.Dial(context.Background(), d.Socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var followed atomic.Int64
+	go c.CallMore(ctx, control.MethodGetLogs, control.LogsParams{Name: "flood.service", Lines: 1, Follow: true}, func(raw json.RawMessage) error {
+		var r control.LogLines
+		if err := json.Unmarshal(raw, &r); err != nil {
+			return err
+		}
+		followed.Add(int64(len(r.Lines)))
+		return nil
+	})
+
+	for start := time.Now(); time.Since(start) < 12*time.Second; time.Sleep(200 * time.Millisecond) {
+		var m control.Manager
+		if err := d.CallWithin(5*time.Second, control.MethodGetManager, nil, &m); err != nil {
+			t.Fatalf("luod did not answer while a follower was stuck: %v", err)
+		}
+	}
+	if n := followed.Load(); n < 1000 {
+		t.Errorf("the reading follower got %d lines in 12s", n)
+	}
+	// The stuck client was cut off: what it reads now ends.
+	stuck.SetReadDeadline(time.Now().Add(30 * time.Second))
+	if _, err := io.Copy(io.Discard, stuck); err != nil {
+		t.Errorf("the stuck client was not disconnected: %v", err)
+	}
+	cancel()
+	c.Close()
+	d.MustCall(control.MethodStopUnit, control.UnitName{Name: "flood.service"}, nil)
+	if got := luodtest.FDs(t, d.PID()); got != baseline-2 {
+		t.Errorf("luod's fds: %d, want %d (at start, without the unit's two pipes)", got, baseline-2)
 	}
 }
