@@ -400,7 +400,11 @@ func (m *Manager) logsCall(ctx context.Context, call *control.Call) {
 		case l := <-f.ch:
 			batch = append(batch, l)
 		case <-f.gone:
-			call.Reply(control.LogLines{Lines: []control.LogLine{}})
+			// The unit is gone: what is still queued, then the end.
+			for len(batch) < followBatch && len(f.ch) > 0 {
+				batch = append(batch, <-f.ch)
+			}
+			call.Reply(control.LogLines{Lines: logLines(batch)})
 			return
 		case <-ctx.Done():
 			return
