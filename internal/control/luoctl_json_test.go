@@ -69,7 +69,6 @@ var jsonShapes = map[string]jsonShape{
 	"daemon-reexec":  {"reply", control.MethodGetManager},
 	"sessions":       {"reply", control.MethodListSessions},
 	"logs":           {"reply", control.MethodGetLogs}, // with -f, lines
-
 	"poweroff":       {"none", control.MethodPowerOff},
 	"reboot":         {"none", control.MethodReboot},
 	"update plan":    {"reply", control.MethodPlanUpdate},
