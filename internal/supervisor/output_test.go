@@ -207,6 +207,7 @@ func TestOutputFollow(t *testing.T) {
 	}
 	d := luodtest.Start(t, map[string]string{"echo.service": shUnit(t, dir, "echo", script, "")})
 	waitLine(t, d, "echo.service", "first")
+	base := luodtest.FDs(t, d.PID())
 
 	c, err := control.Dial(context.Background(), d.Socket)
 	if err != nil {
@@ -251,6 +252,10 @@ func TestOutputFollow(t *testing.T) {
 		}
 	case <-time.After(30 * time.Second):
 		t.Fatal("the follow did not end when the unit was removed")
+	}
+	c.Close()
+	if got := luodtest.FDs(t, d.PID()); got != base-2 {
+		t.Errorf("luod's fds after the unit's removal: %d, want %d (without its two pipes)", got, base-2)
 	}
 }
 
