@@ -12,6 +12,7 @@ require (
 	github.com/prometheus/common v0.74.0
 	github.com/spf13/cobra v1.10.2
 	github.com/spf13/pflag v1.0.9
+	github.com/systemd/slog-journal v0.1.2
 	github.com/ulikunitz/xz v0.5.17
 	golang.org/x/sys v0.50.0
 )

@@ -15,8 +15,8 @@ import (
 
 // options are luod's command line.
 type options struct {
-	units, runtimeDir, logFormat, logLevel, device string
-	metricsListen, metricsTextfile                 string
+	units, runtimeDir, logFormat, logLevel, logTarget, device string
+	metricsListen, metricsTextfile                            string
 	// preserveMax is --preserve-max-bytes, unit.NoLimit for none.
 	preserveMax int64
 	version     bool
@@ -60,6 +60,7 @@ func flagSet(o *options) *pflag.FlagSet {
 	fs.MarkHidden("runtime")
 	fs.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	fs.StringVar(&o.logTarget, "log-target", "auto", "where the log goes: journal, stderr, or auto (the journal when its socket exists)")
 	fs.StringVar(&o.device, "device", "/dev/liveupdate", "LUO device")
 	o.preserveMax = unit.NoLimit
 	fs.Var(sizeValue{&o.preserveMax}, "preserve-max-bytes", "at most this many bytes of memfds (all units together) a kexec live update may pin for the next kernel: 512M, 1.5G, or infinity")

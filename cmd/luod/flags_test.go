@@ -16,7 +16,7 @@ import (
 // TestParseArgs: GNU-style long options, and the single-dash spellings of
 // luod's first releases, give the same options.
 func TestParseArgs(t *testing.T) {
-	want := options{units: "/u", runtimeDir: "/r", logFormat: "json", logLevel: "debug", device: "/dev/x", preserveMax: -1}
+	want := options{units: "/u", runtimeDir: "/r", logFormat: "json", logLevel: "debug", logTarget: "auto", device: "/dev/x", preserveMax: -1}
 	for _, args := range [][]string{
 		{"--units", "/u", "--runtime-dir", "/r", "--log-format", "json", "--log-level", "debug", "--device", "/dev/x"},
 		{"--units=/u", "--runtime-dir=/r", "--log-format=json", "--log-level=debug", "--device=/dev/x"},
@@ -30,6 +30,9 @@ func TestParseArgs(t *testing.T) {
 	}
 	if o, err := parseArgs(nil, io.Discard); err != nil || o.units != "/etc/luod/system:/run/luod/system" || o.runtimeDir != "/run/luod" || o.logLevel != "info" {
 		t.Errorf("defaults: %+v, %v", o, err)
+	}
+	if o, err := parseArgs([]string{"-log-target=stderr"}, io.Discard); err != nil || o.logTarget != "stderr" {
+		t.Errorf("-log-target=stderr: %+v, %v", o, err)
 	}
 	if o, err := parseArgs([]string{"--version"}, io.Discard); err != nil || !o.version {
 		t.Errorf("--version: %+v, %v", o, err)

@@ -5,8 +5,9 @@
 // and across kexec live updates through the kernel's Live Update
 // Orchestrator. It runs as PID 1 or under another init.
 //
-//	luod [--units DIRS] [--runtime-dir DIR] [--log-format text|json] [--log-level info] [--device PATH]
-//	     [--preserve-max-bytes SIZE] [--metrics-listen ADDR] [--metrics-textfile PATH]
+//	luod [--units DIRS] [--runtime-dir DIR] [--log-target auto|journal|stderr] [--log-format text|json]
+//	     [--log-level info] [--device PATH] [--preserve-max-bytes SIZE] [--metrics-listen ADDR]
+//	     [--metrics-textfile PATH]
 //	luod --version
 //
 // See the README and `luoctl --help`.
@@ -58,17 +59,10 @@ func run() error {
 	if err := level.UnmarshalText([]byte(o.logLevel)); err != nil {
 		return fmt.Errorf("--log-level: %w", err)
 	}
-	opts := &slog.HandlerOptions{Level: level}
-	var h slog.Handler
-	switch o.logFormat {
-	case "text":
-		h = slog.NewTextHandler(os.Stderr, opts)
-	case "json":
-		h = slog.NewJSONHandler(os.Stderr, opts)
-	default:
-		return fmt.Errorf("--log-format: %q is not text or json", o.logFormat)
+	log, err := logger(o, level)
+	if err != nil {
+		return err
 	}
-	log := slog.New(h).With("prog", "luod")
 
 	cfg := supervisor.Config{
 		UnitDirs:   strings.Split(o.units, ":"),
@@ -121,4 +115,40 @@ func run() error {
 	// The manager handles SIGTERM and SIGINT itself: it stops the units,
 	// then exits (or, as PID 1, powers off or reboots).
 	return m.Run(ctx)
+}
+
+// logger makes luod's logger: to the journal (--log-target, by default
+// when journald's socket exists), else to stderr in --log-format.
+func logger(o *options, level slog.Level) (*slog.Logger, error) {
+	journal := false
+	switch o.logTarget {
+	case "auto":
+		journal = journalAvailable()
+	case "journal":
+		if !journalAvailable() {
+			return nil, fmt.Errorf("--log-target=journal: no journal socket at %s", journalSocket)
+		}
+		journal = true
+	case "stderr":
+	default:
+		return nil, fmt.Errorf("--log-target: %q is not auto, journal or stderr", o.logTarget)
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	var h slog.Handler
+	switch o.logFormat {
+	case "text":
+		h = slog.NewTextHandler(os.Stderr, opts)
+	case "json":
+		h = slog.NewJSONHandler(os.Stderr, opts)
+	default:
+		return nil, fmt.Errorf("--log-format: %q is not text or json", o.logFormat)
+	}
+	if !journal {
+		return slog.New(h).With("prog", "luod"), nil
+	}
+	jh, err := newJournalHandler(level)
+	if err != nil {
+		return nil, err
+	}
+	return slog.New(jh), nil
 }

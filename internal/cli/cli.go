@@ -34,7 +34,7 @@ const SocketEnv = "LUOD_SOCKET"
 
 // Default timeouts, per kind of command.
 const (
-	queryTimeout  = 30 * time.Second // status, list, fdstore, sessions, reload, version, update report
+	queryTimeout  = 30 * time.Second // status, list, fdstore, sessions, reload, version, update report, logs
 	jobTimeout    = 5 * time.Minute  // start, stop, restart, clean, daemon-reexec, poweroff, reboot
 	planTimeout   = time.Minute      // update plan
 	updateTimeout = 30 * time.Minute // update run
@@ -227,7 +227,7 @@ progress arrives. See docs/luoctl-json.md.
 
 --timeout bounds a command; 0 means no limit. The defaults: 30s for queries,
 5m for start, stop, restart, clean, daemon-reexec, poweroff and reboot, 1m for
-update plan, 30m for update run.
+update plan, 30m for update run, none for logs -f.
 
 Exit status:
   0  success
@@ -272,6 +272,7 @@ func (a *app) rootCommand() *cobra.Command {
 		a.reloadCommand(),
 		a.reexecCommand(),
 		a.sessionsCommand(),
+		a.logsCommand(),
 		a.powerCommand("poweroff", control.MethodPowerOff, "Stop every unit and power off (luod as PID 1)"),
 		a.powerCommand("reboot", control.MethodReboot, "Stop every unit and reboot (luod as PID 1)"),
 		a.updateCommand(),

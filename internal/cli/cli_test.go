@@ -885,3 +885,67 @@ func TestExitCode(t *testing.T) {
 		}
 	}
 }
+
+func TestLogs(t *testing.T) {
+	t.Parallel()
+	lines := []control.LogLine{
+		{Time: now.Add(-2 * time.Second), Stream: "stdout", Priority: 6, Message: "listening on :8080"},
+		{Time: now.Add(-time.Second), Stream: "stderr", Priority: 3, Message: "bad request \x1b[31mred\x1b[0m"},
+	}
+	var got atomic.Value
+	withLog := web
+	withLog.Log = lines
+	sock := controltest.New(t, map[string]func(*control.Call){
+		control.MethodGetUnit: controltest.Reply(control.UnitReply{Unit: withLog}),
+		control.MethodGetLogs: func(c *control.Call) {
+			var p control.LogsParams
+			if c.Params(&p) != nil {
+				return
+			}
+			got.Store(p)
+			if p.Name != "web.service" {
+				_ = c.ReplyError(control.ErrNoSuchUnit, map[string]string{"name": p.Name})
+				return
+			}
+			if !p.Follow {
+				_ = c.Reply(control.LogLines{Lines: lines[len(lines)-p.Lines:]})
+				return
+			}
+			_ = c.ReplyMore(control.LogLines{Lines: lines[:1]})
+			_ = c.ReplyMore(control.LogLines{Lines: lines[1:]})
+			_ = c.Reply(control.LogLines{})
+		},
+	})
+	// status UNIT: the last lines under the status block.
+	r := run(t, sock, "status", "web.service")
+	if want := "\nAug 04 09:59:58 web: listening on :8080\nAug 04 09:59:59 web[stderr]: bad request \\x1b[31mred\\x1b[0m\n"; r.code != 0 || !strings.HasSuffix(r.stdout, want) {
+		t.Errorf("status web.service = %d:\n%s\nwant it to end with:\n%s", r.code, r.stdout, want)
+	}
+	check(t, run(t, sock, "logs", "web.service", "-n", "1"), 0, "Aug 04 09:59:59 web[stderr]: bad request \\x1b[31mred\\x1b[0m\n", "")
+	if p := got.Load().(control.LogsParams); p != (control.LogsParams{Name: "web.service", Lines: 1}) {
+		t.Errorf("GetLogs params %+v", p)
+	}
+	var rep control.LogLines
+	decodeJSON(t, run(t, sock, "logs", "web.service", "--lines=2", "--json").stdout, &rep)
+	if len(rep.Lines) != 2 || rep.Lines[1].Message != lines[1].Message || rep.Lines[1].Priority != 3 {
+		t.Errorf("logs --json = %+v", rep)
+	}
+	// -f prints each reply as it comes, until luod ends the call.
+	check(t, run(t, sock, "logs", "-f", "web.service"), 0, `Aug 04 09:59:58 web: listening on :8080
+Aug 04 09:59:59 web[stderr]: bad request \x1b[31mred\x1b[0m
+`, "")
+	if p := got.Load().(control.LogsParams); !p.Follow {
+		t.Errorf("logs -f: GetLogs params %+v", p)
+	}
+	r = run(t, sock, "logs", "-f", "--json", "web.service")
+	if n := strings.Count(r.stdout, "\n"); r.code != 0 || n != 3 || !strings.HasPrefix(r.stdout, `{"lines":[{"time":`) {
+		t.Errorf("logs -f --json = %d:\n%s", r.code, r.stdout)
+	}
+	check(t, run(t, sock, "logs", "nope.service"), cli.ExitNoSuchUnit, "", "luoctl: no such unit \"nope.service\"\n")
+	if r := run(t, sock, "logs", "web.service", "-n", "-1"); r.code != cli.ExitUsage {
+		t.Errorf("logs -n -1: exit %d", r.code)
+	}
+	if r := run(t, sock, "logs"); r.code != cli.ExitUsage {
+		t.Errorf("logs without a unit: exit %d", r.code)
+	}
+}

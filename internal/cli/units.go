@@ -24,7 +24,8 @@ func (a *app) statusCommand() *cobra.Command {
 		Short: "Show luod's state and its units, or the state of units",
 		Long: `Without arguments, show luod's state and a list of its units. With units, show
 each like systemctl status: load state, active state and since when, main PID,
-the last STATUS=, the fd store and LUO sessions, and warnings. With --json and
+the last STATUS=, the fd store and LUO sessions, warnings, and the last 10
+lines the unit wrote (see logs). With --json and
 no UNIT, luod's state only (the units are in list --json).`,
 		ValidArgsFunction: a.completeUnits,
 		RunE: a.runE(queryTimeout, func(ctx context.Context, cmd *cobra.Command, args []string) error {
@@ -217,6 +218,10 @@ func (a *app) printUnit(u control.Unit) {
 		for _, line := range processTree(u.Processes) {
 			fmt.Fprintf(a.out, "%*s%s\n", labelWidth+2, "", line)
 		}
+	}
+	if len(u.Log) > 0 {
+		fmt.Fprintln(a.out)
+		a.printLogLines(u.Name, u.Log)
 	}
 }
 

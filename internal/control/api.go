@@ -36,6 +36,7 @@ const (
 	MethodStageUpdate     = "StageUpdate"
 	MethodGetStagedUpdate = "GetStagedUpdate"
 	MethodUnstageUpdate   = "UnstageUpdate"
+	MethodGetLogs         = "GetLogs" // with follow, streams LogLines replies ("more")
 )
 
 // Error names (fully qualified with Interface when on the wire).
@@ -130,6 +131,42 @@ type Unit struct {
 	// status.
 	CGroup    string    `json:"cgroup,omitempty"`
 	Processes []Process `json:"processes,omitempty"`
+	// Log is the last lines the unit's processes wrote (GetUnit only,
+	// StatusLogLines of them), as in systemctl status.
+	Log []LogLine `json:"log,omitempty"`
+}
+
+// StatusLogLines is how many of a unit's last lines GetUnit returns.
+const StatusLogLines = 10
+
+// LogLine is one line a unit's process wrote to its stdout or stderr
+// (StandardOutput=journal).
+type LogLine struct {
+	Time   time.Time `json:"time"`
+	Stream string    `json:"stream"` // stdout, stderr; luod in its note of lines a follower lost
+	// Priority is the syslog priority, 0 (emerg) to 7 (debug): from a
+	// "<N>" prefix of the line, else 6 (info).
+	Priority int    `json:"priority"`
+	Message  string `json:"message"`
+}
+
+// LogsParams are the parameters of GetLogs.
+type LogsParams struct {
+	Name string `json:"name"`
+	// Lines is how many of the last lines to return (0: all that luod
+	// keeps).
+	Lines int `json:"lines,omitempty"`
+	// Follow streams the lines written after those, each reply with
+	// continues, until the unit is removed or the client hangs up. The
+	// call must be made with more.
+	Follow bool `json:"follow,omitempty"`
+}
+
+// LogLines is the reply of GetLogs. A follower that reads too slowly
+// loses lines; the next reply then starts with a line from luod saying
+// how many.
+type LogLines struct {
+	Lines []LogLine `json:"lines"`
 }
 
 // FDStoreRefusal is an fd luod refused to store or dropped from a store.

@@ -316,6 +316,7 @@ var methodTypes = map[string][2]any{
 	MethodStageUpdate:     {StageParams{}, Staged{}},
 	MethodGetStagedUpdate: {nil, Staged{}},
 	MethodUnstageUpdate:   {nil, nil},
+	MethodGetLogs:         {LogsParams{}, LogLines{}},
 }
 
 type messageParams struct {

@@ -74,6 +74,7 @@ ExecStart=@BIN@/testsvc -ready=false -exit 3
 	run(0, "status", "web.service", "--json")
 	run(0, "fdstore", "web.service", "--json")
 	run(0, "sessions", "--json")
+	run(0, "logs", "web.service", "-n", "2", "--json")
 	kernel := filepath.Join(d.Dir, "bzImage")
 	if err := os.WriteFile(kernel, []byte("not a kernel"), 0o644); err != nil {
 		t.Fatal(err)

@@ -68,6 +68,7 @@ var jsonShapes = map[string]jsonShape{
 	"daemon-reload":  {"reply", control.MethodReload},
 	"daemon-reexec":  {"reply", control.MethodGetManager},
 	"sessions":       {"reply", control.MethodListSessions},
+	"logs":           {"reply", control.MethodGetLogs}, // with -f, lines
 	"poweroff":       {"none", control.MethodPowerOff},
 	"reboot":         {"none", control.MethodReboot},
 	"update plan":    {"reply", control.MethodPlanUpdate},

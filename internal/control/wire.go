@@ -71,7 +71,7 @@ var managerMethods = []string{
 	MethodReload, MethodReexec, MethodPowerOff, MethodReboot,
 	MethodListSessions, MethodPlanUpdate, MethodRunUpdate,
 	MethodGetUpdateReport, MethodStageUpdate, MethodGetStagedUpdate,
-	MethodUnstageUpdate,
+	MethodUnstageUpdate, MethodGetLogs,
 }
 
 // callMessage is a call as it travels on the wire.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/liveupdate/luo/internal/control"
 	"github.com/liveupdate/luo/internal/fdstore"
@@ -92,6 +93,8 @@ func (m *Manager) handle(ctx context.Context, call *control.Call) {
 		m.stagedCall(call)
 	case control.MethodUnstageUpdate:
 		m.unstageCall(call)
+	case control.MethodGetLogs:
+		m.logsCall(ctx, call)
 	default:
 		call.ReplyError("org.varlink.service.MethodNotFound", map[string]string{"method": call.Method()})
 	}
@@ -139,6 +142,7 @@ func (m *Manager) unitCall(ctx context.Context, call *control.Call, job func(*Un
 	m.do(func() {
 		if info = u.info(); job == nil {
 			info.Processes = processes(u)
+			info.Log = logLines(u.out.last(control.StatusLogLines))
 		}
 	})
 	if want != "" && !p.NoBlock && info.ActiveState != string(want) {
@@ -363,4 +367,94 @@ func (m *Manager) sessions() control.Sessions {
 		}
 	}
 	return rep
+}
+
+// logLines converts captured lines to wire types.
+func logLines(ls []Line) []control.LogLine {
+	out := make([]control.LogLine, len(ls))
+	for i, l := range ls {
+		out[i] = control.LogLine{Time: l.Time, Stream: l.Stream, Priority: l.Priority, Message: l.Text}
+	}
+	return out
+}
+
+// followBatch bounds the lines of one streamed GetLogs reply.
+const followBatch = 256
+
+// logsCall answers GetLogs: the last lines, then, with follow, each line
+// as it comes. A follower runs in its connection's goroutine and gets the
+// lines from a queue that never blocks the unit's reader (see follower);
+// a client that stops reading is cut off by the server's write timeout.
+func (m *Manager) logsCall(ctx context.Context, call *control.Call) {
+	var p control.LogsParams
+	if err := call.Params(&p); err != nil {
+		return
+	}
+	if p.Lines < 0 {
+		call.ReplyError(control.VarlinkInvalidParameter, map[string]string{"parameter": "lines"})
+		return
+	}
+	if p.Follow && !call.WantsMore() {
+		call.ReplyError(control.VarlinkExpectedMore, nil)
+		return
+	}
+	var out *output
+	m.do(func() {
+		if u := m.units[p.Name]; u != nil {
+			out = u.out
+		}
+	})
+	if out == nil {
+		call.ReplyError(control.ErrNoSuchUnit, map[string]string{"name": p.Name})
+		return
+	}
+	n := p.Lines
+	if n == 0 {
+		n = -1
+	}
+	if !p.Follow {
+		call.Reply(control.LogLines{Lines: logLines(out.last(n))})
+		return
+	}
+	lines, f := out.follow(n)
+	if f == nil { // removed meanwhile
+		call.Reply(control.LogLines{Lines: logLines(lines)})
+		return
+	}
+	defer out.unfollow(f)
+	if call.ReplyMore(control.LogLines{Lines: logLines(lines)}) != nil {
+		return
+	}
+	for {
+		var batch []Line
+		select {
+		case l := <-f.ch:
+			batch = append(batch, l)
+		case <-f.gone:
+			// The unit is gone: what is still queued, then the end.
+			for len(batch) < followBatch && len(f.ch) > 0 {
+				batch = append(batch, <-f.ch)
+			}
+			call.Reply(control.LogLines{Lines: logLines(batch)})
+			return
+		case <-ctx.Done():
+			return
+		}
+	more:
+		for len(batch) < followBatch {
+			select {
+			case l := <-f.ch:
+				batch = append(batch, l)
+			default:
+				break more
+			}
+		}
+		if lost := f.lost.Swap(0); lost > 0 {
+			note := Line{Time: time.Now(), Stream: "luod", Priority: 4, Text: fmt.Sprintf("luod: %d lines not sent: the client read too slowly", lost)}
+			batch = append([]Line{note}, batch...)
+		}
+		if call.ReplyMore(control.LogLines{Lines: logLines(batch)}) != nil {
+			return
+		}
+	}
 }

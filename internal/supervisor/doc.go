@@ -29,6 +29,12 @@
 // process's unit, as with systemd; no datagram carries an identity the
 // sender cannot choose.
 //
+// A unit's stdout and stderr (StandardOutput=journal) are pipes, each read
+// by a goroutine of its own, never the loop: each line goes to the unit's
+// recent lines, to followers (GetLogs with follow) through a queue that
+// drops rather than blocks, and to the Logger within the unit's log rate
+// limit (see LogKeyStream). The read ends are carried across a re-exec.
+//
 // luod reaps every child itself (wait4(-1)) and is a child subreaper when
 // it is not PID 1, so orphans of a service come back to it.
 //
@@ -42,6 +48,7 @@
 //	load.go        unit files, daemon-reload       update.go    updates, from request to FINISH
 //	reexec_linux.go luod's own re-exec             control.go, control_update.go  the control API: the only
 //	                                                             place that builds wire types
+//	output.go, output_linux.go  units' stdout and stderr: pipes, lines, recent lines, followers
 //
 // Imported by cmd/luod only. Needs root for most of what it does.
 package supervisor

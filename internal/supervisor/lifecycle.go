@@ -81,6 +81,7 @@ func (u *Unit) nextCommand() {
 func (u *Unit) enterDead(allowRestart bool) {
 	u.mainPID = 0
 	u.m.killStragglers(u)
+	u.out.release()
 	u.stopping = false
 	u.notifyAccessOverride = ""
 	if allowRestart && !u.pendingStart && u.shouldRestart() {

@@ -152,6 +152,7 @@ func (m *Manager) applyReload(defs []*unit.Unit, errs []error) reloaded {
 func (m *Manager) forget(u *Unit) {
 	if m.units[u.name] == u {
 		delete(m.units, u.name)
+		u.out.remove()
 		if u.group != nil && !u.group.Populated() {
 			u.group.Remove()
 		}

@@ -39,4 +39,3 @@ func (m *Manager) Observe() metrics.Snapshot {
 	<-done
 	return s
 }
-

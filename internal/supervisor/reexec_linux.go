@@ -37,7 +37,18 @@ type reexecRequest struct {
 // and execs luod again with every fd inherited. Called in the loop; it
 // only returns on failure, after which the loop resumes.
 func (m *Manager) reexec(soft *update.Manifest) error {
-	mf, files, err := m.reexecManifest(soft)
+	// The units' output pipes are read by the next luod from where this
+	// one stops; the lines already read are not carried.
+	paused := map[string][]*reader{}
+	for _, u := range m.units {
+		paused[u.name] = u.out.pause()
+	}
+	defer func() {
+		for _, u := range m.units {
+			u.out.resume()
+		}
+	}()
+	mf, files, err := m.reexecManifest(soft, paused)
 	if err != nil {
 		return err
 	}
@@ -73,7 +84,7 @@ func (m *Manager) reexec(soft *update.Manifest) error {
 // Reexec one, with every unit's process state and store entries (fds by
 // number) and the manager's sockets, report and updates in flight. The
 // returned files must survive the exec.
-func (m *Manager) reexecManifest(soft *update.Manifest) (*update.Manifest, []*os.File, error) {
+func (m *Manager) reexecManifest(soft *update.Manifest, output map[string][]*reader) (*update.Manifest, []*os.File, error) {
 	var files []*os.File
 	fdOf := func(f *os.File) int {
 		fd, _ := rawFd(f)
@@ -123,6 +134,9 @@ func (m *Manager) reexecManifest(soft *update.Manifest) (*update.Manifest, []*os
 		uu := &units[i]
 		uu.Active, uu.Stopped = stopped[uu.Name].Active, stopped[uu.Name].Stopped
 		uu.Process = m.units[uu.Name].process()
+		for _, r := range output[uu.Name] {
+			uu.Process.Output = append(uu.Process.Output, update.OutputPipe{FD: fdOf(r.f), Stream: r.stream})
+		}
 		for j := range uu.Entries {
 			uu.Entries[j].FD = fdOf(uu.Entries[j].File)
 		}
@@ -247,6 +261,12 @@ func (m *Manager) resumeUnit(mu update.Unit, adopt func(int, string) *os.File) {
 		m.log.Error("cannot resume the unit's state", "unit", mu.Name, "err", err)
 	}
 	m.watchMain(u)
+	for _, p := range mu.Process.Output {
+		u.out.read(adopt(p.FD, p.Stream+" of "+mu.Name), p.Stream)
+	}
+	if !u.running() {
+		u.out.release()
+	}
 	for _, e := range mu.Entries {
 		se := m.adopt(u, e.Name, adopt(e.FD, e.Name), e.Poll, e.Origin)
 		se.Added, se.LUOSession, se.MemfdPath, se.Upstream = e.Added, e.LUOSession, e.Path, e.Upstream

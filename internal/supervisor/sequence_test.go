@@ -35,7 +35,8 @@ import (
 //     LISTEN_FDS, FDSTORE);
 //   - luod's pid and re-exec count, and that main processes kept running
 //     across re-execs and soft updates that do not restart units;
-//   - luod's fd count: the count at start plus one per stored entry;
+//   - luod's fd count: the count at start plus one per stored entry and
+//     two per running unit (its stdout and stderr);
 //   - no illegal state transition in luod's log.
 //
 // Asynchronous effects (a stored pipe dropped once the process that held
@@ -241,7 +242,8 @@ func newSeqWorld(t *testing.T, seed uint64) *seqWorld {
 		w.newInstance(u, 0)
 	}
 	w.check()
-	w.baseFDs = luodtest.FDs(t, w.pid)
+	// Without the read ends of the running units' stdout and stderr.
+	w.baseFDs = luodtest.FDs(t, w.pid) - 2*len(w.units)
 	return w
 }
 
@@ -771,17 +773,21 @@ func (w *seqWorld) unitProblem(u *seqUnit) string {
 }
 
 // fdProblem compares luod's fd count with its count at start plus the
-// entries of every store.
+// entries of every store and the two output pipes of each running unit.
 func (w *seqWorld) fdProblem() string {
-	want := w.baseFDs
+	want, pipes := w.baseFDs, 0
 	for _, u := range w.units {
 		want += len(u.store)
+		if u.state == "running" {
+			pipes += 2
+		}
 	}
+	want += pipes
 	fds := fdList(w.t, w.pid)
 	if len(fds) == want {
 		return ""
 	}
-	return fmt.Sprintf("%d open, want %d (%d at start + %d stored): %v", len(fds), want, w.baseFDs, want-w.baseFDs, fds)
+	return fmt.Sprintf("%d open, want %d (%d at start + %d stored + %d output pipes): %v", len(fds), want, w.baseFDs, want-w.baseFDs-pipes, pipes, fds)
 }
 
 // TestLastWordsAcrossReexec is TestLastWordsBeforeExit across a re-exec:

@@ -71,7 +71,13 @@ func (m *Manager) spawn(u *Unit, cmd unit.Command) (int, error) {
 		return 0, err
 	}
 	defer null.Close()
-	files := []uintptr{null.Fd(), os.Stdout.Fd(), os.Stderr.Fd()}
+	stdout, stderr, pipes, err := u.outputFiles(null)
+	if err != nil {
+		return 0, fmt.Errorf("output of %s: %w", u.name, err)
+	}
+	// The child has its own copies once forked (or failed to fork).
+	defer closeFiles(pipes)
+	files := []uintptr{null.Fd(), stdout, stderr}
 	stored, names := u.listenFiles()
 	if len(stored) > 0 {
 		env = setenv(env, "LISTEN_FDS", strconv.Itoa(len(stored)))

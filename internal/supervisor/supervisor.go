@@ -31,7 +31,10 @@ type Config struct {
 	// Exe is the luod binary used for the exec shim and re-exec
 	// (os.Executable at start).
 	Exe string
-	// Logger receives the log lines (slog.Default()).
+	// Logger receives the log lines (slog.Default()), the units' captured
+	// output included: a line a unit wrote is a record with the attributes
+	// LogKeyUnit, LogKeyStream and LogKeyPriority, at the level of its
+	// syslog priority (PriorityLevel).
 	Logger *slog.Logger
 	// PID1 runs luod as init: mount /proc, /sys, /dev and /run when
 	// missing, reap orphans, power off or reboot on request.

@@ -79,6 +79,8 @@ type Unit struct {
 	group *cgroup.Group
 	// logLimit bounds the log lines its service's input makes (see say).
 	logLimit logLimit
+	// out is the output its processes write (StandardOutput=journal).
+	out *output
 	// mainWatch is a pidfd of a main process luod cannot wait for (see
 	// watchMain).
 	mainWatch *os.File
@@ -101,7 +103,7 @@ func (u *Unit) refuse(fdname, why string, n int) {
 }
 
 func newUnit(m *Manager, name string) *Unit {
-	return &Unit{m: m, name: name, state: StateDead, since: time.Now(), store: fdstore.New(0)}
+	return &Unit{m: m, name: name, state: StateDead, since: time.Now(), store: fdstore.New(0), out: newOutput(name, m.log)}
 }
 
 // setDef installs a (re)loaded definition.
@@ -109,6 +111,7 @@ func (u *Unit) setDef(d *unit.Unit) {
 	u.def = d
 	u.loadErr = ""
 	u.logLimit.interval, u.logLimit.burst = d.LogRateLimitIntervalSec, int(min(d.LogRateLimitBurst, 1<<31-1))
+	u.out.setLimit(u.logLimit.interval, u.logLimit.burst)
 	for _, e := range u.store.SetLimits(int(d.EffectiveFileDescriptorStoreMax()), d.LUOSessions) {
 		u.m.log.Warn(fmt.Sprintf("dropping stored fd %q to honor FileDescriptorStoreMax=%d", e.Name, d.EffectiveFileDescriptorStoreMax()), "unit", u.name)
 		u.refuse(e.Name, fmt.Sprintf("dropped to honor FileDescriptorStoreMax=%d", d.EffectiveFileDescriptorStoreMax()), 1)

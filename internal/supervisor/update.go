@@ -107,8 +107,6 @@ func (m *Manager) RunUpdate(ctx context.Context, req update.Request, staged bool
 	return err
 }
 
-
-
 // StageUpdate stages a kexec update into req.Target (see update.Stage),
 // replacing what was staged. It returns the plan, refused or staged.
 func (m *Manager) StageUpdate(req update.Request) (*update.Staged, *update.Plan, error) {

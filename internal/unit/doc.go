@@ -94,6 +94,8 @@
 //	LUOSession=                   session names, whitespace-separated
 //	LogRateLimitIntervalSec=      time span, default 30s; 0: the default; infinity: never resets
 //	LogRateLimitBurst=            number, default 10000; 0: the default
+//	StandardOutput=               journal (default), inherit, null; see [Output]
+//	StandardError=                journal, inherit (default: as StandardOutput=), null
 //
 // and in luod's own section, [X-LUO], which systemd ignores:
 //

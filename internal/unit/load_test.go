@@ -39,6 +39,7 @@ func TestLoadCounter(t *testing.T) {
 		StartLimitBurst:             DefaultStartLimitBurst,
 		LogRateLimitIntervalSec:     DefaultLogRateLimitIntervalSec,
 		LogRateLimitBurst:           DefaultLogRateLimitBurst,
+		StandardError:               outputUnset,
 		FileDescriptorStoreMax:      16,
 		FileDescriptorStorePreserve: PreserveYes,
 		LUOSessions:                 []string{"counter-state"},

@@ -127,6 +127,7 @@ func parse(name, path string, data []byte) (*Unit, error) {
 		LogRateLimitIntervalSec: DefaultLogRateLimitIntervalSec,
 		LogRateLimitBurst:       DefaultLogRateLimitBurst,
 		PreserveMaxBytes:        NoLimit,
+		StandardError:           outputUnset,
 	}
 	p := &parser{u: u, file: file, spec: newSpecifiers(name)}
 	if scanned.strayLine > 0 {
@@ -286,6 +287,8 @@ var handlers = map[string]func(*parser, option){
 	"Service.LogRateLimitIntervalSec":     (*parser).logRateLimitInterval,
 	"Service.LogRateLimitBurst":           (*parser).logRateLimitBurst,
 	LUOSection + ".PreserveMaxBytes":      (*parser).preserveMaxBytes,
+	"Service.StandardOutput":              (*parser).standardOutput,
+	"Service.StandardError":               (*parser).standardError,
 }
 
 // deprecated maps the old spellings of keys, which systemd still accepts,
@@ -369,6 +372,57 @@ func (p *parser) restartPolicy(o option) {
 	p.restart = o
 	if i, ok := p.enum(o, restartNames, int(RestartNo), "on-success", "on-abnormal", "on-watchdog", "on-abort"); ok {
 		p.u.Restart = RestartPolicy(i)
+	}
+}
+
+// capturedOutputs are the values of StandardOutput= and StandardError=
+// that send the stream to the journal or syslog in systemd: luod captures
+// them as it does journal.
+var capturedOutputs = []string{"journal+console", "kmsg", "kmsg+console", "syslog", "syslog+console"}
+
+// unsupportedOutputs are systemd's other values, which luod refuses (the
+// ones with an argument are matched by their prefix).
+var unsupportedOutputs = []string{"tty", "socket", "file:", "append:", "truncate:", "fd:"}
+
+// output parses a value of StandardOutput= or StandardError=; inherit is
+// what "inherit" gives.
+func (p *parser) output(o option, inherit Output) (Output, bool) {
+	switch {
+	case o.value == "":
+		return OutputJournal, true
+	case o.value == "inherit":
+		return inherit, true
+	case slices.Contains(capturedOutputs, o.value):
+		p.warn(o, "luod captures %s as journal: each line goes to luod's log with the unit's name", o.value)
+		return OutputJournal, true
+	}
+	if i := slices.Index(outputNames, o.value); i >= 0 {
+		return Output(i), true
+	}
+	want := "want journal, inherit or null"
+	for _, u := range unsupportedOutputs {
+		if o.value == u || strings.HasSuffix(u, ":") && strings.HasPrefix(o.value, u) {
+			p.fail(o, fmt.Errorf("not supported by luod (%s): %w", want, errors.ErrUnsupported))
+			return 0, false
+		}
+	}
+	p.failf(o, "invalid value (%s)", want)
+	return 0, false
+}
+
+func (p *parser) standardOutput(o option) {
+	if v, ok := p.output(o, OutputInherit); ok {
+		p.u.StandardOutput = v
+	}
+}
+
+func (p *parser) standardError(o option) {
+	if o.value == "" {
+		p.u.StandardError = outputUnset
+		return
+	}
+	if v, ok := p.output(o, outputUnset); ok {
+		p.u.StandardError = v
 	}
 }
 

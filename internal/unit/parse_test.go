@@ -22,6 +22,7 @@ func defaultUnit(name string) *Unit {
 		LogRateLimitIntervalSec: 30 * time.Second,
 		LogRateLimitBurst:       10000,
 		PreserveMaxBytes:        NoLimit,
+		StandardError:           outputUnset,
 	}
 }
 
@@ -145,6 +146,15 @@ func TestParseKeys(t *testing.T) {
 		{"NotifyAccess=all", []string{"NotifyAccess=all"}, "", func(u *Unit) { u.NotifyAccess, u.NotifyAccessExplicit = NotifyAccessAll, true }},
 		{"NotifyAccess= resets", []string{"NotifyAccess=all", "NotifyAccess="}, "", func(u *Unit) {}},
 
+		{"StandardOutput=journal", []string{"StandardOutput=journal"}, "", func(u *Unit) {}},
+		{"StandardOutput=null", []string{"StandardOutput=null"}, "", func(u *Unit) { u.StandardOutput = OutputNull }},
+		{"StandardOutput=inherit", []string{"StandardOutput=inherit"}, "", func(u *Unit) { u.StandardOutput = OutputInherit }},
+		{"StandardOutput= resets", []string{"StandardOutput=null", "StandardOutput="}, "", func(u *Unit) {}},
+		{"StandardError=null", []string{"StandardError=null"}, "", func(u *Unit) { u.StandardError = OutputNull }},
+		{"StandardError=journal", []string{"StandardError=journal"}, "", func(u *Unit) { u.StandardError = OutputJournal }},
+		{"StandardError=inherit", []string{"StandardError=null", "StandardError=inherit"}, "", func(u *Unit) {}},
+		{"StandardError= resets", []string{"StandardError=null", "StandardError="}, "", func(u *Unit) {}},
+
 		{"FileDescriptorStoreMax", []string{"FileDescriptorStoreMax=16"}, "", func(u *Unit) { u.FileDescriptorStoreMax = 16 }},
 		{"FileDescriptorStoreMax zero", []string{"FileDescriptorStoreMax=0"}, "", func(u *Unit) {}},
 		{"FileDescriptorStoreMax max", []string{"FileDescriptorStoreMax=4294967295"}, "", func(u *Unit) { u.FileDescriptorStoreMax = 4294967295 }},
@@ -249,6 +259,10 @@ func TestParseInvalid(t *testing.T) {
 		{"Type=forking", "Type=forking: not supported by luod (want simple, notify or oneshot): unsupported operation"},
 		{"Type=exec", "Type=exec: not supported by luod"},
 		{"Type=Simple", "Type=Simple: invalid value (want simple, notify or oneshot)"},
+		{"StandardOutput=tty", "StandardOutput=tty: not supported by luod (want journal, inherit or null): unsupported operation"},
+		{"StandardOutput=file:/var/log/x", "StandardOutput=file:/var/log/x: not supported by luod (want journal, inherit or null)"},
+		{"StandardError=fd:foo", "StandardError=fd:foo: not supported by luod"},
+		{"StandardError=Journal", "StandardError=Journal: invalid value (want journal, inherit or null)"},
 		{"ExecStart=/bin/a 'b", "ExecStart=/bin/a 'b: unbalanced quoting"},
 		{"ExecStart=bin/a", `ExecStart=bin/a: executable "bin/a" is neither an absolute path nor a file name`},
 		{"ExecStart=/bin/a ; /bin/b", `";" separating commands is not supported by luod`},
@@ -827,5 +841,28 @@ func TestParsePreserveMaxBytes(t *testing.T) {
 	u = mustParse(t, "x.service", service()+"[X-Other]\nPreserveMaxBytes=lots\n")
 	if u.PreserveMaxBytes != NoLimit || len(u.Warnings) != 0 {
 		t.Errorf("another X- section is not luod's: PreserveMaxBytes %d, warnings %v", u.PreserveMaxBytes, u.Warnings)
+	}
+}
+
+func TestEffectiveStandardError(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		lines []string
+		out   Output
+		err   Output
+	}{
+		{nil, OutputJournal, OutputJournal},
+		{[]string{"StandardOutput=null"}, OutputNull, OutputNull},
+		{[]string{"StandardOutput=inherit"}, OutputInherit, OutputInherit},
+		{[]string{"StandardOutput=null", "StandardError=journal"}, OutputNull, OutputJournal},
+		{[]string{"StandardOutput=inherit", "StandardError=null", "StandardError=inherit"}, OutputInherit, OutputInherit},
+		{[]string{"StandardOutput=journal", "StandardError=inherit"}, OutputJournal, OutputJournal},
+		{[]string{"StandardOutput=syslog+console"}, OutputJournal, OutputJournal},
+	}
+	for _, tt := range tests {
+		u := mustParse(t, "x.service", service(tt.lines...))
+		if u.StandardOutput != tt.out || u.EffectiveStandardError() != tt.err {
+			t.Errorf("%q: stdout %v, stderr %v; want %v, %v", tt.lines, u.StandardOutput, u.EffectiveStandardError(), tt.out, tt.err)
+		}
 	}
 }

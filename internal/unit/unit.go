@@ -95,6 +95,13 @@ type Unit struct {
 	LogRateLimitIntervalSec time.Duration
 	LogRateLimitBurst       uint
 
+	// StandardOutput and StandardError are StandardOutput= and
+	// StandardError= (systemd.exec(5)): where the service's stdout and
+	// stderr go. Both are OutputJournal by default: luod captures each
+	// line. StandardError= unset, or "inherit", takes StandardOutput='s
+	// value, as in systemd (see EffectiveStandardError).
+	StandardOutput, StandardError Output
+
 	// NotifyAccess is NotifyAccess= as written; see EffectiveNotifyAccess.
 	NotifyAccess NotifyAccess
 	// NotifyAccessExplicit reports whether the file set NotifyAccess=.
@@ -246,6 +253,46 @@ const (
 )
 
 var notifyAccessNames = []string{"none", "main", "exec", "all"}
+
+// Output is StandardOutput= or StandardError=: where one of the service's
+// output streams goes. Its zero value is the default, OutputJournal.
+type Output int
+
+// Outputs.
+const (
+	// OutputJournal captures the stream: each line goes to luod's log
+	// (the journal, when there is one) with the unit's name, and to the
+	// unit's recent lines (luoctl status, luoctl logs).
+	OutputJournal Output = iota
+	// OutputInherit gives the service luod's own stream: its stdout for
+	// StandardOutput=, its stderr for StandardError=.
+	OutputInherit
+	// OutputNull connects the stream to /dev/null.
+	OutputNull
+	// outputUnset is StandardError= not set, or set to "inherit": the
+	// value of StandardOutput=. Never returned by EffectiveStandardError.
+	outputUnset
+)
+
+var outputNames = []string{"journal", "inherit", "null"}
+
+// String returns the systemd spelling: "journal", "inherit", "null".
+func (o Output) String() string {
+	if o == outputUnset {
+		return "inherit"
+	}
+	return enumString(outputNames, int(o), "Output")
+}
+
+// EffectiveStandardError returns where stderr goes: StandardError= when it
+// names a target of its own, otherwise the target of StandardOutput= (for
+// OutputInherit, luod's stderr).
+func (u *Unit) EffectiveStandardError() Output {
+	if u.StandardError == outputUnset {
+		return u.StandardOutput
+	}
+	return u.StandardError
+}
 
 // String returns the systemd spelling: "none", "main", "exec", "all".
 func (n NotifyAccess) String() string { return enumString(notifyAccessNames, int(n), "NotifyAccess") }

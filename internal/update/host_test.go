@@ -20,7 +20,7 @@ import (
 // host is a fake update.Host: units with real fd stores (memfds, pipes)
 // and fake LUO sessions, whose processes are only a flag.
 type host struct {
-	t     testing.TB
+	t testing.TB
 	// quota is the host's limit on preserved bytes.
 	quota update.Quota
 	mu    sync.Mutex

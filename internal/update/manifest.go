@@ -212,6 +212,16 @@ type Process struct {
 	RefusedName string    `json:"refused_name,omitempty"`
 	RefusedWhy  string    `json:"refused_why,omitempty"`
 	RefusedAt   time.Time `json:"refused_at,omitzero"`
+	// Output are the read ends of the pipes of the unit's stdout and
+	// stderr that luod reads, inherited fds: the processes writing to
+	// them never see them break.
+	Output []OutputPipe `json:"output,omitempty"`
+}
+
+// OutputPipe is the read end of a pipe a unit writes its output to.
+type OutputPipe struct {
+	FD     int    `json:"fd"`
+	Stream string `json:"stream"` // stdout or stderr
 }
 
 // Encode returns m as JSON padded with NUL bytes to size bytes (the
@@ -333,6 +343,17 @@ func (m *Manifest) Validate() error {
 		units[u.Name] = true
 		if (u.Process != nil) != (m.Kind != Kexec) {
 			return fmt.Errorf("manifest: unit %q: process state belongs in re-exec manifests only", u.Name)
+		}
+		if u.Process != nil {
+			for _, p := range u.Process.Output {
+				if p.FD < 3 || fds[p.FD] != "" {
+					return fmt.Errorf("manifest: unit %q: invalid output fd %d", u.Name, p.FD)
+				}
+				if p.Stream != "stdout" && p.Stream != "stderr" {
+					return fmt.Errorf("manifest: unit %q: invalid output stream %q", u.Name, p.Stream)
+				}
+				fds[p.FD] = u.Name
+			}
 		}
 		for i, e := range u.Entries {
 			where := fmt.Sprintf("manifest: unit %q entry %d (%q)", u.Name, i, e.Name)

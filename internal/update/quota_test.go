@@ -22,14 +22,14 @@ func TestDecideQuotas(t *testing.T) {
 		lost  map[string]string // unit -> part of the reason; others keep every memfd
 	}{
 		{"no limits", Quota{}, []Unit{
-			{Name: "a.service", Entries: []Entry{sized("s", 1 << 30)}},
+			{Name: "a.service", Entries: []Entry{sized("s", 1<<30)}},
 		}, nil},
 		{"9 under its limit", Quota{}, []Unit{
 			{Name: "a.service", PreserveMax: QuotaOf(8192), Entries: []Entry{sized("s", 4096), sized("t", 4096)}},
 		}, nil},
 		{"9 over its limit loses every memfd", Quota{}, []Unit{
 			{Name: "a.service", PreserveMax: QuotaOf(8191), Entries: []Entry{sized("s", 4096), sized("t", 4096)}},
-			{Name: "b.service", Entries: []Entry{sized("s", 1 << 20)}},
+			{Name: "b.service", Entries: []Entry{sized("s", 1<<20)}},
 		}, map[string]string{"a.service": "over its [X-LUO] PreserveMaxBytes=8191"}},
 		{"9 limit 0", Quota{}, []Unit{
 			{Name: "a.service", PreserveMax: QuotaOf(0), Entries: []Entry{sized("s", 1)}},
@@ -38,21 +38,21 @@ func TestDecideQuotas(t *testing.T) {
 			{Name: "a.service", PreserveMax: QuotaOf(4096), Entries: []Entry{outgoing, with(sized("big", 1<<20), func(e *Entry) { e.Trial = busy }), sized("s", 4096)}},
 		}, nil},
 		{"10 under the host's limit", QuotaOf(3 << 20), []Unit{
-			{Name: "a.service", Entries: []Entry{sized("s", 1 << 20)}},
-			{Name: "b.service", Entries: []Entry{sized("s", 2 << 20)}},
+			{Name: "a.service", Entries: []Entry{sized("s", 1<<20)}},
+			{Name: "b.service", Entries: []Entry{sized("s", 2<<20)}},
 		}, nil},
 		{"10 over the host's limit: the largest loses", QuotaOf(3<<20 - 1), []Unit{
-			{Name: "a.service", Entries: []Entry{sized("s", 1 << 20)}},
-			{Name: "b.service", Entries: []Entry{sized("s", 2 << 20)}},
-			{Name: "c.service", Entries: []Entry{sized("s", 1 << 20)}},
+			{Name: "a.service", Entries: []Entry{sized("s", 1<<20)}},
+			{Name: "b.service", Entries: []Entry{sized("s", 2<<20)}},
+			{Name: "c.service", Entries: []Entry{sized("s", 1<<20)}},
 		}, map[string]string{"b.service": "--preserve-max-bytes=3145727"}},
 		{"10 a unit over its own limit does not count against the host's", QuotaOf(2 << 20), []Unit{
-			{Name: "a.service", PreserveMax: QuotaOf(1), Entries: []Entry{sized("s", 4 << 20)}},
-			{Name: "b.service", Entries: []Entry{sized("s", 2 << 20)}},
+			{Name: "a.service", PreserveMax: QuotaOf(1), Entries: []Entry{sized("s", 4<<20)}},
+			{Name: "b.service", Entries: []Entry{sized("s", 2<<20)}},
 		}, map[string]string{"a.service": "PreserveMaxBytes=1"}},
 		{"10 ties go by name", QuotaOf(1 << 20), []Unit{
-			{Name: "b.service", Entries: []Entry{sized("s", 1 << 20)}},
-			{Name: "a.service", Entries: []Entry{sized("s", 1 << 20)}},
+			{Name: "b.service", Entries: []Entry{sized("s", 1<<20)}},
+			{Name: "a.service", Entries: []Entry{sized("s", 1<<20)}},
 		}, map[string]string{"b.service": "do not fit"}},
 		{"10 host limit 0 loses all", QuotaOf(0), []Unit{
 			{Name: "a.service", Entries: []Entry{sized("s", 1)}},

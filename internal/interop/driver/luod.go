@@ -106,6 +106,9 @@ func luodFirst() bool {
 	st, ok := countersAt(1)
 	step("counter", ok, counterFields(st)...)
 	cmd("luoctl-status", "luoctl", "status", "counter.service", "counter-luos.service")
+	// Its stdout reaches journald as its own message (luod logs there).
+	ok, fields := journalLine("counter.service", "counter: generation=")
+	step("journal", ok, fields...)
 
 	if _, ok := cmd("reload", "systemctl", "reload", "luod.service"); ok {
 		s = show("ActiveState", "MainPID", "StatusText")
@@ -283,4 +286,35 @@ func luodSteps() (step func(string, bool, ...string) bool, cmd func(string, ...s
 	}
 
 	return step, cmd, show
+}
+
+// journalLine looks in the journal (10 s at most) for a line the unit
+// wrote to stdout that starts with prefix, as luod sends it: the unit's own
+// message with UNIT=, SYSLOG_IDENTIFIER= and LUOD_STREAM=. It reports
+// whether it found one, and its fields.
+func journalLine(unit, prefix string) (bool, []string) {
+	ident := strings.TrimSuffix(unit, ".service")
+	var last map[string]any
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(500 * time.Millisecond) {
+		o, _ := run(time.Minute, "journalctl", "-b", "0", "-o", "json", "--no-pager", "UNIT="+unit)
+		for _, l := range strings.Split(o, "\n") {
+			var m map[string]any
+			if json.Unmarshal([]byte(l), &m) != nil {
+				continue
+			}
+			if msg, _ := m["MESSAGE"].(string); strings.HasPrefix(msg, prefix) {
+				last = m
+				if m["SYSLOG_IDENTIFIER"] == ident && m["UNIT"] == unit && m["LUOD_STREAM"] == "stdout" && m["PRIORITY"] == "6" {
+					break
+				}
+			}
+		}
+		if last != nil {
+			break
+		}
+	}
+	f := func(k string) string { return fmt.Sprint(last[k]) }
+	ok := last != nil && f("SYSLOG_IDENTIFIER") == ident && f("UNIT") == unit && f("LUOD_STREAM") == "stdout" && f("PRIORITY") == "6"
+	return ok, []string{kv("message", f("MESSAGE")), kv("unit", f("UNIT")), kv("identifier", f("SYSLOG_IDENTIFIER")),
+		kv("stream", f("LUOD_STREAM")), kv("priority", f("PRIORITY"))}
 }
