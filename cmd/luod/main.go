@@ -36,14 +36,15 @@ func main() {
 	if len(os.Args) > 1 && os.Args[1] == supervisor.ShimArg {
 		os.Exit(supervisor.RunShim(os.Args[2:]))
 	}
+	sigs := supervisor.CatchSignals()
 	supervisor.PrefetchSelf()
-	if err := run(); err != nil {
+	if err := run(sigs); err != nil {
 		fmt.Fprintln(os.Stderr, "luod:", err)
 		os.Exit(1)
 	}
 }
 
-func run() error {
+func run(sigs *supervisor.Signals) error {
 	o, err := parseArgs(os.Args[1:], os.Stderr)
 	if errors.Is(err, pflag.ErrHelp) {
 		return nil
@@ -69,6 +70,7 @@ func run() error {
 		RuntimeDir: o.runtimeDir,
 		Logger:     log,
 		PID1:       os.Getpid() == 1,
+		Signals:    sigs,
 	}
 	cfg.LiveUpdate.Device = o.device
 	cfg.LiveUpdate.Kernel = kernel(o.device, o.runtimeDir, log)

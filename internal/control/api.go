@@ -49,6 +49,7 @@ const (
 	ErrNotSupported     = "NotSupported"     // e.g. PowerOff when not PID 1
 	ErrNoReport         = "NoReport"         // no update has happened since the last cold boot
 	ErrNotStaged        = "NotStaged"        // no update is staged
+	ErrShuttingDown     = "ShuttingDown"     // luod is stopping to exit; no re-exec or update any more
 )
 
 // Manager is the reply of GetManager.

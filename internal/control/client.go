@@ -109,6 +109,8 @@ func (e *RemoteError) Error() string {
 		return withMessage("not supported")
 	case ErrNoReport:
 		return withMessage("no update report: no live update since the last cold boot")
+	case ErrShuttingDown:
+		return withMessage("luod is shutting down")
 	case ErrNotStaged:
 		if p.Message != "" {
 			return p.Message

@@ -338,6 +338,7 @@ var errorTypes = map[string]any{
 	ErrNotSupported:     messageParams{},
 	ErrNoReport:         messageParams{},
 	ErrNotStaged:        messageParams{},
+	ErrShuttingDown:     messageParams{},
 	errProtocol: struct {
 		Message string `json:"message"`
 	}{},

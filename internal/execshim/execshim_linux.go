@@ -14,6 +14,7 @@ package execshim
 
 import (
 	"math"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -74,6 +75,12 @@ func Run(args []string) int {
 			unix.FcntlInt(uintptr(fd), unix.F_SETFD, unix.FD_CLOEXEC)
 		}
 	}
+	// A service starts with no signal blocked, as under systemd, whatever
+	// mask luod inherited from whoever started it. The mask is per
+	// thread: the exec must happen on this one.
+	runtime.LockOSThread()
+	var none unix.Sigset_t
+	unix.PthreadSigmask(unix.SIG_SETMASK, &none, nil)
 	err := unix.Exec(args[0], args[1:], env)
 	fail("exec " + args[0] + ": " + err.Error())
 	return exitExec

@@ -64,8 +64,17 @@ func (m *Manager) handle(ctx context.Context, call *control.Call) {
 		}
 		call.Reply(rep)
 	case control.MethodReexec:
+		var down bool
+		m.do(func() {
+			if down = m.shuttingDown; !down {
+				m.reexecReq = &reexecRequest{done: make(chan error, 1)}
+			}
+		})
+		if down {
+			call.ReplyError(control.ErrShuttingDown, map[string]string{"message": errShuttingDown.Error()})
+			return
+		}
 		call.Reply(struct{}{})
-		m.do(func() { m.reexecReq = &reexecRequest{done: make(chan error, 1)} })
 	case control.MethodPowerOff, control.MethodReboot:
 		if !m.cfg.PID1 {
 			call.ReplyError(control.ErrNotSupported, map[string]string{"message": "luod is not PID 1; stop it with SIGTERM instead"})

@@ -99,6 +99,8 @@ func replyUpdateError(call *control.Call, err error) {
 	switch {
 	case errors.Is(err, errUpdateInProgress):
 		call.ReplyError(control.ErrUpdateInProgress, map[string]string{"message": err.Error()})
+	case errors.Is(err, errShuttingDown):
+		call.ReplyError(control.ErrShuttingDown, map[string]string{"message": err.Error()})
 	case errors.Is(err, errNotStaged):
 		call.ReplyError(control.ErrNotStaged, map[string]string{"message": err.Error()})
 	case errors.As(err, &uerr):

@@ -73,7 +73,18 @@ func (m *Manager) reexec(soft *update.Manifest) error {
 	sfd, _ := rawFd(sf)
 	env := setenv(os.Environ(), StateEnv, strconv.Itoa(int(sfd)))
 	m.log.Info("re-executing", "exe", m.cfg.Exe, "kind", string(mf.Kind), "units", len(mf.Units), "fds", len(files)-1, "state_bytes", len(b))
+	// Last thing before the exec: the stop signals the Go runtime
+	// queued for the loop go to the new luod (see Signals).
+	var pending []syscall.Signal
+	if m.sigs != nil {
+		if pending = m.sigs.pending(); len(pending) > 0 {
+			env = setenv(env, SignalsEnv, signalsValue(pending))
+		}
+	}
 	err = syscall.Exec(m.cfg.Exe, os.Args, env)
+	if m.sigs != nil {
+		m.sigs.requeue(pending)
+	}
 	for _, f := range files {
 		setCloexec(f, true)
 	}

@@ -8,20 +8,105 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"slices"
+	"strconv"
+	"strings"
 	"syscall"
 
 	"golang.org/x/sys/unix"
 )
 
-type signals struct {
-	ch   chan os.Signal
-	stop func()
+// Signals are the signals luod handles (SIGTERM, SIGINT, SIGHUP,
+// SIGCHLD), queued from the moment CatchSignals is called until Run
+// handles them.
+//
+// Across luod's re-exec, the stop signals (SIGTERM, SIGINT, SIGHUP) the
+// Go runtime queued for the loop are handed to the new luod in
+// SignalsEnv. What Go does not let luod cover: a signal that arrives in
+// the microseconds between that hand-over and the exec is lost, and one
+// that reaches the new luod before CatchSignals kills it (the Go runtime
+// unblocks SIGTERM, SIGINT and SIGHUP in every thread and exits on them
+// until os/signal asks for them), as PID 1 it is ignored. luod's main
+// calls CatchSignals first thing to keep that window short.
+type Signals struct {
+	ch chan os.Signal
 }
 
-func (m *Manager) watchSignals() *signals {
-	ch := make(chan os.Signal, 64)
-	signal.Notify(ch, syscall.SIGCHLD, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
-	return &signals{ch: ch, stop: func() { signal.Stop(ch) }}
+// CatchSignals starts queueing the signals luod handles, for
+// Config.Signals.
+func CatchSignals() *Signals {
+	s := &Signals{ch: make(chan os.Signal, 64)}
+	signal.Notify(s.ch, syscall.SIGCHLD, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	return s
+}
+
+func (s *Signals) stop() { signal.Stop(s.ch) }
+
+// stopSignals are the signals that stop or reload luod.
+var stopSignals = []syscall.Signal{syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP}
+
+// SignalsEnv carries to a re-executed luod the signals the luod it
+// replaces received and had not handled, such as a SIGTERM sent while it
+// was writing its state: the Go runtime takes a signal in at once, and an
+// exec would drop what it queued.
+const SignalsEnv = "LUOD_PENDING_SIGNALS"
+
+// pending takes the signals received and not handled yet out of the queue:
+// SIGTERM, SIGINT and SIGHUP, once each, in the order received. SIGCHLD is
+// left out: a luod reaps at start anyway.
+func (s *Signals) pending() []syscall.Signal {
+	var sigs []syscall.Signal
+	for {
+		select {
+		case sig := <-s.ch:
+			if n, ok := sig.(syscall.Signal); ok && n != syscall.SIGCHLD && !slices.Contains(sigs, n) {
+				sigs = append(sigs, n)
+			}
+		default:
+			return sigs
+		}
+	}
+}
+
+// requeue puts signals back in the queue (a re-exec that failed).
+func (s *Signals) requeue(sigs []syscall.Signal) {
+	for _, sig := range sigs {
+		select {
+		case s.ch <- sig:
+		default:
+		}
+	}
+}
+
+// signalsValue is sigs for SignalsEnv: "15,1".
+func signalsValue(sigs []syscall.Signal) string {
+	var b strings.Builder
+	for i, sig := range sigs {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(strconv.Itoa(int(sig)))
+	}
+	return b.String()
+}
+
+// inherit queues the signals of SignalsEnv, if set, and unsets it.
+func (s *Signals) inherit(log *slog.Logger) {
+	v, ok := os.LookupEnv(SignalsEnv)
+	if !ok {
+		return
+	}
+	os.Unsetenv(SignalsEnv)
+	for _, f := range strings.Split(v, ",") {
+		n, err := strconv.Atoi(f)
+		sig := syscall.Signal(n)
+		if err != nil || !slices.Contains(stopSignals, sig) {
+			log.Warn("ignoring a signal carried across the re-exec", "value", f)
+			continue
+		}
+		log.Info("handling a signal received while re-executing", "signal", sig.String())
+		s.requeue([]syscall.Signal{sig})
+	}
 }
 
 func (m *Manager) signal(sig os.Signal) {
@@ -56,9 +141,10 @@ const (
 // shutdown stops every unit (in parallel, honouring their timeouts) and then
 // ends the loop: luod exits, or as PID 1 powers off or reboots.
 func (m *Manager) shutdown(how shutdownKind) {
-	if m.quit != nil {
+	if m.quit != nil || m.shuttingDown {
 		return
 	}
+	m.shuttingDown = true
 	m.up.stopping("stopping " + m.statusLine())
 	for _, u := range m.sortedUnits() {
 		u.stop("shutdown")

@@ -44,6 +44,9 @@ type Config struct {
 	StateFile *os.File
 	// LiveUpdate configures the kexec live update.
 	LiveUpdate LiveUpdateConfig
+	// Signals are the signals caught since luod started (CatchSignals);
+	// Run catches them itself when nil.
+	Signals *Signals
 	// Changed, when set, is called in the loop after every event that
 	// may have changed what Observe shows; it must not block.
 	Changed func()
@@ -146,6 +149,11 @@ type Manager struct {
 	quit func() error
 	// reexecReq is set when luod should re-execute itself (see reexec).
 	reexecReq *reexecRequest
+	// shuttingDown is set once a shutdown began: luod neither
+	// re-executes nor updates any more.
+	shuttingDown bool
+	// sigs are the signals luod handles, while Run runs.
+	sigs *Signals
 
 	// updating is set while an update runs (old side), or a staging.
 	updating bool
@@ -268,8 +276,13 @@ func (m *Manager) logf(format string, args ...any) {
 // returns nil), a shutdown was requested, or luod re-executes (Run does
 // not return then).
 func (m *Manager) Run(ctx context.Context) error {
-	sigs := m.watchSignals()
+	sigs := m.cfg.Signals
+	if sigs == nil {
+		sigs = CatchSignals()
+	}
 	defer sigs.stop()
+	sigs.inherit(m.log)
+	m.sigs = sigs
 	m.startReceivers()
 	go func() {
 		if err := m.control.Serve(ctx); err != nil && !errors.Is(err, context.Canceled) {
@@ -299,6 +312,12 @@ func (m *Manager) Run(ctx context.Context) error {
 		}
 		m.checkWaiters()
 		m.up.flush(m)
+		if req := m.reexecReq; req != nil && m.shuttingDown {
+			// A shutdown began after the request: the luod that
+			// re-executed would not know it was stopping.
+			m.reexecReq = nil
+			req.done <- errShuttingDown
+		}
 		if req := m.reexecReq; req != nil {
 			m.reexecReq = nil
 			m.pauseReceivers()

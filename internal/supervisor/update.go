@@ -29,6 +29,9 @@ import (
 
 var errUpdateInProgress = errors.New("another update is in progress, or the last one is still being completed")
 
+// errShuttingDown refuses a re-exec or an update once a shutdown began.
+var errShuttingDown = errors.New("luod is shutting down: it stops its units and exits")
+
 // PlanUpdate answers what an update would do, changing nothing.
 func (m *Manager) PlanUpdate(req update.Request) *update.Plan {
 	return update.MakePlan(m.kernel, updateHost{m: m}, req.Kind, req.Target, true)
@@ -41,13 +44,19 @@ var errNotStaged = errors.New("no update is staged (luoctl update stage)")
 // beginUpdate marks an update (or a staging) as running, unless one is, or
 // the last one is still being completed; end unmarks it.
 func (m *Manager) beginUpdate() (end func(), err error) {
-	busy := false
+	busy, down := false, false
 	m.do(func() {
+		if down = m.shuttingDown; down {
+			return
+		}
 		if busy = m.updating || m.completion != nil && m.completion.Session() != nil; !busy {
 			m.updating = true
 		}
 	})
-	if busy {
+	switch {
+	case down:
+		return nil, errShuttingDown
+	case busy:
 		return nil, errUpdateInProgress
 	}
 	return func() { m.do(func() { m.updating = false }) }, nil
