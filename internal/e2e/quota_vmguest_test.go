@@ -10,18 +10,15 @@ import (
 	"testing"
 	"time"
 
-	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
-	pmodel "github.com/prometheus/common/model"
-
 	"github.com/liveupdate/luo/internal/control"
+	"github.com/liveupdate/luo/internal/metrics/metricstest"
 	"github.com/liveupdate/luo/internal/vm"
 )
 
 // guestScrape reads luod's /metrics in the VM.
-func guestScrape(t *testing.T) map[string]*dto.MetricFamily {
+func guestScrape(t *testing.T) metricstest.Families {
 	t.Helper()
-	var fams map[string]*dto.MetricFamily
+	var fams metricstest.Families
 	poll(t, "luod's /metrics", 20*time.Second, func() error {
 		resp, err := http.Get("http://" + quotaMetricsAddr + "/metrics")
 		if err != nil {
@@ -30,41 +27,15 @@ func guestScrape(t *testing.T) map[string]*dto.MetricFamily {
 		defer resp.Body.Close()
 		var b bytes.Buffer
 		b.ReadFrom(resp.Body)
-		p := expfmt.NewTextParser(pmodel.UTF8Validation)
-		fams, err = p.TextToMetricFamilies(&b)
+		fams, err = metricstest.Parse(b.Bytes())
 		return err
 	})
 	return fams
 }
 
-// sample is the value of name's sample with labels (name, value pairs).
-func sample(fams map[string]*dto.MetricFamily, name string, labels ...string) (float64, bool) {
-	f := fams[name]
-	if f == nil {
-		return 0, false
-	}
-next:
-	for _, m := range f.Metric {
-		have := map[string]string{}
-		for _, l := range m.Label {
-			have[l.GetName()] = l.GetValue()
-		}
-		for i := 0; i+1 < len(labels); i += 2 {
-			if have[labels[i]] != labels[i+1] {
-				continue next
-			}
-		}
-		if m.Gauge != nil {
-			return m.Gauge.GetValue(), true
-		}
-		return m.Counter.GetValue(), true
-	}
-	return 0, false
-}
-
-func wantSample(t *testing.T, fams map[string]*dto.MetricFamily, want float64, name string, labels ...string) {
+func wantSample(t *testing.T, fams metricstest.Families, want float64, name string, labels ...string) {
 	t.Helper()
-	if v, ok := sample(fams, name, labels...); !ok || v != want {
+	if v, ok := fams.Value(name, labels...); !ok || v != want {
 		t.Errorf("%s%q = %v (present %v), want %v", name, labels, v, ok, want)
 	}
 }
@@ -132,11 +103,11 @@ func TestQuota(t *testing.T) {
 		}
 	}
 	for _, ev := range []string{"requested", "preserved", "reboot", "kernel-up", "luod-up", "restored", "finished"} {
-		if v, ok := sample(fams, "luod_last_update_event_timestamp_seconds", "kind", "kexec", "event", ev); !ok || v <= 0 {
+		if v, ok := fams.Value("luod_last_update_event_timestamp_seconds", "kind", "kexec", "event", ev); !ok || v <= 0 {
 			t.Errorf("no %s step in the metrics", ev)
 		}
 	}
-	if v, ok := sample(fams, "luod_last_update_phase_seconds", "kind", "kexec", "phase", "kernel-up"); !ok || v <= 0 {
+	if v, ok := fams.Value("luod_last_update_phase_seconds", "kind", "kexec", "phase", "kernel-up"); !ok || v <= 0 {
 		t.Errorf("luod_last_update_phase_seconds{kernel-up} = %v, %v", v, ok)
 	}
 	wantSample(t, fams, 1, "luod_unit_preserve_over_limit", "unit", "big.service")
@@ -188,7 +159,7 @@ func quotaStage1(t *testing.T, us map[string]control.Unit) {
 	wantSample(t, fams, 1, "luod_updates_total", "kind", "kexec", "result", "refused")
 	wantSample(t, fams, 1, "luod_unit_preserve_over_limit", "unit", "big.service")
 	wantSample(t, fams, 65536, "luod_unit_preserve_max_bytes", "unit", "big.service")
-	if v, ok := sample(fams, "luod_unit_preserve_bytes", "unit", "big.service"); !ok || v < 1<<20 {
+	if v, ok := fams.Value("luod_unit_preserve_bytes", "unit", "big.service"); !ok || v < 1<<20 {
 		t.Errorf("luod_unit_preserve_bytes{big.service} = %v, %v; want at least 1 MiB", v, ok)
 	}
 	if t.Failed() {

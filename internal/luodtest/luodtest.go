@@ -67,7 +67,7 @@ type Daemon struct {
 	Bin     string // directory of the binaries
 	Socket  string
 	cmd     *exec.Cmd
-	log     *syncBuffer
+	log     *SyncBuffer
 	exited  chan struct{}
 }
 
@@ -109,7 +109,7 @@ func StartWith(t testing.TB, o Options, units map[string]string, args ...string)
 	if luod == "" {
 		luod = filepath.Join(bin, "luod")
 	}
-	d := &Daemon{t: t, Dir: cmp.Or(o.Dir, t.TempDir()), Bin: bin, log: &syncBuffer{}}
+	d := &Daemon{t: t, Dir: cmp.Or(o.Dir, t.TempDir()), Bin: bin, log: &SyncBuffer{}}
 	d.Units = filepath.Join(d.Dir, "units")
 	d.Runtime = filepath.Join(d.Dir, "run")
 	d.Socket = filepath.Join(d.Runtime, "io.luo.Manager")
@@ -299,18 +299,19 @@ func (d *Daemon) ReadReport(path string, notPID int) Report {
 	return r
 }
 
-type syncBuffer struct {
+// SyncBuffer is a bytes.Buffer safe for a writer and a reader.
+type SyncBuffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer
 }
 
-func (s *syncBuffer) Write(p []byte) (int, error) {
+func (s *SyncBuffer) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.Write(p)
 }
 
-func (s *syncBuffer) String() string {
+func (s *SyncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()

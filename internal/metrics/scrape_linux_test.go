@@ -14,12 +14,11 @@ import (
 	"time"
 
 	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
 
 	"github.com/liveupdate/luo/internal/cli"
 	"github.com/liveupdate/luo/internal/control"
 	"github.com/liveupdate/luo/internal/luodtest"
+	"github.com/liveupdate/luo/internal/metrics/metricstest"
 )
 
 // freePort is a TCP port on 127.0.0.1 nothing listens on right now.
@@ -32,18 +31,16 @@ func freePort(t *testing.T) string {
 	return l.Addr().String()
 }
 
-// families parses the Prometheus text format.
-func families(t *testing.T, text []byte) map[string]*dto.MetricFamily {
+func families(t *testing.T, text []byte) metricstest.Families {
 	t.Helper()
-	p := expfmt.NewTextParser(model.UTF8Validation)
-	fams, err := p.TextToMetricFamilies(bytes.NewReader(text))
+	fams, err := metricstest.Parse(text)
 	if err != nil {
-		t.Fatalf("parse metrics: %v\n%s", err, text)
+		t.Fatalf("%v\n%s", err, text)
 	}
 	return fams
 }
 
-func scrape(t *testing.T, addr string) map[string]*dto.MetricFamily {
+func scrape(t *testing.T, addr string) metricstest.Families {
 	t.Helper()
 	resp, err := http.Get("http://" + addr + "/metrics")
 	if err != nil {
@@ -56,34 +53,6 @@ func scrape(t *testing.T, addr string) map[string]*dto.MetricFamily {
 		t.Fatalf("GET /metrics: %s\n%s", resp.Status, b.String())
 	}
 	return families(t, b.Bytes())
-}
-
-// value is the value of the sample of family name whose labels are
-// labels (name=value pairs), and whether there is one.
-func value(fams map[string]*dto.MetricFamily, name string, labels ...string) (float64, bool) {
-	f := fams[name]
-	if f == nil {
-		return 0, false
-	}
-next:
-	for _, m := range f.Metric {
-		have := map[string]string{}
-		for _, l := range m.Label {
-			have[l.GetName()] = l.GetValue()
-		}
-		for i := 0; i+1 < len(labels); i += 2 {
-			if have[labels[i]] != labels[i+1] {
-				continue next
-			}
-		}
-		switch {
-		case m.Gauge != nil:
-			return m.Gauge.GetValue(), true
-		case m.Counter != nil:
-			return m.Counter.GetValue(), true
-		}
-	}
-	return 0, false
 }
 
 func luoctlJSON(t *testing.T, d *luodtest.Daemon, v any, args ...string) {
@@ -182,25 +151,25 @@ RestartSec=10ms
 			t.Errorf("%s is present, want absent", what)
 		}
 	}
-	v, ok := value(fams, "luod_info", "version", mg.Version)
+	v, ok := fams.Value("luod_info", "version", mg.Version)
 	check("luod_info", v, ok, 1)
-	v, ok = value(fams, "luod_reexecs_total")
+	v, ok = fams.Value("luod_reexecs_total")
 	check("luod_reexecs_total", v, ok, float64(mg.Reexecs))
 	if mg.Reexecs != 1 {
 		t.Errorf("luoctl status: reexecs %d, want 1 (the soft update)", mg.Reexecs)
 	}
-	v, ok = value(fams, "luod_live_updates_total")
+	v, ok = fams.Value("luod_live_updates_total")
 	check("luod_live_updates_total", v, ok, float64(mg.LiveUpdates))
-	v, ok = value(fams, "luod_units")
+	v, ok = fams.Value("luod_units")
 	check("luod_units", v, ok, float64(mg.Units))
-	v, ok = value(fams, "luod_start_time_seconds")
+	v, ok = fams.Value("luod_start_time_seconds")
 	check("luod_start_time_seconds", v, ok, float64(mg.Started.UnixNano())/1e9)
-	v, ok = value(fams, "luod_preserve_bytes")
+	v, ok = fams.Value("luod_preserve_bytes")
 	check("luod_preserve_bytes", v, ok, float64(mg.PreserveBytes))
 	if mg.PreserveMaxBytes == nil || *mg.PreserveMaxBytes != 1<<30 {
 		t.Errorf("luoctl status: preserve_max_bytes %v, want 1G", mg.PreserveMaxBytes)
 	} else {
-		v, ok = value(fams, "luod_preserve_max_bytes")
+		v, ok = fams.Value("luod_preserve_max_bytes")
 		check("luod_preserve_max_bytes", v, ok, float64(*mg.PreserveMaxBytes))
 	}
 	var in, outg int
@@ -211,9 +180,9 @@ RestartSec=10ms
 			outg++
 		}
 	}
-	v, ok = value(fams, "luod_luo_sessions", "direction", "incoming")
+	v, ok = fams.Value("luod_luo_sessions", "direction", "incoming")
 	check("luod_luo_sessions{incoming}", v, ok, float64(in))
-	v, ok = value(fams, "luod_luo_sessions", "direction", "outgoing")
+	v, ok = fams.Value("luod_luo_sessions", "direction", "outgoing")
 	check("luod_luo_sessions{outgoing}", v, ok, float64(outg))
 
 	if len(units.Units) != 3 {
@@ -226,7 +195,7 @@ RestartSec=10ms
 			if u.ActiveState == st {
 				want = 1
 			}
-			v, ok = value(fams, "luod_unit_state", "unit", n, "state", st)
+			v, ok = fams.Value("luod_unit_state", "unit", n, "state", st)
 			check(fmt.Sprintf("luod_unit_state{%s,%s}", n, st), v, ok, want)
 		}
 		for name, want := range map[string]int64{
@@ -239,21 +208,21 @@ RestartSec=10ms
 			"luod_unit_fdstore_refused_total":   int64(u.FDStoreRefused),
 			"luod_unit_preserve_bytes":          u.PreserveBytes,
 		} {
-			v, ok = value(fams, name, "unit", n)
+			v, ok = fams.Value(name, "unit", n)
 			check(name+"{"+n+"}", v, ok, float64(want))
 		}
 		if u.PreserveMaxBytes == nil {
-			v, ok = value(fams, "luod_unit_preserve_max_bytes", "unit", n)
+			v, ok = fams.Value("luod_unit_preserve_max_bytes", "unit", n)
 			absent("luod_unit_preserve_max_bytes{"+n+"}", v, ok)
 			continue
 		}
-		v, ok = value(fams, "luod_unit_preserve_max_bytes", "unit", n)
+		v, ok = fams.Value("luod_unit_preserve_max_bytes", "unit", n)
 		check("luod_unit_preserve_max_bytes{"+n+"}", v, ok, float64(*u.PreserveMaxBytes))
 		over := 0.0
 		if u.PreserveBytes > *u.PreserveMaxBytes {
 			over = 1
 		}
-		v, ok = value(fams, "luod_unit_preserve_over_limit", "unit", n)
+		v, ok = fams.Value("luod_unit_preserve_over_limit", "unit", n)
 		check("luod_unit_preserve_over_limit{"+n+"}", v, ok, over)
 	}
 	// What luoctl shows is what the units did: a's 5 bytes are over its
@@ -275,17 +244,17 @@ RestartSec=10ms
 
 	// The updates: one refused kexec, one soft update done, and the
 	// report's steps and blackouts.
-	v, ok = value(fams, "luod_updates_total", "kind", "kexec", "result", "refused")
+	v, ok = fams.Value("luod_updates_total", "kind", "kexec", "result", "refused")
 	check("luod_updates_total{kexec,refused}", v, ok, 1)
-	v, ok = value(fams, "luod_updates_total", "kind", "soft", "result", rep.Result)
+	v, ok = fams.Value("luod_updates_total", "kind", "soft", "result", rep.Result)
 	check("luod_updates_total{soft,"+rep.Result+"}", v, ok, 1)
-	v, ok = value(fams, "luod_last_aborted_update_timestamp_seconds", "kind", "kexec", "result", "refused", "phase", "plan")
+	v, ok = fams.Value("luod_last_aborted_update_timestamp_seconds", "kind", "kexec", "result", "refused", "phase", "plan")
 	if !ok || v <= 0 {
 		t.Errorf("luod_last_aborted_update_timestamp_seconds{kexec,refused,plan} = %v, %v", v, ok)
 	}
-	v, ok = value(fams, "luod_last_update_info", "kind", "soft", "result", rep.Result, "from", rep.From, "to", rep.To)
+	v, ok = fams.Value("luod_last_update_info", "kind", "soft", "result", rep.Result, "from", rep.From, "to", rep.To)
 	check("luod_last_update_info", v, ok, 1)
-	v, ok = value(fams, "luod_last_update_count", "kind", "soft")
+	v, ok = fams.Value("luod_last_update_count", "kind", "soft")
 	check("luod_last_update_count", v, ok, float64(rep.Count))
 	var first, last time.Time
 	for _, ev := range rep.Timeline {
@@ -296,16 +265,16 @@ RestartSec=10ms
 			first = ev.Time
 		}
 		last = ev.Time
-		v, ok = value(fams, "luod_last_update_event_timestamp_seconds", "kind", "soft", "event", ev.Name)
+		v, ok = fams.Value("luod_last_update_event_timestamp_seconds", "kind", "soft", "event", ev.Name)
 		check("luod_last_update_event_timestamp_seconds{"+ev.Name+"}", v, ok, float64(ev.Time.UnixNano())/1e9)
 	}
-	v, ok = value(fams, "luod_last_update_duration_seconds", "kind", "soft")
+	v, ok = fams.Value("luod_last_update_duration_seconds", "kind", "soft")
 	check("luod_last_update_duration_seconds", v, ok, last.Sub(first).Seconds())
 	for _, u := range rep.Units {
-		v, ok = value(fams, "luod_last_update_unit_lost_entries", "kind", "soft", "unit", u.Name)
+		v, ok = fams.Value("luod_last_update_unit_lost_entries", "kind", "soft", "unit", u.Name)
 		check("luod_last_update_unit_lost_entries{"+u.Name+"}", v, ok, float64(len(u.Lost)))
 		if u.Blackout > 0 {
-			v, ok = value(fams, "luod_last_update_unit_blackout_seconds", "kind", "soft", "unit", u.Name)
+			v, ok = fams.Value("luod_last_update_unit_blackout_seconds", "kind", "soft", "unit", u.Name)
 			check("luod_last_update_unit_blackout_seconds{"+u.Name+"}", v, ok, u.Blackout.Seconds())
 		}
 	}
@@ -331,10 +300,10 @@ RestartSec=10ms
 		b, err := os.ReadFile(textfile)
 		if err == nil {
 			tf := families(t, b)
-			v, ok := value(tf, "luod_updates_total", "kind", "soft", "result", rep.Result)
+			v, ok := tf.Value("luod_updates_total", "kind", "soft", "result", rep.Result)
 			_, goOK := tf["go_goroutines"]
 			if ok && v == 1 && !goOK {
-				if w, _ := value(tf, "luod_unit_preserve_bytes", "unit", "b.service"); w != 10 {
+				if w, _ := tf.Value("luod_unit_preserve_bytes", "unit", "b.service"); w != 10 {
 					t.Errorf("textfile: luod_unit_preserve_bytes{b.service} = %v", w)
 				}
 				break

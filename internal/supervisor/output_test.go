@@ -3,7 +3,6 @@
 package supervisor_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -14,7 +13,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -330,24 +328,6 @@ done
 	}
 }
 
-// syncBuffer is a bytes.Buffer safe for a writer and a reader.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // TestLuoctlLogs runs luoctl status, logs -n and logs -f against luod.
 func TestLuoctlLogs(t *testing.T) {
 	dir := t.TempDir()
@@ -358,14 +338,14 @@ func TestLuoctlLogs(t *testing.T) {
 	script := fmt.Sprintf("for i in 1 2 3 4 5 6 7 8 9 10 11 12; do echo line $i; done\nsleep 0.3\necho '<3>oops' >&2\nwhile :; do read -r l < %s && echo \"$l\"; done\n", say)
 	d := luodtest.Start(t, map[string]string{"talk.service": shUnit(t, dir, "talk", script, "")})
 	waitLine(t, d, "talk.service", "oops")
-	luoctl := func(ctx context.Context, out *syncBuffer, args ...string) int {
+	luoctl := func(ctx context.Context, out *luodtest.SyncBuffer, args ...string) int {
 		env := &cli.Env{Stdout: out, Stderr: out, Getenv: func(string) string { return "" }}
 		return env.Main(ctx, append([]string{"--socket=" + d.Socket}, args...))
 	}
 	stamp := `[A-Z][a-z]{2} \d\d \d\d:\d\d:\d\d `
 
 	// status: the block, then the last 10 lines.
-	var out syncBuffer
+	var out luodtest.SyncBuffer
 	if code := luoctl(context.Background(), &out, "status", "talk.service"); code != 0 {
 		t.Fatalf("luoctl status: exit %d\n%s", code, out.String())
 	}
@@ -379,7 +359,7 @@ func TestLuoctlLogs(t *testing.T) {
 	}
 
 	// logs -n 2
-	out = syncBuffer{}
+	out = luodtest.SyncBuffer{}
 	if code := luoctl(context.Background(), &out, "logs", "talk.service", "-n", "2"); code != 0 {
 		t.Fatalf("luoctl logs: exit %d\n%s", code, out.String())
 	}
@@ -388,7 +368,7 @@ func TestLuoctlLogs(t *testing.T) {
 	}
 
 	// logs -f: a line written after it began, then an interrupt.
-	out = syncBuffer{}
+	out = luodtest.SyncBuffer{}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan int, 1)
