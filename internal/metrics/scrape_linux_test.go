@@ -324,3 +324,71 @@ func hasEvent(r control.Report, name string) bool {
 	}
 	return false
 }
+
+// TestMetricsHostileClients: clients of the metrics address that send
+// junk, half a request, a huge header or the wrong method get an error or
+// a timeout; meanwhile scrapes and the control API answer, and once they
+// are gone luod's fd count is back to its baseline.
+func TestMetricsHostileClients(t *testing.T) {
+	addr := freePort(t)
+	d := luodtest.Start(t, map[string]string{
+		"a.service": "[Service]\nType=notify\nExecStart=@BIN@/testsvc -store state=memfd:x\nFileDescriptorStoreMax=2\n",
+	}, "--metrics-listen", addr)
+	d.WaitUnit("a.service", "active", func(u control.Unit) bool { return u.ActiveState == "active" })
+	scrape(t, addr)
+	base := luodtest.FDs(t, d.PID())
+
+	var conns []net.Conn
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	for i := range 40 {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
+		switch i % 4 {
+		case 0: // nothing at all
+		case 1:
+			c.Write([]byte("GET /metrics HTTP/1.1\r\nHost: x\r\nX-Slow: ")) // half a header
+		case 2:
+			c.Write([]byte("\x00\xff\x16\x03\x01 not http at all\r\n\r\n"))
+		case 3:
+			c.Write([]byte("GET /metrics HTTP/1.1\r\nHost: x\r\nX-Big: " + strings.Repeat("a", 64<<10) + "\r\n\r\n"))
+		}
+	}
+	for _, tc := range []struct {
+		method, path string
+		want         int
+	}{{"GET", "/nope", 404}, {"DELETE", "/metrics", 200}, {"GET", "/", 200}} {
+		req, _ := http.NewRequest(tc.method, "http://"+addr+tc.path, nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatalf("%s %s: %v", tc.method, tc.path, err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != tc.want {
+			t.Errorf("%s %s: %s, want %d", tc.method, tc.path, resp.Status, tc.want)
+		}
+	}
+	if v, ok := scrape(t, addr).Value("luod_unit_fdstore_entries", "unit", "a.service"); !ok || v != 1 {
+		t.Errorf("scrape among hostile clients: luod_unit_fdstore_entries{a.service} = %v, %v", v, ok)
+	}
+	if u := d.Unit("a.service"); u.ActiveState != "active" {
+		t.Errorf("a.service: %s", u.ActiveState)
+	}
+	for _, c := range conns {
+		c.Close()
+	}
+	conns = nil
+	deadline := time.Now().Add(15 * time.Second)
+	for luodtest.FDs(t, d.PID()) != base {
+		if time.Now().After(deadline) {
+			t.Fatalf("luod holds %d fds after the hostile clients left, %d before", luodtest.FDs(t, d.PID()), base)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
