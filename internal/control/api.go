@@ -120,7 +120,9 @@ type Unit struct {
 	FDStoreRefused     int             `json:"fdstore_refused,omitempty"`
 	FDStoreLastRefused *FDStoreRefusal `json:"fdstore_last_refused,omitempty"`
 	// PreserveBytes is the size of the memfds a kexec would pin in memory
-	// for the next kernel (preserved in luod's session), and
+	// for the next kernel (preserved in luod's session), decided without
+	// asking the kernel, so a memfd the unit's own LUO session carries
+	// may count (an update plan asks, and does not count it); and
 	// PreserveMaxBytes the unit's limit on it ([X-LUO]
 	// PreserveMaxBytes=), nil when it has none.
 	PreserveBytes    int64    `json:"preserve_bytes"`

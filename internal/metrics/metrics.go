@@ -82,7 +82,7 @@ var (
 	unitBytesDesc     = desc("unit_fdstore_bytes", "Size of the files in the unit's fd store (memfds and regular files).", "unit")
 	unitSurvivesDesc  = desc("unit_fdstore_kexec_survivors", "Entries of the unit's fd store a kexec live update would carry.", "unit")
 	unitRefusedDesc   = desc("unit_fdstore_refused_total", "fds luod refused to store for the unit or dropped from its store.", "unit")
-	unitPreserveDesc  = desc("unit_preserve_bytes", "Bytes of the unit's memfds a kexec live update would pin in memory for the next kernel.", "unit")
+	unitPreserveDesc  = desc("unit_preserve_bytes", "Bytes of the unit's memfds a kexec live update would pin in memory for the next kernel in luod's session, decided without asking the kernel (a memfd the unit's own LUO session carries may count; an update plan asks).", "unit")
 	unitPreserveMax   = desc("unit_preserve_max_bytes", "The unit's [X-LUO] PreserveMaxBytes=; absent when it has none.", "unit")
 	unitOverLimitDesc = desc("unit_preserve_over_limit", "1 when the unit's memfds are over its PreserveMaxBytes=: an update would lose them.", "unit")
 

@@ -180,11 +180,14 @@ func (p *Plan) Redecide(units []Unit) *Plan {
 // decision stands, and a plan's device check says why. Every view of an
 // entry's fate (the plan, luoctl fdstore) comes from here.
 func DecideTried(k Kernel, s Snapshot) []Unit {
-	units := Decide(s)
+	// The limits apply once the kernel said which memfds the units' own
+	// sessions carry (rule 7), which do not count against them.
+	units := decideEntries(s)
 	if s.Kind == Kexec && TrialPreserve(k, units) == nil {
 		s.Units = units
-		units = Decide(s)
+		units = decideEntries(s)
 	}
+	applyQuotas(units, s.HostQuota)
 	return units
 }
 

@@ -79,6 +79,13 @@ type Check struct {
 // not luod's to drop, and a session's contents are not known to luod:
 // neither counts against a limit.
 func Decide(s Snapshot) []Unit {
+	units := decideEntries(s)
+	applyQuotas(units, s.HostQuota)
+	return units
+}
+
+// decideEntries is Decide's rules 1 to 8, entry by entry.
+func decideEntries(s Snapshot) []Unit {
 	units := make([]Unit, len(s.Units))
 	for i, u := range s.Units {
 		u.Entries = slices.Clone(u.Entries)
@@ -88,7 +95,6 @@ func Decide(s Snapshot) []Unit {
 		}
 		units[i] = u
 	}
-	applyQuotas(units, s.HostQuota)
 	return units
 }
 

@@ -280,7 +280,9 @@ func TestRunRefusesLoss(t *testing.T) {
 // TestRunRefusesOverQuota: a unit over its PreserveMaxBytes=, and units
 // over the host's limit, make the update refuse before anything stops;
 // with allow-loss it goes on, those units' memfds reported lost with the
-// limit as the reason and every other one carried.
+// limit as the reason and every other one carried. The host's limit is
+// exactly a.service's 4 bytes and idle.service's 2: s.service's region, in
+// its own session, does not count against it.
 func TestRunRefusesOverQuota(t *testing.T) {
 	k, h := machine(t)
 	q := h.unit("q.service", unit.PreserveYes, true)
@@ -288,13 +290,13 @@ func TestRunRefusesOverQuota(t *testing.T) {
 	h.memfd(q, "big", "12345")
 	big := h.unit("z.service", unit.PreserveYes, true)
 	h.memfd(big, "huge", strings.Repeat("z", 100))
-	h.quota = update.QuotaOf(50)
+	h.quota = update.QuotaOf(6)
 	_, err := k.Boot(func() error { return update.Run(context.Background(), k, h, kexecTo(false)) })
 	var uerr *update.Error
 	if !errors.As(err, &uerr) || uerr.Phase != update.PhasePlan {
 		t.Fatalf("Run = %v, want a refusal in the plan", err)
 	}
-	for _, want := range []string{`q.service "big" (the unit's memfds add up to 5 B (5 bytes), over its [X-LUO] PreserveMaxBytes=4)`, `z.service "huge"`, "--preserve-max-bytes=50", "2 fds would be lost"} {
+	for _, want := range []string{`q.service "big" (the unit's memfds add up to 5 B (5 bytes), over its [X-LUO] PreserveMaxBytes=4)`, `z.service "huge"`, "--preserve-max-bytes=6", "2 fds would be lost"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("refusal %q does not say %q", err, want)
 		}
@@ -318,6 +320,25 @@ func TestRunRefusesOverQuota(t *testing.T) {
 	}
 	if e := entry(r.Units, "a.service", "one"); e.File == nil || contents(t, e.File) != "A1" {
 		t.Errorf("a.service one after the update: %+v", e)
+	}
+	if e := entry(r.Units, "s.service", "region"); e.Fate != update.FateSession {
+		t.Errorf("s.service region after the update: %+v", e)
+	}
+}
+
+// TestPlanQuotaSkipsOwnSession: under a host limit of 0, the memfds luod
+// would preserve are all lost, but not s.service's region, which its own
+// LUO session carries: the limits are applied once the kernel said so,
+// not to the first guess (which took the region for one luod preserves).
+func TestPlanQuotaSkipsOwnSession(t *testing.T) {
+	k, h := machine(t)
+	h.quota = update.QuotaOf(0)
+	p := update.MakePlan(k, h, update.Kexec, testImage, false)
+	if e := entry(p.Units, "s.service", "region"); e.Fate != update.FateSession {
+		t.Errorf("s.service region: %s (%s), want session", e.Fate, e.Reason)
+	}
+	if e := entry(p.Units, "a.service", "one"); e.Fate != update.FateLost || !strings.Contains(e.Reason, "--preserve-max-bytes=0") {
+		t.Errorf("a.service one: %s (%s), want lost to the host's limit", e.Fate, e.Reason)
 	}
 }
 

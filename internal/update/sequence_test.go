@@ -19,9 +19,11 @@ import (
 	"github.com/liveupdate/luo/internal/update/updatetest"
 )
 
-// TestSequences runs random sequences of store changes, unit changes,
-// kexec updates (some refused, some failing at a random kernel operation)
-// and soft updates against a model of what every store must hold. After
+// TestSequences runs random sequences of store changes, unit changes
+// (limits on preserved memory among them: PreserveMaxBytes= and the
+// host's), kexec updates (some refused, some failing at a random kernel
+// operation) and soft updates against a model of what every store must
+// hold. After
 // every step: each store holds exactly what the model says, with the same
 // contents; no session of luod's and no kexec image is left over from an
 // update that did not reboot; the device is closed. At the end no fd has
@@ -87,6 +89,8 @@ type world struct {
 	log   []string
 	// reboots and soft updates done, for the counter.
 	kexecs int
+	// hostMax is the host's limit on preserved bytes, -1 for none.
+	hostMax int64
 }
 
 // modelUnit is what a unit's store must hold.
@@ -98,19 +102,25 @@ type modelUnit struct {
 	session bool
 	memfds  []kv // name and contents, in store order
 	pipes   []string
+	// max is the unit's PreserveMaxBytes=, -1 for none.
+	max int64
 }
+
+// limits are the values the sequences give PreserveMaxBytes= and the
+// host's limit: none, or a few memfds' worth (each holds about 15 bytes).
+var limits = []int64{-1, -1, 0, 20, 40, 80}
 
 type kv struct{ name, data string }
 
 func newWorld(t *testing.T, seed uint64) *world {
-	w := &world{t: t, rng: rand.New(rand.NewPCG(seed, seed)), k: updatetest.New(), model: map[string]*modelUnit{}}
+	w := &world{t: t, rng: rand.New(rand.NewPCG(seed, seed)), k: updatetest.New(), model: map[string]*modelUnit{}, hostMax: -1}
 	w.h = newHost(t)
 	for i, p := range []unit.Preserve{unit.PreserveYes, unit.PreserveOnSuccess, unit.PreserveRestart, unit.PreserveYes} {
 		name := fmt.Sprintf("u%d.service", i)
-		w.model[name] = &modelUnit{preserve: p, active: true}
+		w.model[name] = &modelUnit{preserve: p, active: true, max: -1}
 		w.h.unit(name, p, true)
 	}
-	w.model["s.service"] = &modelUnit{preserve: unit.PreserveYes, active: true, session: true}
+	w.model["s.service"] = &modelUnit{preserve: unit.PreserveYes, active: true, session: true, max: -1}
 	w.h.unit("s.service", unit.PreserveYes, true)
 	w.startSessionService("fresh")
 	return w
@@ -137,7 +147,17 @@ func (w *world) pick() (string, *modelUnit) {
 
 func (w *world) step(i int) {
 	name, m := w.pick()
-	switch r := w.rng.IntN(20); {
+	switch r := w.rng.IntN(22); {
+	case r >= 20 && !m.session:
+		if r == 20 {
+			m.max = limits[w.rng.IntN(len(limits))]
+			w.h.find(name).max = update.QuotaOf(m.max)
+			w.logf("%d: %s now has PreserveMaxBytes=%d", i, name, m.max)
+			break
+		}
+		w.hostMax = limits[w.rng.IntN(len(limits))]
+		w.h.quota = update.QuotaOf(w.hostMax)
+		w.logf("%d: the host's limit is now %d", i, w.hostMax)
 	case r < 6 && !m.session:
 		d := fmt.Sprintf("%s-%d", name, i)
 		fd := "m" + strconv.Itoa(w.rng.IntN(3))
@@ -176,16 +196,68 @@ func (w *world) step(i int) {
 	}
 }
 
-// lossy reports whether a kexec now loses something, and the units that
-// would lose everything.
+// lossy reports whether a kexec now loses something.
 func (w *world) lossy() bool {
-	for _, m := range w.model {
-		carried := m.preserve == unit.PreserveYes || m.preserve == unit.PreserveOnSuccess
-		if len(m.pipes) > 0 || !carried && len(m.memfds) > 0 {
+	over := w.overLimits()
+	for name, m := range w.model {
+		if len(m.pipes) > 0 || !m.carried() && len(m.memfds) > 0 || over[name] {
 			return true
 		}
 	}
 	return false
+}
+
+// carried tells whether a kexec carries the unit's store at all.
+func (m *modelUnit) carried() bool {
+	return m.preserve == unit.PreserveYes || m.preserve == unit.PreserveOnSuccess
+}
+
+// bytes is what the unit's memfds hold.
+func (m *modelUnit) bytes() int64 {
+	var n int64
+	for _, x := range m.memfds {
+		n += int64(len(x.data))
+	}
+	return n
+}
+
+// overLimits are the units a kexec would take no memfd of because of the
+// limits on preserved memory, as luod.service(5) and luod(8) say: a unit
+// over its own limit, then, while the rest is over the host's, the
+// largest unit (ties: the last by name).
+func (w *world) overLimits() map[string]bool {
+	over := map[string]bool{}
+	var kept []string
+	for _, name := range w.units() {
+		m := w.model[name]
+		switch {
+		case m.session || !m.carried() || len(m.memfds) == 0:
+		case m.max >= 0 && m.bytes() > m.max:
+			over[name] = true
+		default:
+			kept = append(kept, name)
+		}
+	}
+	if w.hostMax < 0 {
+		return over
+	}
+	for {
+		var total int64
+		for _, n := range kept {
+			total += w.model[n].bytes()
+		}
+		if total <= w.hostMax {
+			return over
+		}
+		largest := 0
+		for j, n := range kept {
+			if b, lb := w.model[n].bytes(), w.model[kept[largest]].bytes(); b > lb || b == lb && n > kept[largest] {
+				largest = j
+			}
+		}
+		over[kept[largest]] = true
+		kept = slices.Delete(kept, largest, largest+1)
+	}
 }
 
 // kexec runs a kexec update, maybe with a fault at one kernel operation.
@@ -244,8 +316,9 @@ func (w *world) kexec(i int) {
 // hasMemfdsToPreserve reports whether luod's session gets a memfd at all
 // (else a fault on the first one cannot hit).
 func (w *world) hasMemfdsToPreserve() bool {
-	for _, m := range w.model {
-		if (m.preserve == unit.PreserveYes || m.preserve == unit.PreserveOnSuccess) && len(m.memfds) > 0 && !m.session {
+	over := w.overLimits()
+	for name, m := range w.model {
+		if m.carried() && len(m.memfds) > 0 && !m.session && !over[name] {
 			return true
 		}
 	}
@@ -263,11 +336,14 @@ func (w *world) reboot(i int, next *updatetest.Kernel) {
 	if r.Manifest.Count != w.kexecs {
 		w.t.Errorf("%d: manifest count %d, want %d", i, r.Manifest.Count, w.kexecs)
 	}
+	over := w.overLimits()
 	old := w.h
 	w.k, w.h = next, newHost(w.t)
+	w.h.quota = update.QuotaOf(w.hostMax)
 	for _, u := range r.Units {
 		m := w.model[u.Name]
 		hu := w.h.unit(u.Name, m.preserve, u.Active)
+		hu.max = update.QuotaOf(m.max)
 		if u.Active != m.active {
 			w.t.Errorf("%d: %s came back active=%v, the model says %v", i, u.Name, u.Active, m.active)
 		}
@@ -285,8 +361,8 @@ func (w *world) reboot(i int, next *updatetest.Kernel) {
 	}
 	// The model: a kexec keeps the memfds of carried stores and loses the
 	// rest; the session service keeps its region.
-	for _, m := range w.model {
-		if m.preserve != unit.PreserveYes && m.preserve != unit.PreserveOnSuccess {
+	for name, m := range w.model {
+		if !m.carried() || over[name] {
 			m.memfds = nil
 		}
 		m.pipes = nil
