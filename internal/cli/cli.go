@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/sys/unix"
 
 	"github.com/liveupdate/luo/internal/control"
 	"github.com/liveupdate/luo/internal/version"
@@ -54,6 +55,8 @@ type Env struct {
 	Now func() time.Time
 	// Location is the time zone for timestamps; nil: time.Local.
 	Location *time.Location
+	// Release is the running kernel's release; nil: uname -r.
+	Release func() string
 }
 
 // Main runs luoctl with args (without the program name) until it is done
@@ -133,6 +136,17 @@ func (e *Env) now() time.Time {
 		return e.Now()
 	}
 	return time.Now()
+}
+
+func (e *Env) release() string {
+	if e.Release != nil {
+		return e.Release()
+	}
+	var u unix.Utsname
+	if unix.Uname(&u) != nil {
+		return ""
+	}
+	return unix.ByteSliceToString(u.Release[:])
 }
 
 func (e *Env) location() *time.Location {

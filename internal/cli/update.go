@@ -36,7 +36,7 @@ is staged and whether the plan changed since; 'luoctl update unstage' drops it.`
 			return fmt.Errorf("%s needs a command: plan, stage, status, run, unstage or report", cmd.CommandPath())
 		},
 	}
-	cmd.AddCommand(a.planCommand(), a.stageCommand(), a.stagedCommand(), a.runCommand(), a.unstageCommand(), a.reportCommand())
+	cmd.AddCommand(a.planCommand(), a.stageCommand(), a.stagedCommand(), a.runCommand(), a.unstageCommand(), a.reportCommand(), a.neededCommand())
 	return cmd
 }
 

@@ -84,6 +84,7 @@ ExecStart=@BIN@/testsvc -ready=false -exit 3
 	run(0, "update", "run", "--no-kexec", "--json")
 	waitReport(t, d)
 	run(0, "update", "report", "--json")
+	run(cli.ExitFailure, "update", "needed", "--kernels", filepath.Join(d.Dir, "vmlinuz-*"), "--json") // nothing staged or newer
 	run(0, "daemon-reexec", "--json")
 	run(0, "restart", "web.service", "--json")
 	run(0, "stop", "web.service", "--json")

@@ -28,7 +28,7 @@ const jsonDoc = "../../docs/luoctl-json.md"
 // method, an array of them, one per line, or nothing.
 type jsonShape struct {
 	form   string // reply, replies, lines, none
-	method string // io.luo.Manager's, or Version (see versionIDL)
+	method string // io.luo.Manager's, or io.luo.luoctl's (luoctlMethods)
 }
 
 // shapeOf returns the shape of the output of luoctl with args, and the
@@ -78,7 +78,12 @@ var jsonShapes = map[string]jsonShape{
 	"update status":  {"reply", control.MethodGetStagedUpdate},
 	"update unstage": {"reply", control.MethodUnstageUpdate},
 	"version":        {"reply", "Version"},
+	"update needed":  {"reply", "Needed"},
 }
+
+// luoctlMethods are the shapes of luoctl's own output, in the io.luo.luoctl
+// interface of docs/luoctl-json.md.
+var luoctlMethods = map[string]bool{"Version": true, "Needed": true}
 
 // versionBlock finds the declaration of luoctl version's output, the one
 // shape that is not luod's, in the documentation.
@@ -111,7 +116,7 @@ func checkOutput(manager, luoctl *control.IDL, args []string, out string) []stri
 		return []string{"no JSON shape known for luoctl " + strings.Join(args, " ")}
 	}
 	idl := manager
-	if s.method == "Version" {
+	if luoctlMethods[s.method] {
 		idl = luoctl
 	}
 	var bad []string

@@ -15,6 +15,7 @@ import (
 	"github.com/ulikunitz/xz/lzma"
 
 	"github.com/liveupdate/luo/internal/kimage"
+	"github.com/liveupdate/luo/internal/kimage/kimagetest"
 )
 
 // decoys are near misses of compatible strings, in every synthetic kernel:
@@ -169,26 +170,10 @@ const (
 	initSize      = 0x260
 )
 
-// bzImage returns a bzImage whose payload is payload: a boot sector and
-// two sectors of setup code with a valid boot header (protocol 2.15) and
-// the version string "7.9.1-test (nobody@nowhere) #1 SMP", then 0x400
-// bytes of protected-mode code, the payload and 0x200 bytes more.
+// bzImage returns a bzImage whose payload is payload (kimagetest.BzImage),
+// with the version string "7.9.1-test (nobody@nowhere) #1 SMP".
 func bzImage(payload []byte) []byte {
-	const setup = 2
-	pm := (setup + 1) * 512
-	b := make([]byte, pm+0x400, pm+0x400+len(payload)+0x200)
-	le := binary.LittleEndian
-	b[setupSects] = setup
-	le.PutUint16(b[bootFlag:], 0xaa55)
-	copy(b[hdrMagic:], "HdrS")
-	le.PutUint16(b[hdrVersion:], 0x20f)
-	copy(b[0x300:], "7.9.1-test (nobody@nowhere) #1 SMP\x00")
-	le.PutUint16(b[kernelVersion:], 0x300-0x200)
-	le.PutUint32(b[payloadOffset:], 0x400)
-	le.PutUint32(b[payloadLength:], uint32(len(payload)))
-	le.PutUint32(b[initSize:], 48<<20)
-	b = append(b, payload...)
-	return append(b, make([]byte, 0x200)...)
+	return kimagetest.BzImage("7.9.1-test (nobody@nowhere) #1 SMP", payload)
 }
 
 // payloadAt returns the offset of the payload of a bzImage made by

@@ -149,3 +149,33 @@ func find(b []byte, s string) []int {
 func nameByte(c byte) bool {
 	return 'a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '_' || c == '-'
 }
+
+// BzImage returns a bzImage whose payload is payload: a boot sector and
+// two sectors of setup code with a valid boot header (protocol 2.15) and
+// the version string version (its release is what precedes the first
+// space), then 0x400 bytes of protected-mode code, the payload and 0x200
+// bytes more. kimage.Open takes it; nothing boots it.
+func BzImage(version string, payload []byte) []byte {
+	const (
+		setup         = 2
+		bootFlag      = 0x1fe
+		hdrMagic      = 0x202
+		hdrVersion    = 0x206
+		kernelVersion = 0x20e
+		initSize      = 0x260
+	)
+	pm := (setup + 1) * 512
+	b := make([]byte, pm+0x400, pm+0x400+len(payload)+0x200)
+	le := binary.LittleEndian
+	b[hdrSetupSects] = setup
+	le.PutUint16(b[bootFlag:], 0xaa55)
+	copy(b[hdrMagic:], "HdrS")
+	le.PutUint16(b[hdrVersion:], 0x20f)
+	copy(b[0x300:0x3ff], version+"\x00")
+	le.PutUint16(b[kernelVersion:], 0x300-0x200)
+	le.PutUint32(b[hdrPayloadOffset:], 0x400)
+	le.PutUint32(b[hdrPayloadLength:], uint32(len(payload)))
+	le.PutUint32(b[initSize:], 48<<20)
+	b = append(b, payload...)
+	return append(b, make([]byte, 0x200)...)
+}

@@ -1,0 +1,4 @@
+package cli
+
+// CompareVersions is compareVersions, for tests.
+var CompareVersions = compareVersions
