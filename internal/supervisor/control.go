@@ -65,16 +65,16 @@ func (m *Manager) handle(ctx context.Context, call *control.Call) {
 		call.Reply(rep)
 	case control.MethodReexec:
 		var down bool
-		m.do(func() {
-			if down = m.shuttingDown; !down {
-				m.reexecReq = &reexecRequest{done: make(chan error, 1)}
-			}
-		})
+		m.do(func() { down = m.shuttingDown })
 		if down {
 			call.ReplyError(control.ErrShuttingDown, map[string]string{"message": errShuttingDown.Error()})
 			return
 		}
+		// The reply goes out before the request: the loop re-executes
+		// as soon as it has it, closing this connection. A shutdown
+		// that begins in between still wins (see Run).
 		call.Reply(struct{}{})
+		m.do(func() { m.reexecReq = &reexecRequest{done: make(chan error, 1)} })
 	case control.MethodPowerOff, control.MethodReboot:
 		if !m.cfg.PID1 {
 			call.ReplyError(control.ErrNotSupported, map[string]string{"message": "luod is not PID 1; stop it with SIGTERM instead"})
