@@ -312,6 +312,9 @@ func (m *Manager) Run(ctx context.Context) error {
 		}
 		m.checkWaiters()
 		m.up.flush(m)
+		if !m.updating && !m.shuttingDown && m.up.n != nil {
+			m.up.follow(m.statusLine())
+		}
 		if req := m.reexecReq; req != nil && m.shuttingDown {
 			// A shutdown began after the request: the luod that
 			// re-executed would not know it was stopping.

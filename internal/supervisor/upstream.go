@@ -32,6 +32,8 @@ type upstream struct {
 	storeMax     int
 	next, mapGen uint64
 	dirty        bool
+	// lastStatus is the last STATUS= sent (loop only).
+	lastStatus string
 }
 
 // openUpstream opens the manager's socket named by $NOTIFY_SOCKET; PID 1
@@ -71,7 +73,15 @@ func (up *upstream) warnOnce(msg string, err error, args ...any) {
 // ready says luod is up (or back from a reload or a re-exec), with its
 // main PID and status.
 func (up *upstream) ready(status string) {
+	up.setStatus(status)
 	up.send("READY=1", fmt.Sprintf("MAINPID=%d", os.Getpid()), "STATUS="+status)
+}
+
+// setStatus records status as the last one sent.
+func (up *upstream) setStatus(status string) {
+	if up != nil {
+		up.lastStatus = status
+	}
 }
 
 // reloading says luod is re-reading its units; ready follows.
@@ -83,10 +93,26 @@ func (up *upstream) reloading() {
 }
 
 // stopping says luod is stopping its units to exit.
-func (up *upstream) stopping(status string) { up.send("STOPPING=1", "STATUS="+status) }
+func (up *upstream) stopping(status string) {
+	up.setStatus(status)
+	up.send("STOPPING=1", "STATUS="+status)
+}
 
 // status sets the status line.
-func (up *upstream) status(status string) { up.send("STATUS=" + status) }
+func (up *upstream) status(status string) {
+	up.setStatus(status)
+	up.send("STATUS=" + status)
+}
+
+// follow sets the status line when it changed: `systemctl status luod`
+// then shows how many units are active and failed as they change, not as
+// they were at the last READY=1.
+func (up *upstream) follow(status string) {
+	if up == nil || up.n == nil || status == up.lastStatus {
+		return
+	}
+	up.status(status)
+}
 
 // close releases the socket.
 func (up *upstream) close() {

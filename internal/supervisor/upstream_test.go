@@ -23,9 +23,11 @@ func TestNotifiesItsManager(t *testing.T) {
 	d := luodtest.Start(t, map[string]string{"a.service": svc("-status up")})
 	d.WaitUnit("a.service", "active", active)
 
-	// next returns the next datagram's assignments, and fails on one not
-	// sent by luod.
-	next := func(what string) map[string]string {
+	// next returns the next datagram's assignments but STATUS= alone, and
+	// fails on one not sent by luod; status is the last STATUS= seen.
+	var status string
+	var next func(what string) map[string]string
+	next = func(what string) map[string]string {
 		t.Helper()
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
@@ -43,6 +45,12 @@ func TestNotifiesItsManager(t *testing.T) {
 				kv[k] = v
 			}
 		}
+		if s, ok := kv["STATUS"]; ok {
+			status = s
+			if len(kv) == 1 {
+				return next(what)
+			}
+		}
 		return kv
 	}
 	ready := next("READY=1")
@@ -55,8 +63,29 @@ func TestNotifiesItsManager(t *testing.T) {
 	if r := next("RELOADING=1"); r["RELOADING"] != "1" || r["MONOTONIC_USEC"] == "" {
 		t.Errorf("at daemon-reload %v, want RELOADING=1 with MONOTONIC_USEC", r)
 	}
+	// The status follows the units, not only READY=1: a.service became
+	// active after the first one (a STATUS= of its own), or with it.
+	if status != "1 units: 1 active, 0 failed" {
+		t.Errorf("status before the reload %q, want 1 units: 1 active, 0 failed", status)
+	}
 	if r := next("READY=1 after the reload"); r["READY"] != "1" || r["STATUS"] != "1 units: 1 active, 0 failed" {
 		t.Errorf("after daemon-reload %v, want READY=1 and STATUS=1 units: 1 active, 0 failed", r)
+	}
+
+	d.MustCall(control.MethodStopUnit, control.UnitName{Name: "a.service"}, nil)
+	for status != "1 units: 0 active, 0 failed" {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		dg, err := mgr.Receive(ctx)
+		cancel()
+		if err != nil {
+			t.Fatalf("no STATUS=1 units: 0 active, 0 failed after a stop (last %q): %v", status, err)
+		}
+		dg.Close()
+		for _, l := range dg.Lines() {
+			if s, ok := strings.CutPrefix(l, "STATUS="); ok {
+				status = s
+			}
+		}
 	}
 
 	syscall.Kill(d.PID(), syscall.SIGTERM)
