@@ -48,7 +48,7 @@ func TestInstall(t *testing.T) {
 		}
 	}
 	unit, err := os.ReadFile(filepath.Join(root, "usr/lib/systemd/system/luod.service"))
-	if err != nil || !strings.Contains(string(unit), "ExecStart=/usr/sbin/luod\n") || !strings.Contains(string(unit), "Type=notify") {
+	if err != nil || !strings.Contains(string(unit), "ExecStart=/usr/sbin/luod $LUOD_OPTS\n") || !strings.Contains(string(unit), "Type=notify") {
 		t.Errorf("luod.service: %v\n%s", err, unit)
 	}
 	if v := run(t, nil, filepath.Join(root, "usr/sbin/luod"), "--version"); v != "luod 1.2.3-test\n" {

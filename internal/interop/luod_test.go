@@ -73,7 +73,7 @@ func TestInteropLuod(t *testing.T) {
 			t.Errorf("step %s failed: %s", name, ev.Line)
 		}
 	}
-	for _, want := range []string{"install", "start", "counter", "journal", "reload", "restart", "kill9", "kexec-2", "kexec-3", "kexec-4", "introspect",
+	for _, want := range []string{"install", "start", "counter", "journal", "metrics", "reload", "restart", "kill9", "kexec-2", "kexec-3", "kexec-4", "metrics-2", "metrics-3", "metrics-4", "introspect",
 		"call-GetManager", "call-ListUnits", "call-GetUnit", "call-DumpFDStore", "call-ListSessions", "call-PlanUpdate",
 		"call-GetUpdateReport", "call-GetStagedUpdate", "stop", "remove"} {
 		if _, ok := steps[want]; !ok {

@@ -5,9 +5,13 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"strings"
 	"time"
+
+	"github.com/liveupdate/luo/internal/metrics/metricstest"
 )
 
 // luodDeb is where the host puts the luo package (interop.luod=1).
@@ -67,6 +71,7 @@ func luodRun(stages int, cmdline string) {
 		s := show("ActiveState", "MainPID", "StatusText")
 		step(fmt.Sprintf("kexec-%d", stage), ok, append(counterFields(st), kv("release", readTrim("/proc/sys/kernel/osrelease")),
 			kv("active", s["ActiveState"]), kv("luod_status", s["StatusText"]))...)
+		metricsStep(step, fmt.Sprintf("metrics-%d", stage))
 	}
 	text("luod-fdstore", "", "systemd-analyze", "fdstore", "luod.service")
 	if !last {
@@ -87,6 +92,12 @@ func luodFirst() bool {
 	step("install", true, kv("luod", strings.TrimSpace(version)), kv("luoctl", strings.TrimSpace(ctlVersion)))
 	text("luod-man", "", "sh", "-c", "man -w luod luod.service luoctl luoctl-update-run 2>&1 || true")
 
+	// luod's options come from /etc/default/luod (luod.service's
+	// EnvironmentFile=): metrics on 127.0.0.1, a host limit.
+	if err := os.WriteFile("/etc/default/luod", []byte("LUOD_OPTS=\"--metrics-listen "+luodMetrics+" --preserve-max-bytes 1G\"\n"), 0o644); err != nil {
+		step("options", false, kv("msg", err.Error()))
+		return false
+	}
 	os.MkdirAll("/etc/luod/system", 0o755)
 	for name, text := range luodCounters {
 		if err := os.WriteFile("/etc/luod/system/"+name, []byte(text), 0o644); err != nil {
@@ -109,6 +120,7 @@ func luodFirst() bool {
 	// Its stdout reaches journald as its own message (luod logs there).
 	ok, fields := journalLine("counter.service", "counter: generation=")
 	step("journal", ok, fields...)
+	metricsStep(step, "metrics")
 
 	if _, ok := cmd("reload", "systemctl", "reload", "luod.service"); ok {
 		s = show("ActiveState", "MainPID", "StatusText")
@@ -317,4 +329,44 @@ func journalLine(unit, prefix string) (bool, []string) {
 	ok := last != nil && f("SYSLOG_IDENTIFIER") == ident && f("UNIT") == unit && f("LUOD_STREAM") == "stdout" && f("PRIORITY") == "6"
 	return ok, []string{kv("message", f("MESSAGE")), kv("unit", f("UNIT")), kv("identifier", f("SYSLOG_IDENTIFIER")),
 		kv("stream", f("LUOD_STREAM")), kv("priority", f("PRIORITY"))}
+}
+
+// luodMetrics is where luod serves its metrics in the VM.
+const luodMetrics = "127.0.0.1:9561"
+
+// metricsStep scrapes luod's metrics, as Prometheus would, and reports
+// what they say of the counters: both units active, their stores, the
+// host limit luod was given in /etc/default/luod.
+func metricsStep(step func(string, bool, ...string) bool, name string) {
+	var fams metricstest.Families
+	var err error
+	for try := 0; try < 50; try++ {
+		var resp *http.Response
+		if resp, err = http.Get("http://" + luodMetrics + "/metrics"); err == nil {
+			b, rerr := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if fams, err = metricstest.Parse(b); rerr != nil {
+				err = rerr
+			}
+		}
+		if err == nil {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if err != nil {
+		step(name, false, kv("msg", err.Error()))
+		return
+	}
+	units, _ := fams.Value("luod_units")
+	limit, _ := fams.Value("luod_preserve_max_bytes")
+	fields := []string{kv("units", fmt.Sprint(units)), kv("preserve_max_bytes", fmt.Sprint(limit))}
+	ok := units == 2 && limit == 1<<30
+	for _, u := range []string{"counter.service", "counter-luos.service"} {
+		active, _ := fams.Value("luod_unit_state", "unit", u, "state", "active")
+		entries, _ := fams.Value("luod_unit_fdstore_entries", "unit", u)
+		fields = append(fields, kv(u+"_active", fmt.Sprint(active)), kv(u+"_entries", fmt.Sprint(entries)))
+		ok = ok && active == 1 && entries > 0
+	}
+	step(name, ok, fields...)
 }
