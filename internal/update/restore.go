@@ -33,25 +33,16 @@ type Restored struct {
 // Restore retrieves luod's session, reads the manifest and retrieves every
 // memfd and session it lists: Open, then Retrieve for each unit. It returns
 // an error wrapping ErrNoUpdate on a cold boot. The device is closed before
-// it returns; the session stays open and unfinished.
-//
-// The kernel charges the pages of a retrieved memfd to the memory cgroup
-// of the process that retrieves it. charge, when not nil, is called before
-// the entries of each unit are retrieved, and the function it returns
-// after: luod runs in the unit's cgroup meanwhile, so the unit's memory is
-// the unit's.
-func Restore(k Kernel, charge func(unit string) (done func())) (*Restored, error) {
+// it returns; the session stays open and unfinished. (luod itself calls
+// Open and Retrieve, starting each unit as soon as its own entries are
+// back, with its memory charged to the unit's cgroup.)
+func Restore(k Kernel) (*Restored, error) {
 	r, err := Open(k)
 	if err != nil || r.Manifest == nil {
 		return r, err
 	}
 	for i := range r.Units {
-		done := func() {}
-		if charge != nil {
-			done = charge(r.Units[i].Name)
-		}
 		r.Retrieve(i)
-		done()
 	}
 	return r, nil
 }

@@ -3,7 +3,6 @@ package update_test
 import (
 	"context"
 	"errors"
-	"fmt"
 	"os"
 	"strings"
 	"syscall"
@@ -17,7 +16,7 @@ import (
 
 func TestRestoreColdBoot(t *testing.T) {
 	k := updatetest.New()
-	if _, err := update.Restore(k, nil); !errors.Is(err, update.ErrNoUpdate) {
+	if _, err := update.Restore(k); !errors.Is(err, update.ErrNoUpdate) {
 		t.Errorf("Restore on a cold boot = %v, want ErrNoUpdate", err)
 	}
 	k.Fail = func(op updatetest.Op) error {
@@ -26,7 +25,7 @@ func TestRestoreColdBoot(t *testing.T) {
 		}
 		return nil
 	}
-	if _, err := update.Restore(k, nil); !errors.Is(err, update.ErrNoUpdate) {
+	if _, err := update.Restore(k); !errors.Is(err, update.ErrNoUpdate) {
 		t.Errorf("Restore without a device = %v, want ErrNoUpdate", err)
 	}
 	k.Fail = func(op updatetest.Op) error {
@@ -35,7 +34,7 @@ func TestRestoreColdBoot(t *testing.T) {
 		}
 		return nil
 	}
-	if _, err := update.Restore(k, nil); err == nil || errors.Is(err, update.ErrNoUpdate) {
+	if _, err := update.Restore(k); err == nil || errors.Is(err, update.ErrNoUpdate) {
 		t.Errorf("Restore with EIO = %v, want an error that is not ErrNoUpdate", err)
 	}
 }
@@ -72,7 +71,7 @@ func TestRestoreUnusableManifest(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			k := leftBy(t, tc.manifest)
-			r, err := update.Restore(k, nil)
+			r, err := update.Restore(k)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -88,7 +87,7 @@ func TestRestoreUnusableManifest(t *testing.T) {
 	if err := k.Incoming(update.SessionName, nil); err != nil {
 		t.Fatal(err)
 	}
-	if r, err := update.Restore(k, nil); err != nil || r.Err == nil || !strings.Contains(r.Err.Error(), "retrieve the manifest") {
+	if r, err := update.Restore(k); err != nil || r.Err == nil || !strings.Contains(r.Err.Error(), "retrieve the manifest") {
 		t.Errorf("Restore without a manifest: %v, %+v", err, r)
 	}
 }
@@ -110,7 +109,7 @@ func TestRestoreProblems(t *testing.T) {
 		}
 		return nil
 	}
-	r, err := update.Restore(next, nil)
+	r, err := update.Restore(next)
 	if err != nil || r.Err != nil {
 		t.Fatal(err, r.Err)
 	}
@@ -180,7 +179,7 @@ func TestCompletion(t *testing.T) {
 	if next == nil {
 		t.Fatal(err)
 	}
-	r, _ := update.Restore(next, nil)
+	r, _ := update.Restore(next)
 	now := time.Now()
 	rep := update.NewReport(r.Manifest, "7.3.4", now)
 	if rep.From != "7.2.13" || rep.To != "7.3.4" || rep.Count != 1 || rep.Kind != update.Kexec {
@@ -237,7 +236,7 @@ func TestCompletion(t *testing.T) {
 
 func TestCompletionTimeoutAndResume(t *testing.T) {
 	k := leftBy(t, "garbage")
-	r, _ := update.Restore(k, nil)
+	r, _ := update.Restore(k)
 	c := update.NewCompletion(r.Session, &update.Report{}, []string{"slow.service"}, time.Now())
 	if err := c.Finish(time.Now()); err != nil {
 		t.Fatal(err)
@@ -250,7 +249,7 @@ func TestCompletionTimeoutAndResume(t *testing.T) {
 	}
 	// Save and resume across a re-exec.
 	k = leftBy(t, "garbage")
-	r, _ = update.Restore(k, nil)
+	r, _ = update.Restore(k)
 	c = update.NewCompletion(r.Session, &update.Report{}, []string{"b", "a"}, time.Unix(100, 0))
 	st := c.Save(func(f *os.File) int { return 42 })
 	if st.SessionFD != 42 || !equal(st.Pending, []string{"a", "b"}) || !st.Deadline.Equal(time.Unix(100, 0)) {
@@ -259,36 +258,5 @@ func TestCompletionTimeoutAndResume(t *testing.T) {
 	c2 := update.ResumeCompletion(st, r.Session, nil)
 	if !equal(c2.Pending(), []string{"a", "b"}) || c2.Report == nil || c2.Session() != r.Session {
 		t.Errorf("resumed %+v", c2)
-	}
-}
-
-// TestRestoreCharges: each unit's entries are retrieved between the
-// charge for that unit and its end, so the pages go to that unit.
-func TestRestoreCharges(t *testing.T) {
-	k, h := machine(t)
-	next, err := k.Boot(func() error { return update.Run(context.Background(), k, h, kexecTo(false)) })
-	if next == nil {
-		t.Fatal(err)
-	}
-	var log []string
-	charging := ""
-	next.Fail = func(op updatetest.Op) error {
-		if op.Name == "retrieve-fd" && op.Token != 0 {
-			log = append(log, fmt.Sprintf("%s:%d", charging, op.Token))
-		}
-		return nil
-	}
-	r, err := update.Restore(next, func(unit string) func() {
-		charging = unit
-		log = append(log, "enter "+unit)
-		return func() { log = append(log, "leave "+unit); charging = "" }
-	})
-	if err != nil || r.Err != nil {
-		t.Fatal(err, r.Err)
-	}
-	want := []string{"enter a.service", "a.service:1", "a.service:2", "leave a.service",
-		"enter s.service", "leave s.service", "enter idle.service", "idle.service:3", "leave idle.service"}
-	if !equal(log, want) {
-		t.Errorf("charges %v, want %v", log, want)
 	}
 }

@@ -61,7 +61,7 @@ func TestRunKexec(t *testing.T) {
 		t.Fatalf("sessions in the next kernel %v", got)
 	}
 
-	r, err := update.Restore(next, nil)
+	r, err := update.Restore(next)
 	if err != nil || r.Err != nil {
 		t.Fatalf("Restore: %v, %v", err, r.Err)
 	}
@@ -260,7 +260,7 @@ func TestRunRefusesLoss(t *testing.T) {
 	if next == nil {
 		t.Fatalf("Run with allow-loss: %v", err)
 	}
-	r, err := update.Restore(next, nil)
+	r, err := update.Restore(next)
 	if err != nil || r.Err != nil {
 		t.Fatal(err, r.Err)
 	}
@@ -308,7 +308,7 @@ func TestRunRefusesOverQuota(t *testing.T) {
 	if next == nil {
 		t.Fatalf("Run with allow-loss: %v", err)
 	}
-	r, err := update.Restore(next, nil)
+	r, err := update.Restore(next)
 	if err != nil || r.Err != nil {
 		t.Fatal(err, r.Err)
 	}
@@ -360,7 +360,7 @@ func TestRunBusyMemfdAllowedLoss(t *testing.T) {
 	if next == nil {
 		t.Fatalf("Run: %v", err)
 	}
-	r, _ := update.Restore(next, nil)
+	r, _ := update.Restore(next)
 	if e := entry(r.Units, "a.service", "busy"); e.Fate != update.FateLost || e.File != nil {
 		t.Errorf("busy memfd after the update: %+v", e)
 	}
@@ -400,7 +400,7 @@ func TestRunStoreChangesWhileStopping(t *testing.T) {
 	if next == nil {
 		t.Fatal(err)
 	}
-	r, _ := update.Restore(next, nil)
+	r, _ := update.Restore(next)
 	if e := entry(r.Units, "a.service", "late-memfd"); e.File == nil || contents(t, e.File) != "L" {
 		t.Errorf("the memfd stored while stopping: %+v", e)
 	}

@@ -329,7 +329,7 @@ func (w *world) hasMemfdsToPreserve() bool {
 // next kernel, checks the manifest against the model, starts the units
 // and finishes.
 func (w *world) reboot(i int, next *updatetest.Kernel) {
-	r, err := update.Restore(next, nil)
+	r, err := update.Restore(next)
 	if err != nil || r.Err != nil || len(r.Problems) > 0 {
 		w.t.Fatalf("%d: Restore: %v %v %v", i, err, r.Err, r.Problems)
 	}
