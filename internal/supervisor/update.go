@@ -147,7 +147,7 @@ func (m *Manager) stagedUpdate() (st *update.Staged) {
 func (m *Manager) Staged() (st *update.Staged, changes []string, loaded bool) {
 	m.do(func() {
 		if st = m.staged; st != nil {
-			changes = st.Changes(m.snapshot(true))
+			changes = st.Changes(m.snapshot(true), m.cfg.LiveUpdate.PreserveMax)
 		}
 	})
 	if st != nil {

@@ -128,14 +128,14 @@ func trialLoad(k Kernel, t kexec.Image) Check {
 // talks to the kernel, and only the trial preservation runs with the
 // stores locked.
 func MakePlan(k Kernel, stores Stores, kind Kind, t kexec.Image, tryLoad bool) *Plan {
-	p := &Plan{Kind: kind, Target: t, hostQuota: stores.HostQuota()}
+	p := &Plan{Kind: kind, Target: t}
 	var facts Facts
 	if kind == Kexec {
 		facts = k.Inspect(t)
 		p.incompatible = cmp.Or(facts.Panics, facts.Formats)
 	}
 	stores.Locked(func(units []Unit) {
-		p.Units = DecideTried(k, Snapshot{Kind: kind, Units: units, Incompatible: p.incompatible, HostQuota: p.hostQuota})
+		p.Units = DecideTried(k, Snapshot{Kind: kind, Units: units, Incompatible: p.incompatible, HostQuota: stores.HostQuota()})
 	})
 	if kind != Kexec {
 		return p
@@ -148,11 +148,11 @@ func MakePlan(k Kernel, stores Stores, kind Kind, t kexec.Image, tryLoad bool) *
 }
 
 // Redecide decides the fates of units, a later snapshot of the same stores,
-// with what p learnt: the formats of the next kernel and the kernel's
-// answers to the trial preservation, for the files that were tried. An
-// update decides again after stopping the units, whose last messages may
-// have changed their stores.
-func (p *Plan) Redecide(units []Unit) *Plan {
+// under host, the host's limit now, with what p learnt: the formats of the
+// next kernel and the kernel's answers to the trial preservation, for the
+// files that were tried. An update decides again after stopping the units,
+// whose last messages may have changed their stores.
+func (p *Plan) Redecide(units []Unit, host Quota) *Plan {
 	s := Snapshot{Kind: p.Kind, Units: units}
 	trials := map[*os.File]error{}
 	for _, u := range p.Units {
@@ -169,8 +169,8 @@ func (p *Plan) Redecide(units []Unit) *Plan {
 			e.Trial = trials[e.File]
 		}
 	}
-	s.Incompatible, s.HostQuota = p.incompatible, p.hostQuota
-	return &Plan{Kind: s.Kind, Target: p.Target, Units: Decide(s), incompatible: p.incompatible, hostQuota: p.hostQuota}
+	s.Incompatible, s.HostQuota = p.incompatible, host
+	return &Plan{Kind: s.Kind, Target: p.Target, Units: Decide(s), incompatible: p.incompatible}
 }
 
 // DecideTried is Decide with the kernel's answers, what a plan says of the

@@ -34,8 +34,6 @@ type Plan struct {
 	Checks []Check
 	// incompatible is the next kernel's formats problem (see Snapshot).
 	incompatible error
-	// hostQuota is the host's limit it was decided with (see Snapshot).
-	hostQuota Quota
 }
 
 // Check is one kernel-side check of a plan.

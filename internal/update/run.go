@@ -152,7 +152,7 @@ func Run(ctx context.Context, k Kernel, h Host, req Request) error {
 	var final *Plan
 	var p *Prepared
 	h.Locked(func(units []Unit) {
-		final = plan.Redecide(units)
+		final = plan.Redecide(units, h.HostQuota())
 		if err = final.Refusal(req.AllowLoss); err != nil {
 			err = fmt.Errorf("the stores changed while the units stopped: %w", err)
 			return

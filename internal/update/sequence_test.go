@@ -22,8 +22,9 @@ import (
 // TestSequences runs random sequences of store changes, unit changes
 // (limits on preserved memory among them: PreserveMaxBytes= and the
 // host's), kexec updates (some refused, some failing at a random kernel
-// operation) and soft updates against a model of what every store must
-// hold. After
+// operation; staged ahead or not, the staging kept across soft updates as
+// across luod's re-exec, or dropped) and soft updates against a model of
+// what every store must hold. After
 // every step: each store holds exactly what the model says, with the same
 // contents; no session of luod's and no kexec image is left over from an
 // update that did not reboot; the device is closed. At the end no fd has
@@ -91,6 +92,9 @@ type world struct {
 	kexecs int
 	// hostMax is the host's limit on preserved bytes, -1 for none.
 	hostMax int64
+	// staged is the update staged ahead, nil when none is: its kernel
+	// is loaded, and the next kexec runs it.
+	staged *update.Staged
 }
 
 // modelUnit is what a unit's store must hold.
@@ -147,7 +151,17 @@ func (w *world) pick() (string, *modelUnit) {
 
 func (w *world) step(i int) {
 	name, m := w.pick()
-	switch r := w.rng.IntN(22); {
+	switch r := w.rng.IntN(24); {
+	case r >= 22:
+		if w.staged != nil && r == 23 {
+			w.logf("%d: unstage", i)
+			if err := update.Unstage(w.k); err != nil {
+				w.t.Errorf("%d: unstage: %v", i, err)
+			}
+			w.staged = nil
+			break
+		}
+		w.stage(i)
 	case r >= 20 && !m.session:
 		if r == 20 {
 			m.max = limits[w.rng.IntN(len(limits))]
@@ -260,14 +274,44 @@ func (w *world) overLimits() map[string]bool {
 	}
 }
 
-// kexec runs a kexec update, maybe with a fault at one kernel operation.
+// stage stages a kexec update (or stages again, replacing the staged one):
+// refused, loading nothing, when it would lose something without
+// allow-loss.
+func (w *world) stage(i int) {
+	allowLoss := w.rng.IntN(2) == 0
+	w.logf("%d: stage allow-loss=%v", i, allowLoss)
+	if w.staged != nil {
+		if err := update.Unstage(w.k); err != nil {
+			w.t.Errorf("%d: unstage before staging again: %v", i, err)
+		}
+		w.staged = nil
+	}
+	st, _, err := update.Stage(w.k, w.h, testImage, allowLoss)
+	var uerr *update.Error
+	switch {
+	case w.lossy() && !allowLoss:
+		if st != nil || !errors.As(err, &uerr) || uerr.Phase != update.PhasePlan {
+			w.t.Errorf("%d: a lossy staging without allow-loss: %v", i, err)
+		}
+	case err != nil || st == nil:
+		w.t.Errorf("%d: stage: %v", i, err)
+	default:
+		w.staged = st
+	}
+}
+
+// kexec runs a kexec update, maybe with a fault at one kernel operation:
+// the staged one when there is one.
 func (w *world) kexec(i int) {
 	allowLoss := w.rng.IntN(2) == 0
 	fault := ""
 	if w.rng.IntN(3) == 0 {
 		fault = []string{"load", "create", "preserve", "preserve-manifest", "exec"}[w.rng.IntN(5)]
+		if fault == "load" && w.staged != nil {
+			fault = "" // a staged run loads nothing
+		}
 	}
-	w.logf("%d: kexec update allow-loss=%v fault=%q", i, allowLoss, fault)
+	w.logf("%d: kexec update allow-loss=%v fault=%q staged=%v", i, allowLoss, fault, w.staged != nil)
 	n := 0
 	w.k.Fail = func(op updatetest.Op) error {
 		hit := false
@@ -289,6 +333,7 @@ func (w *world) kexec(i int) {
 	}
 	req := kexecTo(allowLoss)
 	req.Count = w.kexecs + 1
+	req.Staged = w.staged
 	next, err := w.k.Boot(func() error { return update.Run(context.Background(), w.k, w.h, req) })
 	w.k.Fail = nil
 	refused := w.lossy() && !allowLoss
@@ -310,6 +355,7 @@ func (w *world) kexec(i int) {
 		return
 	}
 	w.kexecs++
+	w.staged = nil // the next kernel has nothing loaded
 	w.reboot(i, next)
 }
 
@@ -441,6 +487,11 @@ func (w *world) soft(i int) {
 	if !errors.As(err, &uerr) || uerr.Phase != update.PhaseExec || got == nil {
 		w.t.Fatalf("%d: soft update: %v", i, err)
 	}
+	if w.staged != nil {
+		// The re-executed luod keeps the staging without its plan (its
+		// trial answers are gone): the staged run plans again.
+		w.staged = update.ResumeStaged(w.staged.Save())
+	}
 	if got.Count != w.kexecs || got.Kind != update.Soft {
 		w.t.Errorf("%d: soft manifest %+v", i, got)
 	}
@@ -496,8 +547,8 @@ func (w *world) check(i int) {
 	if got := w.k.Sessions(); !slices.Equal(got, []string{"out:cache"}) {
 		w.t.Errorf("%d: sessions between updates: %v", i, got)
 	}
-	if w.k.Image() != nil {
-		w.t.Errorf("%d: an image is loaded between updates", i)
+	if loaded := w.k.Image() != nil; loaded != (w.staged != nil) {
+		w.t.Errorf("%d: an image loaded: %v, staged: %v", i, loaded, w.staged != nil)
 	}
 	if w.k.DeviceOpen() {
 		w.t.Errorf("%d: the device is open between updates", i)

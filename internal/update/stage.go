@@ -73,7 +73,7 @@ func (s *Staged) Decide(k Kernel, stores Stores) *Plan {
 		return MakePlan(k, stores, Kexec, s.Target, false)
 	}
 	var p *Plan
-	stores.Locked(func(units []Unit) { p = s.Plan.Redecide(units) })
+	stores.Locked(func(units []Unit) { p = s.Plan.Redecide(units, stores.HostQuota()) })
 	return p
 }
 
@@ -81,11 +81,12 @@ func (s *Staged) Decide(k Kernel, stores Stores) *Plan {
 func Unstage(k Kernel) error { return k.Unload() }
 
 // Changes lists what differs between the staged plan and units, a later
-// snapshot of the stores: entries added, gone, or whose fate changed
+// snapshot of the stores under host, the host's limit: entries added,
+// gone, or whose fate changed
 // (decided with the staged trial answers; a new memfd was not tried, the
 // real preservation is its test). Empty when the plan still holds, or when
 // there is no staged plan to compare with.
-func (s *Staged) Changes(units []Unit) []string {
+func (s *Staged) Changes(units []Unit, host Quota) []string {
 	if s.Plan == nil {
 		return nil
 	}
@@ -97,7 +98,7 @@ func (s *Staged) Changes(units []Unit) []string {
 		}
 	}
 	var out []string
-	now := s.Plan.Redecide(units)
+	now := s.Plan.Redecide(units, host)
 	for _, u := range now.Units {
 		for _, e := range u.Entries {
 			k := key{u.Name, e.Name}

@@ -41,7 +41,7 @@ func TestStageThenRun(t *testing.T) {
 	if !strings.Contains(strings.Join(opNames(k, 0), " "), "create preserve") {
 		t.Errorf("staging made no trial preservation: %v", opNames(k, 0))
 	}
-	if c := st.Changes(h.snapshot(true)); len(c) != 0 {
+	if c := st.Changes(h.snapshot(true), h.quota); len(c) != 0 {
 		t.Errorf("changes right after staging: %q", c)
 	}
 
@@ -84,7 +84,7 @@ func TestStagedChanges(t *testing.T) {
 	a := h.find("a.service")
 	h.memfd(a, "three", "A3")
 	h.pipe(a, "sock")
-	got := strings.Join(st.Changes(h.snapshot(true)), "\n")
+	got := strings.Join(st.Changes(h.snapshot(true), h.quota), "\n")
 	for _, want := range []string{`a.service "three": new, preserve`, `a.service "sock": new, lost`} {
 		if !strings.Contains(got, want) {
 			t.Errorf("changes lack %q:\n%s", want, got)
