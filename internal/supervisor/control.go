@@ -25,7 +25,7 @@ func (m *Manager) handle(ctx context.Context, call *control.Call) {
 	switch call.Method() {
 	case control.MethodGetManager:
 		var rep control.Manager
-		m.do(func() { rep = m.managerInfo() })
+		m.do(func() { rep = m.managerInfo(nil) })
 		call.Reply(rep)
 	case control.MethodListUnits:
 		var rep control.Units
@@ -175,7 +175,10 @@ func (u *Unit) info() control.Unit {
 		FDStorePreserve: u.preserve().String(), FDStoreRefused: u.refused,
 		PreserveMaxBytes: bytesLimit(u.preserveMax()),
 	}
-	i.FDStoreBytes, i.FDStoreSurvives, i.PreserveBytes = u.storeSummary()
+	if u.store.Len() > 0 {
+		sum := update.Summarize(u.snapshot(true))
+		i.FDStoreBytes, i.FDStoreSurvives, i.PreserveBytes = sum.Bytes, sum.Survives, sum.Usage
+	}
 	if r := u.lastRefused; u.refused > 0 {
 		i.FDStoreLastRefused = &control.FDStoreRefusal{FDName: r.fdname, Reason: r.why, Time: r.at}
 	}
@@ -199,23 +202,6 @@ func (u *Unit) info() control.Unit {
 	return i
 }
 
-// storeSummary sums up the unit's store: the size of its files, how many
-// entries a kexec would carry, decided as a plan decides without asking the
-// kernel (update.Decide), and update.Usage, the bytes a kexec would pin.
-func (u *Unit) storeSummary() (bytes int64, survives int, usage int64) {
-	if u.store.Len() == 0 {
-		return 0, 0, 0
-	}
-	s := u.snapshot(true)
-	for _, e := range update.Decide(update.Snapshot{Kind: update.Kexec, Units: []update.Unit{s}})[0].Entries {
-		bytes += e.Size
-		if e.Fate.Carried() {
-			survives++
-		}
-	}
-	return bytes, survives, update.Usage(s)
-}
-
 // bytesLimit is q on the wire: nil for no limit.
 func bytesLimit(q update.Quota) *int64 {
 	if !q.Set {
@@ -236,7 +222,9 @@ func processes(u *Unit) []control.Process {
 	return ps
 }
 
-func (m *Manager) managerInfo() control.Manager {
+// managerInfo is GetManager's reply. Its PreserveBytes sums the units'
+// (see Unit.info); units, when not nil, are their infos already made.
+func (m *Manager) managerInfo(units []control.Unit) control.Manager {
 	cmd, _ := kexec.CurrentCmdline()
 	_, devErr := os.Stat(m.cfg.LiveUpdate.Device)
 	info := control.Manager{
@@ -245,9 +233,13 @@ func (m *Manager) managerInfo() control.Manager {
 		LUO:      control.LUOStatus{Device: devErr == nil, Cmdline: kexec.CmdlineHas(cmd, "liveupdate"), Release: release()},
 		Updating: m.updating, PreserveMaxBytes: bytesLimit(m.cfg.LiveUpdate.PreserveMax),
 	}
-	for _, u := range m.units {
-		_, _, usage := u.storeSummary()
-		info.PreserveBytes += usage
+	if units == nil {
+		for _, u := range m.units {
+			units = append(units, u.info())
+		}
+	}
+	for _, u := range units {
+		info.PreserveBytes += u.PreserveBytes
 	}
 	switch {
 	case !info.LUO.Cmdline:

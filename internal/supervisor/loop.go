@@ -19,6 +19,8 @@ type event interface{}
 type funcEvent struct {
 	fn   func()
 	done chan struct{}
+	// quiet: fn only reads, so the event is no change (Config.Changed).
+	quiet bool
 }
 
 type waiter struct {
@@ -30,7 +32,14 @@ type waiter struct {
 // loop itself.
 func (m *Manager) do(fn func()) {
 	done := make(chan struct{})
-	m.events <- funcEvent{fn, done}
+	m.events <- funcEvent{fn: fn, done: done}
+	<-done
+}
+
+// read is do for an fn that changes nothing.
+func (m *Manager) read(fn func()) {
+	done := make(chan struct{})
+	m.events <- funcEvent{fn: fn, done: done, quiet: true}
 	<-done
 }
 

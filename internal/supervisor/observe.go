@@ -6,24 +6,17 @@ import (
 	"github.com/liveupdate/luo/internal/metrics"
 )
 
-// observeEvent asks the loop for a metrics.Snapshot. It changes nothing,
-// so it does not count as a change (Config.Changed).
-type observeEvent struct {
-	fn   func()
-	done chan struct{}
-}
-
 // Observe is luod's state for its metrics: the answers of GetManager,
 // ListUnits, ListSessions and GetUpdateReport, taken together in one turn
-// of the loop, and the updates' outcomes.
+// of the loop, and the updates' outcomes. It changes nothing, so it is no
+// change for Config.Changed.
 func (m *Manager) Observe() metrics.Snapshot {
 	var s metrics.Snapshot
-	done := make(chan struct{})
-	m.events <- observeEvent{fn: func() {
-		s.Manager = m.managerInfo()
+	m.read(func() {
 		for _, u := range m.sortedUnits() {
 			s.Units = append(s.Units, u.info())
 		}
+		s.Manager = m.managerInfo(s.Units)
 		s.Sessions = m.sessions().Sessions
 		if m.report != nil {
 			r := wireReport(m.report.Sorted())
@@ -35,7 +28,6 @@ func (m *Manager) Observe() metrics.Snapshot {
 		if a := m.lastAbort; a != nil {
 			s.LastAbort = &metrics.Abort{Kind: string(a.Kind), Phase: string(a.Phase), Result: a.Result, Time: a.Time}
 		}
-	}, done: done}
-	<-done
+	})
 	return s
 }

@@ -312,8 +312,8 @@ func (m *Manager) Run(ctx context.Context) error {
 		}
 		m.checkWaiters()
 		m.up.flush(m)
-		if !m.updating && !m.shuttingDown && m.up.n != nil {
-			m.up.follow(m.statusLine())
+		if !m.updating && !m.shuttingDown {
+			m.up.follow(m.statusLine)
 		}
 		if req := m.reexecReq; req != nil && m.shuttingDown {
 			// A shutdown began after the request: the luod that
@@ -336,17 +336,13 @@ func (m *Manager) Run(ctx context.Context) error {
 }
 
 func (m *Manager) dispatch(ev event) {
-	if _, ok := ev.(observeEvent); !ok && m.cfg.Changed != nil {
+	if fe, ok := ev.(funcEvent); !(ok && fe.quiet) && m.cfg.Changed != nil {
 		defer m.cfg.Changed()
 	}
 	switch ev := ev.(type) {
 	case funcEvent:
 		ev.fn()
 		close(ev.done)
-	case observeEvent:
-		ev.fn()
-		close(ev.done)
-		return
 	case notifyReadable:
 		m.drainNotify()
 		close(ev.drained)

@@ -106,12 +106,15 @@ func (up *upstream) status(status string) {
 
 // follow sets the status line when it changed: `systemctl status luod`
 // then shows how many units are active and failed as they change, not as
-// they were at the last READY=1.
-func (up *upstream) follow(status string) {
-	if up == nil || up.n == nil || status == up.lastStatus {
+// they were at the last READY=1. status is only asked when there is a
+// manager to tell.
+func (up *upstream) follow(status func() string) {
+	if up == nil || up.n == nil {
 		return
 	}
-	up.status(status)
+	if s := status(); s != up.lastStatus {
+		up.status(s)
+	}
 }
 
 // close releases the socket.

@@ -4,8 +4,6 @@ import (
 	"cmp"
 	"fmt"
 	"slices"
-
-	"github.com/liveupdate/luo/internal/unit"
 )
 
 // Quota is a limit on the bytes an update may pin in memory for the next
@@ -27,15 +25,6 @@ func QuotaOf(n int64) Quota {
 
 // Over reports whether n bytes are over q.
 func (q Quota) Over(n int64) bool { return q.Set && n > q.Max }
-
-// Setting is q as a unit file or luod's flag writes it: the bytes or
-// "infinity".
-func (q Quota) Setting() int64 {
-	if !q.Set {
-		return unit.NoLimit
-	}
-	return q.Max
-}
 
 // preserveBytes is what u would pin in luod's session: the size of its
 // entries planned FatePreserve.
@@ -101,11 +90,29 @@ func applyQuotas(units []Unit, host Quota) {
 	}
 }
 
-// Usage is what u's store would pin in memory across a kexec were there no
-// limits: the size of the memfds Decide's rules 1 to 8 preserve in luod's
-// session (without the kernel's answers). It is what PreserveMaxBytes=
-// limits; u's entries need their facts (FromStore).
-func Usage(u Unit) int64 {
-	u.PreserveMax = Quota{}
-	return Decide(Snapshot{Kind: Kexec, Units: []Unit{u}})[0].preserveBytes()
+// StoreSummary sums up one unit's store for a kexec, decided as a plan
+// decides without the kernel's answers; u's entries need their facts
+// (FromStore).
+type StoreSummary struct {
+	Bytes    int64 // the size of its files
+	Survives int   // the entries a kexec would carry, limits applied
+	// Usage is what the store would pin in memory were there no limits:
+	// the size of the memfds rules 1 to 8 preserve in luod's session. It
+	// is what PreserveMaxBytes= limits.
+	Usage int64
+}
+
+// Summarize decides u's entries once and sums them up (StoreSummary); the
+// host's limit, which depends on the other units, is left out.
+func Summarize(u Unit) StoreSummary {
+	units := decideEntries(Snapshot{Kind: Kexec, Units: []Unit{u}})
+	sum := StoreSummary{Usage: units[0].preserveBytes()}
+	applyQuotas(units, Quota{})
+	for _, e := range units[0].Entries {
+		sum.Bytes += e.Size
+		if e.Fate.Carried() {
+			sum.Survives++
+		}
+	}
+	return sum
 }

@@ -94,7 +94,22 @@ func TestQuota(t *testing.T) {
 	if (Quota{}).Over(1<<62) || QuotaOf(-1).Set || !QuotaOf(0).Over(1) || QuotaOf(10).Over(10) || !QuotaOf(10).Over(11) {
 		t.Error("Quota.Over")
 	}
-	if QuotaOf(unit.NoLimit).Setting() != unit.NoLimit || QuotaOf(5).Setting() != 5 {
-		t.Error("Quota.Setting")
+}
+
+// TestSummarize: a unit's store summed up for its metrics: every file's
+// size, what a kexec would carry (none of a unit over its limit), and the
+// bytes its limit applies to, limit or not.
+func TestSummarize(t *testing.T) {
+	u := Unit{Name: "a.service", Preserve: unit.PreserveYes, Entries: []Entry{sized("s", 100), sized("t", 50), socket, outgoing}}
+	if got, want := Summarize(u), (StoreSummary{Bytes: 150, Survives: 3, Usage: 150}); got != want {
+		t.Errorf("no limit: %+v, want %+v", got, want)
+	}
+	u.PreserveMax = QuotaOf(149)
+	if got, want := Summarize(u), (StoreSummary{Bytes: 150, Survives: 1, Usage: 150}); got != want {
+		t.Errorf("over its limit: %+v, want %+v (only the session survives)", got, want)
+	}
+	u.Preserve = unit.PreserveRestart
+	if got, want := Summarize(u), (StoreSummary{Bytes: 150}); got != want {
+		t.Errorf("not carried: %+v, want %+v", got, want)
 	}
 }
