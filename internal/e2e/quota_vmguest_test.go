@@ -139,7 +139,7 @@ func quotaStage1(t *testing.T, us map[string]control.Unit) {
 	if p.OK {
 		t.Error("plan OK without --allow-loss")
 	}
-	out, code := luoctl(t, "update", "plan", "--kernel", mustNext(t))
+	out, code := luoctl(t, append([]string{"update", "plan"}, updateArgs(t)[2:]...)...)
 	if !strings.Contains(out, "PreserveMaxBytes=65536") {
 		t.Errorf("luoctl update plan does not say why big.service's state would be lost (exit %d)", code)
 	}
@@ -166,13 +166,4 @@ func quotaStage1(t *testing.T, us map[string]control.Unit) {
 		return
 	}
 	liveUpdate(t)
-}
-
-func mustNext(t *testing.T) string {
-	t.Helper()
-	kernel, _, _, err := vm.NextBoot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return kernel
 }

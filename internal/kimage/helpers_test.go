@@ -167,7 +167,6 @@ const (
 	kernelVersion = 0x20e
 	payloadOffset = 0x248
 	payloadLength = 0x24c
-	initSize      = 0x260
 )
 
 // bzImage returns a bzImage whose payload is payload (kimagetest.BzImage),

@@ -25,6 +25,23 @@ type Report struct {
 	Problems []string     `json:"problems,omitempty"`
 }
 
+// Result is r's result: lost when some unit lost fds (or the manifest was
+// unusable), problems when the report lists others, else ok.
+func (r *Report) Result() string {
+	for _, u := range r.Units {
+		if len(u.Lost) > 0 {
+			return ResultLost
+		}
+	}
+	switch {
+	case r.Kind == Kexec && len(r.Units) == 0 && len(r.Problems) > 0:
+		return ResultLost
+	case len(r.Problems) > 0:
+		return ResultProblems
+	}
+	return ResultOK
+}
+
 // Event is one moment of an update: requested, loaded, stop-begin,
 // last-stopped, preserved, reboot, kernel-up (a soft update: exec instead
 // of these three), luod-up, restored, and per unit stopped and ready, then

@@ -80,23 +80,6 @@ func CountOutcome(os []Outcome, kind Kind, result string) []Outcome {
 	return append(os, Outcome{Kind: kind, Result: result, Count: 1})
 }
 
-// Result is r's result: lost when some unit lost fds (or the manifest was
-// unusable), problems when the report lists others, else ok.
-func (r *Report) Result() string {
-	for _, u := range r.Units {
-		if len(u.Lost) > 0 {
-			return ResultLost
-		}
-	}
-	switch {
-	case r.Kind == Kexec && len(r.Units) == 0 && len(r.Problems) > 0:
-		return ResultLost
-	case len(r.Problems) > 0:
-		return ResultProblems
-	}
-	return ResultOK
-}
-
 // Boot names a kernel and how it was booted.
 type Boot struct {
 	Release string `json:"release,omitempty"`
