@@ -23,11 +23,18 @@ type Report struct {
 	Timeline []Event      `json:"timeline"`
 	Units    []ReportUnit `json:"units"`
 	Problems []string     `json:"problems,omitempty"`
+	// RolledBack is set when this update went back to the kernel of an
+	// update whose health gate failed.
+	RolledBack *RolledBack `json:"rolled_back,omitempty"`
 }
 
-// Result is r's result: lost when some unit lost fds (or the manifest was
-// unusable), problems when the report lists others, else ok.
+// Result is r's result: rolled-back for a rollback, lost when some unit
+// lost fds (or the manifest was unusable), problems when the report lists
+// others, else ok.
 func (r *Report) Result() string {
+	if r.RolledBack != nil {
+		return ResultRolledBack
+	}
 	for _, u := range r.Units {
 		if len(u.Lost) > 0 {
 			return ResultLost
@@ -42,10 +49,11 @@ func (r *Report) Result() string {
 	return ResultOK
 }
 
-// Event is one moment of an update: requested, loaded, stop-begin,
-// last-stopped, preserved, reboot, kernel-up (a soft update: exec instead
-// of these three), luod-up, restored, and per unit stopped and ready, then
-// finished.
+// Event is one moment of an update: requested, slot-taken (in a fleet),
+// loaded, stop-begin, last-stopped, preserved, reboot, kernel-up (a soft
+// update: exec instead of these three), luod-up, restored, and per unit
+// stopped and ready, then finished, and slot-released (in a fleet, when
+// the units are healthy).
 type Event struct {
 	Name string    `json:"name"`
 	Unit string    `json:"unit,omitempty"`
@@ -70,12 +78,12 @@ type ReportUnit struct {
 // kexec's has preserved, reboot and kernel-up; its Count is the caller's
 // to set (m.Count counts kexecs).
 func NewReport(m *Manifest, release string, kernelUp time.Time) *Report {
-	r := &Report{Count: m.Count, Kind: m.Kind, From: m.From.Release, To: release}
+	r := &Report{Count: m.Count, Kind: m.Kind, From: m.From.Release, To: release, RolledBack: m.RolledBack}
 	tl := m.Timeline
 	if m.Kind != Kexec && tl.Exec.IsZero() {
 		tl.Exec = tl.Reboot // the manifest of an older luod
 	}
-	evs := []Event{{Name: "requested", Time: tl.Requested}, {Name: "loaded", Time: tl.Loaded},
+	evs := []Event{{Name: "requested", Time: tl.Requested}, {Name: "slot-taken", Time: tl.SlotTaken}, {Name: "loaded", Time: tl.Loaded},
 		{Name: "stop-begin", Time: tl.StopBegin}, {Name: "last-stopped", Time: tl.LastStopped}}
 	if m.Kind == Kexec {
 		evs = append(evs, Event{Name: "preserved", Time: tl.Preserved}, Event{Name: "reboot", Time: tl.Reboot}, Event{Name: "kernel-up", Time: kernelUp})
@@ -137,15 +145,27 @@ type Completion struct {
 	Report *Report
 	// Deadline is when Finish should be called even if units are not up.
 	Deadline time.Time
-	session  Session
-	pending  map[string]bool
-	finished bool
+	// Kind, Slot, Health and RolledBack are the manifest's: what to do
+	// once finished (see fleet.go).
+	Kind       Kind
+	Slot       *Slot
+	Health     *Health
+	RolledBack *RolledBack
+	session    Session
+	pending    map[string]bool
+	failed     []string
+	finished   bool
 }
 
-// NewCompletion waits for the pending units, then finishes s (nil after a
-// soft update).
-func NewCompletion(s Session, rep *Report, pending []string, deadline time.Time) *Completion {
-	c := &Completion{Report: rep, Deadline: deadline, session: s, pending: map[string]bool{}}
+// NewCompletion waits for the pending units of the update m describes,
+// then finishes s (nil after a soft update). The deadline is finish after
+// start, or m's health gate when it is shorter.
+func NewCompletion(s Session, m *Manifest, rep *Report, pending []string, start time.Time, finish time.Duration) *Completion {
+	if h := m.Health; h != nil && h.Timeout > 0 {
+		finish = min(finish, h.Timeout)
+	}
+	c := &Completion{Report: rep, Deadline: start.Add(finish), Kind: m.Kind, Slot: m.Slot, Health: m.Health, RolledBack: m.RolledBack,
+		session: s, pending: map[string]bool{}}
 	for _, u := range pending {
 		c.pending[u] = true
 	}
@@ -182,7 +202,9 @@ func (c *Completion) Failed(unit, result string) {
 		return
 	}
 	delete(c.pending, unit)
-	c.Report.Problems = append(c.Report.Problems, fmt.Sprintf("%s failed after the update: %s", unit, result))
+	why := fmt.Sprintf("%s failed after the update: %s", unit, result)
+	c.failed = append(c.failed, why)
+	c.Report.Problems = append(c.Report.Problems, why)
 }
 
 // Done reports whether every pending unit is up or failed, so Finish is
@@ -217,15 +239,20 @@ func (c *Completion) Finished() bool { return c.finished }
 
 // CompletionState is a Completion carried across a re-exec.
 type CompletionState struct {
-	SessionFD int       `json:"session_fd,omitempty"` // luod's incoming session
-	Pending   []string  `json:"pending,omitempty"`
-	Deadline  time.Time `json:"deadline,omitzero"`
+	SessionFD  int         `json:"session_fd,omitempty"` // luod's incoming session
+	Pending    []string    `json:"pending,omitempty"`
+	Failed     []string    `json:"failed,omitempty"`
+	Deadline   time.Time   `json:"deadline,omitzero"`
+	Kind       Kind        `json:"kind,omitempty"`
+	Slot       *Slot       `json:"slot,omitempty"`
+	Health     *Health     `json:"health,omitempty"`
+	RolledBack *RolledBack `json:"rolled_back,omitempty"`
 }
 
 // Save returns c's state for a re-exec; fdOf gives the number the next
 // luod inherits a file under.
 func (c *Completion) Save(fdOf func(*os.File) int) *CompletionState {
-	st := &CompletionState{Pending: c.Pending(), Deadline: c.Deadline}
+	st := &CompletionState{Pending: c.Pending(), Failed: c.failed, Deadline: c.Deadline, Kind: c.Kind, Slot: c.Slot, Health: c.Health, RolledBack: c.RolledBack}
 	if c.session != nil {
 		st.SessionFD = fdOf(c.session.File())
 	}
@@ -239,7 +266,12 @@ func ResumeCompletion(st *CompletionState, s Session, rep *Report) *Completion {
 	if rep == nil {
 		rep = &Report{}
 	}
-	return NewCompletion(s, rep, st.Pending, st.Deadline)
+	c := &Completion{Report: rep, Deadline: st.Deadline, Kind: st.Kind, Slot: st.Slot, Health: st.Health, RolledBack: st.RolledBack,
+		session: s, pending: map[string]bool{}, failed: st.Failed}
+	for _, u := range st.Pending {
+		c.pending[u] = true
+	}
+	return c
 }
 
 // HeldState is luod's incoming session kept unfinished for good, carried

@@ -176,6 +176,7 @@ type Phase string
 // The phases of an update, in order.
 const (
 	PhasePlan     Phase = "plan"     // deciding every fate and checking the kernel; nothing changes
+	PhaseSlot     Phase = "slot"     // taking the host's fleet slot; nothing changed yet
 	PhaseLoad     Phase = "load"     // kexec_file_load of the next kernel
 	PhaseStop     Phase = "stop"     // stopping the units
 	PhasePreserve Phase = "preserve" // preserving the memfds in luod's session

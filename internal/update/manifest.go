@@ -49,6 +49,12 @@ type Manifest struct {
 	// Outcomes counts the updates since the last cold boot by kind and
 	// result, this one not included.
 	Outcomes []Outcome `json:"outcomes,omitempty"`
+	// Slot is the fleet slot the host holds for this update; Health the
+	// gate the next luod applies; RolledBack is set when this update is
+	// a rollback (see fleet.go).
+	Slot       *Slot       `json:"slot,omitempty"`
+	Health     *Health     `json:"health,omitempty"`
+	RolledBack *RolledBack `json:"rolled_back,omitempty"`
 }
 
 // Outcome counts the updates of one kind with one result: ok, lost (done,
@@ -67,6 +73,9 @@ const (
 	ResultLost     = "lost"
 	ResultRefused  = "refused"
 	ResultAborted  = "aborted"
+	// ResultRolledBack: the health gate failed in the next kernel, and
+	// luod went back into the previous one with every store.
+	ResultRolledBack = "rolled-back"
 )
 
 // CountOutcome adds one update of kind with result to os.
@@ -92,6 +101,7 @@ type Boot struct {
 // not reached.
 type Timeline struct {
 	Requested   time.Time `json:"requested"`
+	SlotTaken   time.Time `json:"slot_taken,omitzero"`
 	Loaded      time.Time `json:"loaded,omitzero"`
 	StopBegin   time.Time `json:"stop_begin,omitzero"`
 	LastStopped time.Time `json:"last_stopped,omitzero"`
@@ -130,6 +140,8 @@ type Manager struct {
 	// LastAbort is the last update that ended before the point of no
 	// return.
 	LastAbort *Abort `json:"last_abort,omitempty"`
+	// SlotWrite is a change of the host's fleet slot not made yet.
+	SlotWrite *SlotWrite `json:"slot_write,omitempty"`
 }
 
 // Abort is an update that ended before the point of no return: its kind,

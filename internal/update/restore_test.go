@@ -185,7 +185,7 @@ func TestCompletion(t *testing.T) {
 	if rep.From != "7.2.13" || rep.To != "7.3.4" || rep.Count != 1 || rep.Kind != update.Kexec {
 		t.Errorf("report %+v", rep)
 	}
-	c := update.NewCompletion(r.Session, rep, []string{"a.service", "s.service"}, now.Add(time.Minute))
+	c := update.NewCompletion(r.Session, r.Manifest, rep, []string{"a.service", "s.service"}, now, time.Minute)
 	if c.Done() || !c.Waiting("a.service") || c.Waiting("idle.service") {
 		t.Fatal("done before any unit is up")
 	}
@@ -237,7 +237,7 @@ func TestCompletion(t *testing.T) {
 func TestCompletionTimeoutAndResume(t *testing.T) {
 	k := leftBy(t, "garbage")
 	r, _ := update.Restore(k)
-	c := update.NewCompletion(r.Session, &update.Report{}, []string{"slow.service"}, time.Now())
+	c := update.NewCompletion(r.Session, &update.Manifest{}, &update.Report{}, []string{"slow.service"}, time.Now(), 0)
 	if err := c.Finish(time.Now()); err != nil {
 		t.Fatal(err)
 	}
@@ -250,7 +250,7 @@ func TestCompletionTimeoutAndResume(t *testing.T) {
 	// Save and resume across a re-exec.
 	k = leftBy(t, "garbage")
 	r, _ = update.Restore(k)
-	c = update.NewCompletion(r.Session, &update.Report{}, []string{"b", "a"}, time.Unix(100, 0))
+	c = update.NewCompletion(r.Session, &update.Manifest{}, &update.Report{}, []string{"b", "a"}, time.Unix(100, 0), 0)
 	st := c.Save(func(f *os.File) int { return 42 })
 	if st.SessionFD != 42 || !equal(st.Pending, []string{"a", "b"}) || !st.Deadline.Equal(time.Unix(100, 0)) {
 		t.Errorf("saved %+v", st)

@@ -31,6 +31,18 @@ type Request struct {
 	// Staged, when set, is the kexec update Stage prepared: Target is
 	// its, the kernel is loaded already, and an abort leaves it loaded.
 	Staged *Staged
+
+	// Slots, when the host is in a fleet, are the fleet's update slots:
+	// an update that stops units takes one first, waiting up to SlotWait.
+	Slots    Slots
+	SlotWait time.Duration
+	// Slot is a slot the host holds already (a rollback carries the one
+	// of the update it undoes): it is carried, and kept on an abort.
+	Slot *Slot
+	// Health is the gate the next luod applies (see fleet.go).
+	Health *Health
+	// RolledBack is set when this update is a rollback.
+	RolledBack *RolledBack
 }
 
 // Stores are the fd stores of every unit.
@@ -75,7 +87,7 @@ type Error struct {
 func (e *Error) Error() string {
 	s := fmt.Sprintf("update failed during %s: %v", e.Phase, e.Err)
 	switch {
-	case e.Phase == PhasePlan:
+	case e.Phase == PhasePlan || e.Phase == PhaseSlot:
 		s += "; nothing was changed"
 	case e.Restored:
 		s += "; every unit was started again with its fd store intact"
@@ -89,6 +101,7 @@ func (e *Error) Unwrap() error { return e.Err }
 //
 //	plan     decide every fate, trial-preserve, check the kernel; refuse a loss
 //	         (staged: decide again with the staging's answers)
+//	slot     in a fleet, take the host's update slot (see fleet.go)
 //	load     kexec_file_load the next kernel (kexec; staged: loaded already)
 //	stop     stop the active units, holding their stores
 //	exec     a soft update re-executes luod here, carrying the stores
@@ -97,12 +110,13 @@ func (e *Error) Unwrap() error { return e.Err }
 //	reboot   kexec into the next kernel
 //
 // Any failure after the plan aborts: luod's session is closed (which
-// unpreserves everything), the kernel is unloaded, and the stopped units
-// start again with their stores. A successful kexec does not return; a
+// unpreserves everything), the kernel is unloaded, the stopped units
+// start again with their stores, and a slot taken is given back. A successful kexec does not return; a
 // successful soft update returns when the re-executed luod took over only
 // in the sense that this process no longer runs.
 func Run(ctx context.Context, k Kernel, h Host, req Request) error {
-	m := &Manifest{Version: ManifestVersion, Kind: req.Kind, Count: req.Count, From: req.From, Outcomes: req.Outcomes}
+	m := &Manifest{Version: ManifestVersion, Kind: req.Kind, Count: req.Count, From: req.From, Outcomes: req.Outcomes,
+		Health: req.Health, RolledBack: req.RolledBack}
 	m.Timeline.Requested = time.Now()
 	plan, err := makePlan(k, h, &req)
 	if err != nil {
@@ -113,6 +127,9 @@ func Run(ctx context.Context, k Kernel, h Host, req Request) error {
 	}
 	h.Progress(PhasePlan, plan.Summary())
 	r := &run{k: k, h: h, req: req, m: m}
+	if err := r.takeSlot(ctx); err != nil {
+		return r.abort(PhaseSlot, err)
+	}
 
 	if req.Kind == Kexec {
 		m.To = Boot{Image: req.Target.Kernel, Initrd: req.Target.Initrd, Cmdline: req.Target.Cmdline}
@@ -212,9 +229,36 @@ type run struct {
 	req     Request
 	m       *Manifest
 	loaded  bool
+	taken   bool // the slot in m.Slot was taken by this run
 	stopped map[string]time.Time
 	// stopping lists the units Stop was asked to stop.
 	stopping []string
+}
+
+// takeSlot takes the host's fleet slot before any unit stops (a soft
+// update that restarts none needs none), or carries the one it holds.
+func (r *run) takeSlot(ctx context.Context) error {
+	req := r.req
+	if req.Slot != nil {
+		r.m.Slot = req.Slot
+		return nil
+	}
+	if req.Slots == nil || req.Kind == Soft && !req.RestartUnits {
+		return nil
+	}
+	use := SlotUse{Kind: req.Kind, From: req.From.Release}
+	if req.Kind == Kexec {
+		use.To = req.Target.Kernel
+	}
+	r.h.Progress(PhaseSlot, "taking a fleet update slot")
+	s, err := req.Slots.Take(ctx, use, req.SlotWait)
+	if err != nil {
+		return err
+	}
+	r.m.Slot, r.taken = s, true
+	r.m.Timeline.SlotTaken = time.Now()
+	r.h.Progress(PhaseSlot, fmt.Sprintf("holding a slot of fleet group %q as %s", s.Group, s.Host))
+	return nil
 }
 
 // stop stops the active units and records when.
@@ -248,12 +292,23 @@ func (r *run) abort(phase Phase, err error) error {
 	if err == nil {
 		err = errors.New("failed without an error")
 	}
-	r.h.Progress(PhaseAbort, fmt.Sprintf("%s failed: %v; restoring", phase, err))
+	if phase == PhaseSlot {
+		r.h.Progress(PhaseAbort, fmt.Sprintf("%s failed: %v; nothing was changed", phase, err))
+	} else {
+		r.h.Progress(PhaseAbort, fmt.Sprintf("%s failed: %v; restoring", phase, err))
+	}
 	if r.loaded {
 		if uerr := r.k.Unload(); uerr != nil {
 			err = fmt.Errorf("%w (and unloading the kernel failed: %v)", err, uerr)
 		}
 	}
 	r.h.Resume(r.stopping)
+	if r.taken {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if rerr := r.req.Slots.Release(ctx, r.m.Slot); rerr != nil {
+			err = fmt.Errorf("%w (and giving the fleet slot back failed: %v)", err, rerr)
+		}
+	}
 	return &Error{Phase: phase, Err: err, Restored: true}
 }

@@ -415,7 +415,7 @@ func (w *world) reboot(i int, next *updatetest.Kernel) {
 	}
 	old.closeAll()
 	w.startSessionService("")
-	c := update.NewCompletion(r.Session, update.NewReport(r.Manifest, "next", time.Now()), w.units(), time.Now().Add(time.Minute))
+	c := update.NewCompletion(r.Session, r.Manifest, update.NewReport(r.Manifest, "next", time.Now()), w.units(), time.Now(), time.Minute)
 	for _, n := range w.units() {
 		c.Ready(n, time.Now())
 	}
