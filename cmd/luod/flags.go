@@ -7,10 +7,13 @@ import (
 	"io"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/spf13/pflag"
 
+	"github.com/liveupdate/luo/internal/fleet"
 	"github.com/liveupdate/luo/internal/unit"
+	"github.com/liveupdate/luo/internal/update"
 )
 
 // options are luod's command line.
@@ -20,6 +23,10 @@ type options struct {
 	// preserveMax is --preserve-max-bytes, unit.NoLimit for none.
 	preserveMax int64
 	version     bool
+	// The health gate and the fleet: see fleet.Config.
+	healthTimeout time.Duration
+	kernels       []string
+	fleet         fleet.Config
 }
 
 // sizeValue is a pflag.Value for a size as unit files write them (512M,
@@ -66,6 +73,15 @@ func flagSet(o *options) *pflag.FlagSet {
 	fs.Var(sizeValue{&o.preserveMax}, "preserve-max-bytes", "at most this many bytes of memfds (all units together) a kexec live update may pin for the next kernel: 512M, 1.5G, or infinity")
 	fs.StringVar(&o.metricsListen, "metrics-listen", "", "serve Prometheus metrics on this address's /metrics (host:port; off when empty)")
 	fs.StringVar(&o.metricsTextfile, "metrics-textfile", "", "write the metrics to this file after every change, for node_exporter's textfile collector (off when empty)")
+	fs.DurationVar(&o.healthTimeout, "health-timeout", 0, "default health gate of an update: after it every unit that was active must be READY within this, else a kexec rolls back (0: none)")
+	fs.StringSliceVar(&o.kernels, "kernels", update.DefaultKernels, "where the running kernel's image is looked for, to roll back to (globs)")
+	fs.StringSliceVar(&o.fleet.Endpoints, "fleet-endpoints", nil, "etcd endpoints of the fleet whose update slots this host takes (off when empty)")
+	fs.StringVar(&o.fleet.Group, "fleet-group", "default", "the fleet group: the hosts sharing its update slots")
+	fs.StringVar(&o.fleet.Host, "fleet-host", fleet.DefaultHost(), "this host's name in the fleet")
+	fs.IntVar(&o.fleet.Slots, "fleet-slots", 1, "how many hosts of the group may update at once (when luod creates the group's semaphore)")
+	fs.StringVar(&o.fleet.CACert, "fleet-cacert", "", "CA certificate (PEM) to verify etcd with")
+	fs.StringVar(&o.fleet.Cert, "fleet-cert", "", "client certificate (PEM) for etcd")
+	fs.StringVar(&o.fleet.Key, "fleet-key", "", "client key (PEM) for etcd")
 	fs.BoolVar(&o.version, "version", false, "print the version and exit")
 	return fs
 }

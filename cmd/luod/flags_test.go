@@ -7,16 +7,22 @@ import (
 	"io"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/spf13/pflag"
+
+	"github.com/liveupdate/luo/internal/fleet"
+	"github.com/liveupdate/luo/internal/update"
 )
 
 // TestParseArgs: GNU-style long options, and the single-dash spellings of
 // luod's first releases, give the same options.
 func TestParseArgs(t *testing.T) {
-	want := options{units: "/u", runtimeDir: "/r", logFormat: "json", logLevel: "debug", logTarget: "auto", device: "/dev/x", preserveMax: -1}
+	want := options{units: "/u", runtimeDir: "/r", logFormat: "json", logLevel: "debug", logTarget: "auto", device: "/dev/x", preserveMax: -1,
+		kernels: update.DefaultKernels, fleet: fleet.Config{Group: "default", Host: fleet.DefaultHost(), Slots: 1}}
 	for _, args := range [][]string{
 		{"--units", "/u", "--runtime-dir", "/r", "--log-format", "json", "--log-level", "debug", "--device", "/dev/x"},
 		{"--units=/u", "--runtime-dir=/r", "--log-format=json", "--log-level=debug", "--device=/dev/x"},
@@ -24,7 +30,7 @@ func TestParseArgs(t *testing.T) {
 		{"-units=/u", "--runtime=/r", "-log-format=json", "-log-level=debug", "-device=/dev/x"},
 	} {
 		o, err := parseArgs(args, io.Discard)
-		if err != nil || *o != want {
+		if err != nil || !reflect.DeepEqual(*o, want) {
 			t.Errorf("parseArgs(%q) = %+v, %v; want %+v", args, o, err, want)
 		}
 	}
@@ -33,6 +39,11 @@ func TestParseArgs(t *testing.T) {
 	}
 	if o, err := parseArgs([]string{"-log-target=stderr"}, io.Discard); err != nil || o.logTarget != "stderr" {
 		t.Errorf("-log-target=stderr: %+v, %v", o, err)
+	}
+	fl := []string{"--fleet-endpoints=http://127.0.0.1:1,127.0.0.1:2", "--fleet-group=g", "--fleet-host=h1", "--fleet-slots=2", "--health-timeout=30s", "--kernels=/k/*"}
+	if o, err := parseArgs(fl, io.Discard); err != nil || len(o.fleet.Endpoints) != 2 || o.fleet.Group != "g" || o.fleet.Host != "h1" || o.fleet.Slots != 2 ||
+		o.healthTimeout != 30*time.Second || len(o.kernels) != 1 {
+		t.Errorf("parseArgs(%q) = %+v, %v", fl, o, err)
 	}
 	if o, err := parseArgs([]string{"--version"}, io.Discard); err != nil || !o.version {
 		t.Errorf("--version: %+v, %v", o, err)

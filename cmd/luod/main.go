@@ -7,7 +7,9 @@
 //
 //	luod [--units DIRS] [--runtime-dir DIR] [--log-target auto|journal|stderr] [--log-format text|json]
 //	     [--log-level info] [--device PATH] [--preserve-max-bytes SIZE] [--metrics-listen ADDR]
-//	     [--metrics-textfile PATH]
+//	     [--metrics-textfile PATH] [--health-timeout D] [--kernels GLOB,...]
+//	     [--fleet-endpoints URL,... [--fleet-group G] [--fleet-host H] [--fleet-slots N]
+//	      [--fleet-cacert F --fleet-cert F --fleet-key F]]
 //	luod --version
 //
 // See the README and `luoctl --help`.
@@ -26,6 +28,7 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/liveupdate/luo/internal/fleet"
 	"github.com/liveupdate/luo/internal/metrics"
 	"github.com/liveupdate/luo/internal/supervisor"
 	"github.com/liveupdate/luo/internal/update"
@@ -75,6 +78,15 @@ func run(sigs *supervisor.Signals) error {
 	cfg.LiveUpdate.Device = o.device
 	cfg.LiveUpdate.Kernel = kernel(o.device, o.runtimeDir, log)
 	cfg.LiveUpdate.PreserveMax = update.QuotaOf(o.preserveMax)
+	cfg.LiveUpdate.HealthTimeout, cfg.LiveUpdate.Kernels = o.healthTimeout, o.kernels
+	if len(o.fleet.Endpoints) > 0 {
+		f, err := fleet.Open(o.fleet)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		cfg.Fleet = f
+	}
 	var textfile *metrics.Textfile
 	if o.metricsTextfile != "" {
 		cfg.Changed = func() { textfile.Changed() }

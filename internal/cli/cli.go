@@ -35,7 +35,7 @@ const SocketEnv = "LUOD_SOCKET"
 
 // Default timeouts, per kind of command.
 const (
-	queryTimeout  = 30 * time.Second // status, list, fdstore, sessions, reload, version, update report, logs
+	queryTimeout  = 30 * time.Second // status, list, fdstore, sessions, reload, version, update report, logs, fleet
 	jobTimeout    = 5 * time.Minute  // start, stop, restart, clean, daemon-reexec, poweroff, reboot
 	planTimeout   = time.Minute      // update plan
 	updateTimeout = 30 * time.Minute // update run
@@ -290,6 +290,7 @@ func (a *app) rootCommand() *cobra.Command {
 		a.powerCommand("poweroff", control.MethodPowerOff, "Stop every unit and power off (luod as PID 1)"),
 		a.powerCommand("reboot", control.MethodReboot, "Stop every unit and reboot (luod as PID 1)"),
 		a.updateCommand(),
+		a.fleetCommand(),
 		a.versionCommand(),
 	)
 	return root

@@ -47,6 +47,9 @@ type updateFlags struct {
 	noKexec, restartUnits   bool
 	staged                  bool
 	stopTimeout             time.Duration
+	// The health gate and the fleet slot.
+	healthTimeout, slotWait                         time.Duration
+	rollbackKernel, rollbackInitrd, rollbackCmdline string
 }
 
 func (f *updateFlags) register(cmd *cobra.Command) {
@@ -57,6 +60,11 @@ func (f *updateFlags) register(cmd *cobra.Command) {
 	fs.BoolVar(&f.restartUnits, "restart-units", false, "soft update: also stop and start the units")
 	fs.DurationVar(&f.stopTimeout, "stop-timeout", 0, "how long each unit may take to stop (default: its TimeoutStopSec=)")
 	fs.BoolVar(&f.staged, "staged", false, "the update staged with 'luoctl update stage': its kernel, initrd and command line")
+	fs.DurationVar(&f.healthTimeout, "health-timeout", 0, "health gate: every unit that was active must be READY this long after the update, else a kexec rolls back (default: luod's --health-timeout)")
+	fs.StringVar(&f.rollbackKernel, "rollback-kernel", "", "the kernel to roll back to (default: the running kernel's image, found under luod's --kernels)")
+	fs.StringVar(&f.rollbackInitrd, "rollback-initrd", "", "the initrd of the rollback kernel")
+	fs.StringVar(&f.rollbackCmdline, "rollback-cmdline", "", "the rollback kernel's command line (default: this kernel's)")
+	fs.DurationVar(&f.slotWait, "slot-wait", 0, "in a fleet, wait this long for a free update slot (default: fail at once when all are held)")
 }
 
 // registerTarget registers the flags that name the next kernel.
@@ -79,8 +87,12 @@ func (f *updateFlags) params(cmd *cobra.Command) (control.UpdateParams, error) {
 		return control.UpdateParams{}, usagef(cmd, "--kernel is required (or --staged, or --no-kexec for a soft update)")
 	case !f.noKexec && f.restartUnits:
 		return control.UpdateParams{}, usagef(cmd, "--restart-units only applies to a soft update (--no-kexec)")
-	case f.stopTimeout < 0:
-		return control.UpdateParams{}, usagef(cmd, "--stop-timeout must not be negative")
+	case f.stopTimeout < 0 || f.healthTimeout < 0 || f.slotWait < 0:
+		return control.UpdateParams{}, usagef(cmd, "--stop-timeout, --health-timeout and --slot-wait must not be negative")
+	case f.rollbackKernel == "" && (f.rollbackInitrd != "" || f.rollbackCmdline != ""):
+		return control.UpdateParams{}, usagef(cmd, "--rollback-initrd and --rollback-cmdline need --rollback-kernel")
+	case f.rollbackKernel != "" && (f.healthTimeout == 0 || f.noKexec):
+		return control.UpdateParams{}, usagef(cmd, "--rollback-kernel is used by the health gate of a kexec: give --health-timeout too")
 	}
 	p := control.UpdateParams{
 		Kernel:       f.kernel,
@@ -95,6 +107,13 @@ func (f *updateFlags) params(cmd *cobra.Command) (control.UpdateParams, error) {
 	if f.stopTimeout > 0 {
 		p.StopTimeout = f.stopTimeout.String()
 	}
+	if f.healthTimeout > 0 {
+		p.HealthTimeout = f.healthTimeout.String()
+	}
+	if f.slotWait > 0 {
+		p.SlotWait = f.slotWait.String()
+	}
+	p.RollbackKernel, p.RollbackInitrd, p.RollbackCmdline = f.rollbackKernel, f.rollbackInitrd, f.rollbackCmdline
 	return p, nil
 }
 
@@ -441,6 +460,9 @@ func (a *app) printReport(r control.Report) {
 		fmt.Fprintf(a.out, "Soft update %d: luod re-executed itself, kernel %s kept\n", r.Count, orDash(r.To))
 	} else {
 		fmt.Fprintf(a.out, "Live update %d (%s): %s -> %s\n", r.Count, orDash(r.Kind), orDash(r.From), orDash(r.To))
+	}
+	if rb := r.RolledBack; rb != nil {
+		fmt.Fprintf(a.out, "Rolled back: the update %s -> %s failed its health gate: %s\n", rb.From, rb.To, rb.Reason)
 	}
 
 	var first time.Time

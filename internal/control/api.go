@@ -37,6 +37,8 @@ const (
 	MethodGetStagedUpdate = "GetStagedUpdate"
 	MethodUnstageUpdate   = "UnstageUpdate"
 	MethodGetLogs         = "GetLogs" // with follow, streams LogLines replies ("more")
+	MethodGetFleet        = "GetFleet"
+	MethodReleaseFleet    = "ReleaseFleetSlot"
 )
 
 // Error names (fully qualified with Interface when on the wire).
@@ -50,6 +52,7 @@ const (
 	ErrNoReport         = "NoReport"         // no update has happened since the last cold boot
 	ErrNotStaged        = "NotStaged"        // no update is staged
 	ErrShuttingDown     = "ShuttingDown"     // luod is stopping to exit; no re-exec or update any more
+	ErrFleetUnavailable = "FleetUnavailable" // no fleet settings, or etcd cannot be reached
 )
 
 // Manager is the reply of GetManager.
@@ -274,6 +277,17 @@ type UpdateParams struct {
 	NoKexec      bool   `json:"no_kexec,omitempty"`      // soft update: re-exec luod through the same path, no kernel change
 	RestartUnits bool   `json:"restart_units,omitempty"` // soft update: also stop and start the units
 	StopTimeout  string `json:"stop_timeout,omitempty"`  // Go duration; default: each unit's TimeoutStopSec
+	// HealthTimeout (a Go duration) is the health gate: in the next
+	// kernel every unit that was active must be READY within it, or a
+	// kexec rolls back into RollbackKernel (default: the running
+	// kernel's image). Default: luod's --health-timeout.
+	HealthTimeout   string `json:"health_timeout,omitempty"`
+	RollbackKernel  string `json:"rollback_kernel,omitempty"`
+	RollbackInitrd  string `json:"rollback_initrd,omitempty"`
+	RollbackCmdline string `json:"rollback_cmdline,omitempty"`
+	// SlotWait (a Go duration) is how long to wait for a fleet update
+	// slot; default: fail at once when all are held.
+	SlotWait string `json:"slot_wait,omitempty"`
 	// Staged runs the update StageUpdate prepared (RunUpdate only): its
 	// kernel, initrd and command line; kernel, initrd, cmdline and
 	// reuse_cmdline must not be given.
@@ -425,4 +439,47 @@ type Report struct {
 	// Also are the kinds of the other reports luod holds (the last kexec's,
 	// after a soft update), for GetUpdateReport's Kind.
 	Also []string `json:"also,omitempty"`
+	// RolledBack is set when this update went back from the kernel of an
+	// update whose health gate failed (Result rolled-back).
+	RolledBack *RolledBack `json:"rolled_back,omitempty"`
+}
+
+// RolledBack is an update undone by a rollback.
+type RolledBack struct {
+	From   string `json:"from"`
+	To     string `json:"to"`
+	Reason string `json:"reason"`
+}
+
+// Fleet is the reply of GetFleet.
+type Fleet struct {
+	Group     string        `json:"group"`
+	Host      string        `json:"host"`
+	Endpoints []string      `json:"endpoints"`
+	Key       string        `json:"key"`
+	Max       int           `json:"max"`
+	Revision  int64         `json:"revision"`
+	Holders   []FleetHolder `json:"holders,omitempty"`
+}
+
+// FleetHolder is a host holding a fleet update slot.
+type FleetHolder struct {
+	Host    string    `json:"host"`
+	Since   time.Time `json:"since"`
+	Kind    string    `json:"kind"`
+	From    string    `json:"from,omitempty"`
+	To      string    `json:"to,omitempty"`
+	State   string    `json:"state"`
+	Reason  string    `json:"reason,omitempty"`
+	Changed time.Time `json:"changed"`
+}
+
+// FleetHost are the parameters of ReleaseFleetSlot.
+type FleetHost struct {
+	Host string `json:"host"`
+}
+
+// FleetReleased is the reply of ReleaseFleetSlot.
+type FleetReleased struct {
+	Released bool `json:"released"`
 }

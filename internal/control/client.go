@@ -96,7 +96,7 @@ func (e *RemoteError) Error() string {
 		return jobFailedText(u)
 	case ErrUpdateFailed:
 		s := fmt.Sprintf("update failed in phase %q: %s; ", p.Phase, p.Message)
-		if p.Phase == "plan" {
+		if p.Phase == "plan" || p.Phase == "slot" {
 			return s + "nothing was changed"
 		}
 		if p.Restored {
@@ -111,6 +111,8 @@ func (e *RemoteError) Error() string {
 		return withMessage("no update report: no live update since the last cold boot")
 	case ErrShuttingDown:
 		return withMessage("luod is shutting down")
+	case ErrFleetUnavailable:
+		return withMessage("the fleet is unavailable")
 	case ErrNotStaged:
 		if p.Message != "" {
 			return p.Message

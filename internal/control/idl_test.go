@@ -317,6 +317,8 @@ var methodTypes = map[string][2]any{
 	MethodGetStagedUpdate: {nil, Staged{}},
 	MethodUnstageUpdate:   {nil, nil},
 	MethodGetLogs:         {LogsParams{}, LogLines{}},
+	MethodGetFleet:        {nil, Fleet{}},
+	MethodReleaseFleet:    {FleetHost{}, FleetReleased{}},
 }
 
 type messageParams struct {
@@ -339,6 +341,7 @@ var errorTypes = map[string]any{
 	ErrNoReport:         messageParams{},
 	ErrNotStaged:        messageParams{},
 	ErrShuttingDown:     messageParams{},
+	ErrFleetUnavailable: messageParams{},
 	errProtocol: struct {
 		Message string `json:"message"`
 	}{},

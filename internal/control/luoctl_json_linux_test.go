@@ -110,6 +110,10 @@ ExecStart=@BIN@/testsvc -ready=false -exit 3
 	fails(cli.ExitUpdate, "update", "stage", "--kernel", kernel, "--cmdline=liveupdate=on", "--json")
 	fails(cli.ExitFailure, "update", "status", "--json")
 	fails(cli.ExitFailure, "update", "unstage", "--json")
+	// This luod has no fleet settings (FleetUnavailable); the examples
+	// come from internal/fleet's TestRollout, with a real etcd.
+	fails(cli.ExitFailure, "fleet", "status", "--json")
+	fails(cli.ExitFailure, "fleet", "release", "host2", "--json")
 
 	for cmd := range jsonShapes {
 		if !ran[cmd] {

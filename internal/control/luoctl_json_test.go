@@ -44,7 +44,7 @@ func shapeOf(args []string) (string, jsonShape, bool) {
 		return "", jsonShape{}, false
 	}
 	cmd := words[0]
-	if cmd == "update" && len(words) > 1 {
+	if (cmd == "update" || cmd == "fleet") && len(words) > 1 {
 		cmd += " " + words[1]
 	}
 	if cmd == "status" && len(words) > 1 {
@@ -79,6 +79,8 @@ var jsonShapes = map[string]jsonShape{
 	"update unstage": {"reply", control.MethodUnstageUpdate},
 	"version":        {"reply", "Version"},
 	"update needed":  {"reply", "Needed"},
+	"fleet status":   {"reply", control.MethodGetFleet},
+	"fleet release":  {"reply", control.MethodReleaseFleet},
 }
 
 // luoctlMethods are the shapes of luoctl's own output, in the io.luo.luoctl
@@ -270,9 +272,9 @@ func luoctlCommands(t *testing.T) []string {
 	var cmds []string
 	for _, c := range help() {
 		switch c {
-		case "update":
-			for _, sub := range help("update") {
-				cmds = append(cmds, "update "+sub)
+		case "update", "fleet":
+			for _, sub := range help(c) {
+				cmds = append(cmds, c+" "+sub)
 			}
 		case "status":
 			cmds = append(cmds, "status", "status UNIT")

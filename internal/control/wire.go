@@ -71,7 +71,7 @@ var managerMethods = []string{
 	MethodReload, MethodReexec, MethodPowerOff, MethodReboot,
 	MethodListSessions, MethodPlanUpdate, MethodRunUpdate,
 	MethodGetUpdateReport, MethodStageUpdate, MethodGetStagedUpdate,
-	MethodUnstageUpdate, MethodGetLogs,
+	MethodUnstageUpdate, MethodGetLogs, MethodGetFleet, MethodReleaseFleet,
 }
 
 // callMessage is a call as it travels on the wire.

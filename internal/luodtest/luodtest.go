@@ -12,6 +12,7 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -23,6 +24,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/liveupdate/luo/internal/cgroup"
 	"github.com/liveupdate/luo/internal/control"
 )
 
@@ -96,7 +98,21 @@ type Options struct {
 	// Dir, when set, is the Dir of an earlier Daemon to start in again:
 	// the same unit files and runtime directory, as after a restart.
 	Dir string
+	// Namespaced runs luod as a host of its own: in new mount and PID
+	// namespaces (with their own /proc) under a shell as the namespace's
+	// init, in a cgroup of its own, so that several luods on one machine
+	// share neither processes nor cgroups. The sockets stay in Dir.
+	Namespaced bool
 }
+
+// nsInit is the init of a Namespaced luod's PID namespace: it mounts the
+// namespace's /proc, runs luod as its child, hands it SIGTERM, and exits
+// with it.
+const nsInit = `mount --make-rprivate / && mount -t proc proc /proc || exit 1
+"$@" &
+pid=$!
+trap 'kill -TERM $pid' TERM INT
+while kill -0 $pid 2>/dev/null; do wait $pid; done`
 
 // StartWith is Start with options.
 func StartWith(t testing.TB, o Options, units map[string]string, args ...string) *Daemon {
@@ -125,6 +141,9 @@ func StartWith(t testing.TB, o Options, units map[string]string, args ...string)
 		d.cmd.Env = append(os.Environ(), o.Env...)
 	}
 	d.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if o.Namespaced {
+		d.namespace(t)
+	}
 	if err := d.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -142,6 +161,73 @@ func (d *Daemon) WriteUnit(name, text string) {
 	if err := os.WriteFile(filepath.Join(d.Units, name), []byte(text), 0o644); err != nil {
 		d.t.Fatal(err)
 	}
+}
+
+// namespace makes d.cmd start luod under nsInit in new mount and PID
+// namespaces and a new cgroup beside the test's, removed at the end.
+func (d *Daemon) namespace(t testing.TB) {
+	t.Helper()
+	own, err := cgroup.Of(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cg, err := os.MkdirTemp(filepath.Join(cgroup2Mount(t), own), "luodtest-host-")
+	if err != nil {
+		t.Fatalf("no cgroup of its own for a namespaced luod: %v", err)
+	}
+	dir, err := os.Open(cg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		dir.Close()
+		// luod removes the groups it made once its units are down;
+		// the init's own goes when it exited.
+		for range 50 {
+			if removeCgroup(cg) == nil {
+				return
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	})
+	d.cmd.Args = append([]string{"/bin/sh", "-c", nsInit, "luod-init"}, d.cmd.Args...)
+	d.cmd.Path = "/bin/sh"
+	d.cmd.SysProcAttr.Cloneflags = syscall.CLONE_NEWNS | syscall.CLONE_NEWPID
+	d.cmd.SysProcAttr.UseCgroupFD, d.cmd.SysProcAttr.CgroupFD = true, int(dir.Fd())
+}
+
+// cgroup2Mount is where the cgroup2 hierarchy is mounted (/sys/fs/cgroup,
+// or /sys/fs/cgroup/unified on a hybrid host).
+func cgroup2Mount(t testing.TB) string {
+	b, err := os.ReadFile("/proc/self/mounts")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for l := range strings.Lines(string(b)) {
+		if f := strings.Fields(l); len(f) > 2 && f[2] == "cgroup2" {
+			return f[1]
+		}
+	}
+	t.Fatal("no cgroup2 file system mounted")
+	return ""
+}
+
+// removeCgroup removes the cgroup dir and the groups under it, deepest
+// first (cgroupfs removes a group with rmdir, and only once it is empty).
+func removeCgroup(dir string) error {
+	ents, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	for _, e := range ents {
+		if e.IsDir() {
+			removeCgroup(filepath.Join(dir, e.Name()))
+		}
+	}
+	if err := os.Remove(dir); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	return nil
 }
 
 func (d *Daemon) waitSocket() {
@@ -220,6 +306,22 @@ func (d *Daemon) MustCall(method string, params, reply any) {
 	if err := d.Call(method, params, reply); err != nil {
 		d.t.Fatalf("%s(%v): %v", method, params, err)
 	}
+}
+
+// Luoctl runs luoctl against d and returns its output (stdout and stderr)
+// and exit status.
+func (d *Daemon) Luoctl(args ...string) (string, int) {
+	d.t.Helper()
+	cmd := exec.Command(filepath.Join(d.Bin, "luoctl"), append([]string{"--socket", d.Socket}, args...)...)
+	out, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	switch {
+	case errors.As(err, &ee):
+		return string(out), ee.ExitCode()
+	case err != nil:
+		d.t.Fatal(err)
+	}
+	return string(out), 0
 }
 
 // Unit returns a unit's state.

@@ -104,6 +104,10 @@ func (m *Manager) handle(ctx context.Context, call *control.Call) {
 		m.unstageCall(call)
 	case control.MethodGetLogs:
 		m.logsCall(ctx, call)
+	case control.MethodGetFleet:
+		m.fleetCall(ctx, call)
+	case control.MethodReleaseFleet:
+		m.releaseFleetCall(ctx, call)
 	default:
 		call.ReplyError("org.varlink.service.MethodNotFound", map[string]string{"method": call.Method()})
 	}

@@ -31,12 +31,33 @@ func request(p control.UpdateParams) (update.Request, error) {
 			return req, errors.New("a staged update uses the staged kernel, initrd and command line: give none of them, nor no_kexec")
 		}
 	}
-	if p.StopTimeout != "" {
-		d, err := time.ParseDuration(p.StopTimeout)
-		if err != nil {
-			return req, fmt.Errorf("stop timeout: %w", err)
+	var err error
+	if req.StopTimeout, err = duration("stop timeout", p.StopTimeout); err != nil {
+		return req, err
+	}
+	if req.SlotWait, err = duration("slot wait", p.SlotWait); err != nil {
+		return req, err
+	}
+	health, err := duration("health timeout", p.HealthTimeout)
+	if err != nil {
+		return req, err
+	}
+	if health > 0 {
+		req.Health = &update.Health{Timeout: health}
+	}
+	if p.RollbackKernel != "" {
+		if health == 0 {
+			return req, errors.New("a rollback kernel is used by a health gate: give a health timeout too")
 		}
-		req.StopTimeout = d
+		cmdline := p.RollbackCmdline
+		if cmdline == "" {
+			if cmdline, err = kexec.CurrentCmdline(); err != nil {
+				return req, err
+			}
+		}
+		req.Health.Rollback = &update.Boot{Image: p.RollbackKernel, Initrd: p.RollbackInitrd, Cmdline: cmdline}
+	} else if p.RollbackInitrd != "" || p.RollbackCmdline != "" {
+		return req, errors.New("a rollback initrd or command line needs a rollback kernel")
 	}
 	if req.Kind == update.Kexec && !p.Staged && (p.ReuseCmdline || p.Cmdline == "") {
 		cur, err := kexec.CurrentCmdline()
@@ -46,6 +67,21 @@ func request(p control.UpdateParams) (update.Request, error) {
 		req.Target.Cmdline = strings.TrimSpace(cur + " " + p.Cmdline)
 	}
 	return req, nil
+}
+
+// duration parses an optional, non-negative Go duration.
+func duration(what, s string) (time.Duration, error) {
+	if s == "" {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err == nil && d < 0 {
+		err = errors.New("negative")
+	}
+	if err != nil {
+		return 0, fmt.Errorf("%s %q: %w", what, s, err)
+	}
+	return d, nil
 }
 
 // updateCall reads the parameters of PlanUpdate and RunUpdate; it
@@ -228,6 +264,9 @@ func (m *Manager) reportCall(call *control.Call) {
 func wireReport(r *update.Report) control.Report {
 	w := control.Report{Count: r.Count, Kind: string(r.Kind), Result: r.Result(), From: r.From, To: r.To, Problems: r.Problems,
 		Timeline: []control.Event{}, Units: []control.ReportUnit{}}
+	if rb := r.RolledBack; rb != nil {
+		w.RolledBack = &control.RolledBack{From: rb.From, To: rb.To, Reason: rb.Reason}
+	}
 	for _, ev := range r.Timeline {
 		w.Timeline = append(w.Timeline, control.Event{Name: ev.Name, Unit: ev.Unit, Time: ev.Time})
 	}
@@ -240,3 +279,50 @@ func wireReport(r *update.Report) control.Report {
 	}
 	return w
 }
+
+// fleetCall answers GetFleet: the group's slots as etcd has them.
+func (m *Manager) fleetCall(ctx context.Context, call *control.Call) {
+	f := m.cfg.Fleet
+	if f == nil {
+		call.ReplyError(control.ErrFleetUnavailable, map[string]string{"message": errNoFleet.Error()})
+		return
+	}
+	st, err := f.Status(ctx)
+	if err != nil {
+		call.ReplyError(control.ErrFleetUnavailable, map[string]string{"message": err.Error()})
+		return
+	}
+	w := control.Fleet{Group: st.Group, Host: f.Host(), Endpoints: f.Endpoints(), Key: st.Key, Max: st.Max, Revision: st.Revision}
+	for _, h := range st.Holders {
+		w.Holders = append(w.Holders, control.FleetHolder{Host: h.Host, Since: h.Since, Kind: h.Kind, From: h.From, To: h.To,
+			State: h.State, Reason: h.Reason, Changed: h.Changed})
+	}
+	call.Reply(w)
+}
+
+// releaseFleetCall answers ReleaseFleetSlot.
+func (m *Manager) releaseFleetCall(ctx context.Context, call *control.Call) {
+	var p control.FleetHost
+	if err := call.Params(&p); err != nil {
+		return
+	}
+	f := m.cfg.Fleet
+	if f == nil {
+		call.ReplyError(control.ErrFleetUnavailable, map[string]string{"message": errNoFleet.Error()})
+		return
+	}
+	if p.Host == "" {
+		call.ReplyError("org.varlink.service.InvalidParameter", map[string]string{"parameter": "host"})
+		return
+	}
+	ok, err := f.ReleaseHost(ctx, p.Host)
+	if err != nil {
+		call.ReplyError(control.ErrFleetUnavailable, map[string]string{"message": err.Error()})
+		return
+	}
+	m.log.Info("fleet slot released by hand", "host", p.Host, "held", ok)
+	call.Reply(control.FleetReleased{Released: ok})
+}
+
+// errNoFleet answers the fleet calls of a luod without fleet settings.
+var errNoFleet = errors.New("luod has no fleet settings (--fleet-endpoints)")

@@ -4,7 +4,6 @@ package supervisor_test
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -184,16 +183,7 @@ func TestRestartsLeakNothing(t *testing.T) {
 // luoctl runs the CLI against d.
 func luoctl(t *testing.T, d *luodtest.Daemon, args ...string) (string, int) {
 	t.Helper()
-	cmd := exec.Command(filepath.Join(d.Bin, "luoctl"), append([]string{"--socket", d.Socket}, args...)...)
-	out, err := cmd.CombinedOutput()
-	code := 0
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatal(err)
-	}
-	return string(out), code
+	return d.Luoctl(args...)
 }
 
 func waitReexecs(t *testing.T, d *luodtest.Daemon, n int) control.Manager {

@@ -116,7 +116,7 @@ func (m *Manager) reexecManifest(soft *update.Manifest, output map[string][]*rea
 		mf = &update.Manifest{Version: update.ManifestVersion, Kind: update.Reexec, Count: m.liveUpdates}
 	}
 	mg := &update.Manager{Started: m.started, Reexecs: m.reexecs + 1, NotifyFD: fdOf(nf), ControlFD: fdOf(cf),
-		Report: m.report, KexecReport: m.kexecReport, SoftUpdates: m.softUpdates, LastAbort: m.lastAbort}
+		Report: m.report, KexecReport: m.kexecReport, SoftUpdates: m.softUpdates, LastAbort: m.lastAbort, SlotWrite: m.slotWrite}
 	if mf.Kind == update.Soft {
 		mg.SoftUpdates++
 	}
@@ -248,6 +248,9 @@ func (m *Manager) resume(sf *os.File) error {
 		if s := m.adoptSession(adopt(h.SessionFD, "luod session")); s != nil {
 			m.held = &heldSession{session: s, why: h.Why}
 		}
+	}
+	if w := mg.SlotWrite; w != nil {
+		m.fleetWrite(w, m.report)
 	}
 	if mf.Kind == update.Soft {
 		m.completeSoft(mf)

@@ -15,6 +15,7 @@ import (
 	"github.com/liveupdate/luo/internal/cgroup"
 	"github.com/liveupdate/luo/internal/control"
 	"github.com/liveupdate/luo/internal/fdstore"
+	"github.com/liveupdate/luo/internal/fleet"
 	"github.com/liveupdate/luo/internal/notify"
 	"github.com/liveupdate/luo/internal/update"
 )
@@ -50,6 +51,9 @@ type Config struct {
 	// Changed, when set, is called in the loop after every event that
 	// may have changed what Observe shows; it must not block.
 	Changed func()
+	// Fleet, when set, is the fleet whose update slots the host takes
+	// (package fleet).
+	Fleet *fleet.Fleet
 }
 
 // LiveUpdateConfig configures live updates.
@@ -66,6 +70,12 @@ type LiveUpdateConfig struct {
 	// for the next kernel (no limit); each unit's [X-LUO]
 	// PreserveMaxBytes= limits its own.
 	PreserveMax update.Quota
+	// HealthTimeout is the health gate of an update that names none (0:
+	// none): see update.Health.
+	HealthTimeout time.Duration
+	// Kernels are the globs under which the running kernel's image is
+	// looked for, to roll back to (update.DefaultKernels).
+	Kernels []string
 }
 
 func (c *Config) fill() error {
@@ -90,6 +100,9 @@ func (c *Config) fill() error {
 	}
 	if c.LiveUpdate.Kernel == nil {
 		c.LiveUpdate.Kernel = update.NewSystem(c.LiveUpdate.Device)
+	}
+	if len(c.LiveUpdate.Kernels) == 0 {
+		c.LiveUpdate.Kernels = update.DefaultKernels
 	}
 	if c.LiveUpdate.FinishTimeout == 0 {
 		c.LiveUpdate.FinishTimeout = 60 * time.Second
@@ -162,6 +175,8 @@ type Manager struct {
 	// completion is an update restored (new side) until it is finished.
 	completion  *update.Completion
 	finishTimer *time.Timer
+	// slotWrite is a change of the host's fleet slot being made in etcd.
+	slotWrite *update.SlotWrite
 	// held is luod's incoming session kept unfinished for good.
 	held *heldSession
 	// up is luod's own service manager, when it has one.

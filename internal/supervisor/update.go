@@ -34,7 +34,12 @@ var errShuttingDown = errors.New("luod is shutting down: it stops its units and 
 
 // PlanUpdate answers what an update would do, changing nothing.
 func (m *Manager) PlanUpdate(req update.Request) *update.Plan {
-	return update.MakePlan(m.kernel, updateHost{m: m}, req.Kind, req.Target, true)
+	gerr := m.gate(&req)
+	p := update.MakePlan(m.kernel, updateHost{m: m}, req.Kind, req.Target, true)
+	if req.Health != nil || gerr != nil {
+		p.Checks = append(p.Checks, gateCheck(req, gerr))
+	}
+	return p
 }
 
 // errNotStaged is returned for a staged run, or an unstaging, with nothing
@@ -98,22 +103,35 @@ func (m *Manager) RunUpdate(ctx context.Context, req update.Request, staged bool
 	if req.Kind == update.Kexec {
 		req.Count++
 	}
+	if err := m.gate(&req); err != nil {
+		err = &update.Error{Phase: update.PhasePlan, Err: err, Restored: true}
+		m.countAbort(req.Kind, err.(*update.Error))
+		return err
+	}
+	if m.cfg.Fleet != nil {
+		req.Slots = m.cfg.Fleet
+	}
 	req.From.Release = release()
 	req.From.Cmdline, _ = kexec.CurrentCmdline()
 	err = update.Run(ctx, m.kernel, updateHost{m: m, progress: progress}, req)
 	m.log.Error("update did not complete", "err", err)
 	var uerr *update.Error
 	if errors.As(err, &uerr) {
-		result := update.ResultAborted
-		if uerr.Phase == update.PhasePlan {
-			result = update.ResultRefused
-		}
-		m.do(func() {
-			m.outcomes = update.CountOutcome(m.outcomes, req.Kind, result)
-			m.lastAbort = &update.Abort{Kind: req.Kind, Phase: uerr.Phase, Result: result, Time: time.Now()}
-		})
+		m.countAbort(req.Kind, uerr)
 	}
 	return err
+}
+
+// countAbort counts an update that ended before the point of no return.
+func (m *Manager) countAbort(kind update.Kind, uerr *update.Error) {
+	result := update.ResultAborted
+	if uerr.Phase == update.PhasePlan || uerr.Phase == update.PhaseSlot {
+		result = update.ResultRefused
+	}
+	m.do(func() {
+		m.outcomes = update.CountOutcome(m.outcomes, kind, result)
+		m.lastAbort = &update.Abort{Kind: kind, Phase: uerr.Phase, Result: result, Time: time.Now()}
+	})
 }
 
 // StageUpdate stages a kexec update into req.Target (see update.Stage),
@@ -333,7 +351,7 @@ func (m *Manager) startUpdated() map[string]bool {
 	rep.Problems = append(rep.Problems, r.Problems...)
 	rep.Add("restored", "", restoredAt)
 	m.setReport(rep)
-	m.completion = update.NewCompletion(r.Session, rep, pending, restoredAt.Add(m.cfg.LiveUpdate.FinishTimeout))
+	m.completion = update.NewCompletion(r.Session, r.Manifest, rep, pending, restoredAt, m.cfg.LiveUpdate.FinishTimeout)
 	m.log.Info("live update restored", "count", r.Manifest.Count, "from", r.Manifest.From.Release, "units", len(r.Units), "problems", len(r.Problems))
 	return started
 }
@@ -450,7 +468,7 @@ func (m *Manager) completeSoft(mf *update.Manifest) {
 		}
 	}
 	m.setReport(rep)
-	m.completion = update.NewCompletion(nil, rep, pending, time.Now().Add(m.cfg.LiveUpdate.FinishTimeout))
+	m.completion = update.NewCompletion(nil, mf, rep, pending, time.Now(), m.cfg.LiveUpdate.FinishTimeout)
 	for _, n := range pending {
 		m.units[n].start("soft update")
 	}
@@ -537,6 +555,7 @@ func (m *Manager) finish(c *update.Completion) {
 	m.completion = nil
 	m.log.Info("update finished", "count", m.liveUpdates)
 	m.up.status(fmt.Sprintf("live update %d finished; %s", m.liveUpdates, m.statusLine()))
+	m.settle(c)
 }
 
 func release() string {

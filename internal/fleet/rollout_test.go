@@ -1,0 +1,280 @@
+//go:build linux
+
+package fleet_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/liveupdate/luo/internal/control"
+	"github.com/liveupdate/luo/internal/etcdtest"
+	"github.com/liveupdate/luo/internal/fleet"
+	"github.com/liveupdate/luo/internal/luodtest"
+)
+
+// counterUnit keeps a counter in its fd store; it fails to start while
+// the file broken exists in the host's directory (the injected failure).
+const counterUnit = `[Service]
+Type=notify
+ExecStart=/bin/sh -c 'test -e @DIR@/broken && exit 3; exec @BIN@/counter -size 4096'
+FileDescriptorStoreMax=4
+FileDescriptorStorePreserve=yes
+`
+
+// rolloutHost is one luod host of the rollout.
+type rolloutHost struct {
+	name string
+	d    *luodtest.Daemon
+}
+
+// update runs a soft update that restarts the units on h, through luoctl.
+func (h *rolloutHost) update(t *testing.T, args ...string) (string, int) {
+	t.Helper()
+	return h.d.Luoctl(append([]string{"update", "run", "--no-kexec", "--restart-units"}, args...)...)
+}
+
+// generation is the counter's generation on h, from its status.
+func (h *rolloutHost) generation(t *testing.T) (gen int, pid int) {
+	t.Helper()
+	u := h.d.Unit("counter.service")
+	fmt.Sscanf(u.Status, "generation=%d", &gen)
+	return gen, u.MainPID
+}
+
+// window waits for h's last soft update to have given its slot back, and
+// returns when it took and released the slot.
+func (h *rolloutHost) window(t *testing.T, count int) (taken, released time.Time) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		var rep control.Report
+		if err := h.d.Call(control.MethodGetUpdateReport, control.ReportParams{Kind: "soft"}, &rep); err == nil && rep.Count == count {
+			for _, ev := range rep.Timeline {
+				switch ev.Name {
+				case "slot-taken":
+					taken = ev.Time
+				case "slot-released":
+					released = ev.Time
+				}
+			}
+			if !released.IsZero() {
+				return taken, released
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("%s: soft update %d did not give its slot back within 60s:\n%s", h.name, count, h.d.Log())
+	return
+}
+
+// TestRollout: three luod hosts, each in its own mount and PID namespace,
+// share one update slot in a real etcd. Updated all at once, they go one
+// at a time: etcd's history of the semaphore never shows two holders, and
+// luod's reports show update windows that do not overlap. Then a failure
+// injected on the second host keeps its slot, which stops the third, until
+// `luoctl fleet release` frees it. Every counter keeps its state.
+func TestRollout(t *testing.T) {
+	srv := etcdtest.Start(t)
+	var hosts []*rolloutHost
+	for i := 1; i <= 3; i++ {
+		name := fmt.Sprintf("host%d", i)
+		d := luodtest.StartWith(t, luodtest.Options{Namespaced: true}, map[string]string{"counter.service": counterUnit},
+			"--fleet-endpoints", srv.Endpoint, "--fleet-group", "rollout", "--fleet-host", name, "--fleet-slots", "1",
+			"--health-timeout", "20s")
+		hosts = append(hosts, &rolloutHost{name: name, d: d})
+	}
+	gens, pids := map[string]int{}, map[int]bool{}
+	for _, h := range hosts {
+		h.d.WaitUnit("counter.service", "active", func(u control.Unit) bool { return u.ActiveState == "active" })
+		var m control.Manager
+		h.d.MustCall(control.MethodGetManager, nil, &m)
+		pids[m.PID] = true
+		gens[h.name], _ = h.generation(t)
+	}
+	if len(pids) != 1 {
+		t.Errorf("the three luods see themselves as pids %v: not in PID namespaces of their own", pids)
+	}
+	cli := srv.Client(t)
+	start, _ := cli.Get(context.Background(), "/")
+
+	// 1. All three at once: they take the slot in turn.
+	t0 := time.Now()
+	var wg sync.WaitGroup
+	for _, h := range hosts {
+		wg.Go(func() {
+			if out, code := h.update(t, "--slot-wait", "3m"); code != 0 {
+				t.Errorf("%s: update run: exit %d\n%s", h.name, code, out)
+			}
+		})
+	}
+	wg.Wait()
+	type window struct {
+		host           string
+		taken, release time.Time
+	}
+	var ws []window
+	for _, h := range hosts {
+		taken, released := h.window(t, 1)
+		ws = append(ws, window{h.name, taken, released})
+	}
+	slices.SortFunc(ws, func(a, b window) int { return a.taken.Compare(b.taken) })
+	for i, w := range ws {
+		t.Logf("rollout 1: %s held the slot from +%.3fs to +%.3fs", w.host, w.taken.Sub(t0).Seconds(), w.release.Sub(t0).Seconds())
+		if w.taken.IsZero() || !w.release.After(w.taken) {
+			t.Errorf("%s: slot taken %v, released %v", w.host, w.taken, w.release)
+		}
+		if i > 0 && !w.taken.After(ws[i-1].release) {
+			t.Errorf("%s took the slot at %v, before %s released it at %v", w.host, w.taken, ws[i-1].host, ws[i-1].release)
+		}
+	}
+	most, order := 0, []string{}
+	for _, r := range history(t, cli, "rollout", start.Header.Revision+1) {
+		most = max(most, len(r.holders))
+		for _, h := range r.holders {
+			if !slices.Contains(order, h.Host) {
+				order = append(order, h.Host)
+			}
+		}
+	}
+	if most != 1 || len(order) != 3 {
+		t.Errorf("etcd's history: at most %d holders at once (want 1), holders in turn %v", most, order)
+	}
+	for i, w := range ws {
+		if i < len(order) && order[i] != w.host {
+			t.Errorf("etcd's order %v differs from luod's reports %v", order, ws)
+			break
+		}
+	}
+	for _, h := range hosts {
+		if g, _ := h.generation(t); g != gens[h.name]+1 {
+			t.Errorf("%s: counter generation %d after the update, want %d (its state carried)", h.name, g, gens[h.name]+1)
+		}
+		gens[h.name]++
+	}
+
+	// 2. host1 updates; host2 breaks in its update and keeps the slot.
+	h1, h2, h3 := hosts[0], hosts[1], hosts[2]
+	if out, code := h1.update(t); code != 0 {
+		t.Fatalf("host1: exit %d\n%s", code, out)
+	}
+	h1.window(t, 2)
+	if err := os.WriteFile(filepath.Join(h2.d.Dir, "broken"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, code := h2.update(t); code != 0 {
+		t.Fatalf("host2: exit %d\n%s", code, out)
+	}
+	var f control.Fleet
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		f = control.Fleet{}
+		h3.d.MustCall(control.MethodGetFleet, nil, &f)
+		if len(f.Holders) == 1 && f.Holders[0].Host == "host2" && f.Holders[0].State == "failed" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("host2 does not keep its slot as failed: %+v\n%s", f, h2.d.Log())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if r := f.Holders[0].Reason; !strings.Contains(r, "counter.service failed after the update") {
+		t.Errorf("host2 keeps its slot because %q", r)
+	}
+	for _, args := range [][]string{{"fleet", "status"}, {"fleet", "status", "--json"}} {
+		out, code := h3.d.Luoctl(args...)
+		t.Logf("after host2 failed, luoctl %s (exit %d):\n%s", strings.Join(args, " "), code, out)
+	}
+
+	// host3 is stopped by it: refused, its counter untouched.
+	_, pid := h3.generation(t)
+	out, code := h3.update(t)
+	if code != 4 || !strings.Contains(out, "host2 (failed since") || !strings.Contains(out, "nothing was changed") {
+		t.Errorf("host3 while host2 holds the slot: exit %d\n%s", code, out)
+	}
+	t.Logf("host3 while host2 holds the slot (exit %d):\n%s", code, out)
+	if g, p := h3.generation(t); p != pid || g != gens["host3"] {
+		t.Errorf("host3's counter after the refusal: pid %d gen %d, was pid %d gen %d", p, g, pid, gens["host3"])
+	}
+
+	// An operator releases host2's slot; host3 goes on.
+	out, code = h3.d.Luoctl("fleet", "release", "host2", "--json")
+	if code != 0 || !strings.Contains(out, `"released": true`) {
+		t.Fatalf("fleet release host2: exit %d\n%s", code, out)
+	}
+	t.Logf("luoctl fleet release host2 --json:\n%s", out)
+	if out, _ := h3.d.Luoctl("fleet", "release", "host2"); !strings.Contains(out, "host2 holds no slot") {
+		t.Errorf("fleet release host2 again:\n%s", out)
+	}
+	if out, code := h3.update(t); code != 0 {
+		t.Fatalf("host3 after the release: exit %d\n%s", code, out)
+	}
+	taken, released := h3.window(t, 2)
+	t.Logf("rollout 2: host3 held the slot from +%.3fs to +%.3fs", taken.Sub(t0).Seconds(), released.Sub(t0).Seconds())
+	if g, _ := h3.generation(t); g != gens["host3"]+1 {
+		t.Errorf("host3: generation %d, want %d", g, gens["host3"]+1)
+	}
+	f = control.Fleet{}
+	h3.d.MustCall(control.MethodGetFleet, nil, &f)
+	if len(f.Holders) != 0 {
+		t.Errorf("slots held at the end: %+v", f.Holders)
+	}
+	var rep control.Report
+	h2.d.MustCall(control.MethodGetUpdateReport, control.ReportParams{Kind: "soft"}, &rep)
+	if rep.Result != "problems" || !strings.Contains(strings.Join(rep.Problems, ";"), "counter.service failed after the update") {
+		t.Errorf("host2's report: %s %v", rep.Result, rep.Problems)
+	}
+	for _, r := range history(t, cli, "rollout", start.Header.Revision+1) {
+		t.Logf("etcd %s", r)
+	}
+}
+
+// revision is one change of the rollout's semaphore in etcd.
+type revision struct {
+	rev     int64
+	holders []fleet.Holder
+}
+
+func (r revision) String() string {
+	var hs []string
+	for _, h := range r.holders {
+		hs = append(hs, h.Host+" "+h.State)
+	}
+	return fmt.Sprintf("revision %d: [%s]", r.rev, strings.Join(hs, ", "))
+}
+
+// history reads every change of group's semaphore since revision from.
+func history(t *testing.T, c *clientv3.Client, group string, from int64) []revision {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	resp, err := c.Get(ctx, fleet.Key(group))
+	if err != nil || len(resp.Kvs) == 0 {
+		t.Fatalf("get the semaphore: %v", err)
+	}
+	last := resp.Kvs[0].ModRevision
+	var out []revision
+	for wr := range c.Watch(ctx, fleet.Key(group), clientv3.WithRev(from)) {
+		for _, ev := range wr.Events {
+			var s fleet.Semaphore
+			if err := json.Unmarshal(ev.Kv.Value, &s); err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, revision{ev.Kv.ModRevision, s.Holders})
+			if ev.Kv.ModRevision == last {
+				return out
+			}
+		}
+	}
+	t.Fatal("watch ended early")
+	return nil
+}
