@@ -65,29 +65,22 @@ func gateCheck(req update.Request, err error) update.Check {
 	return c
 }
 
-// settle runs in the loop once c, the new side of an update, finished: a
-// healthy update gives its fleet slot back; one whose health gate failed
-// after a kexec rolls back into the kernel it came from; otherwise (and
-// after a rollback) the host keeps its slot, which stops the rollout.
+// settle runs in the loop once c, the new side of an update, finished,
+// and does what c.Next decides.
 func (m *Manager) settle(c *update.Completion) {
-	why := c.Unhealthy()
-	switch {
-	case c.RolledBack != nil:
-		if why != "" {
-			why = "; after the rollback: " + why
-		}
-		m.keepSlot(c.Slot, update.SlotRolledBack, c.RolledBack.String()+why)
-	case why == "":
-		if c.Slot != nil {
-			m.fleetWrite(&slotWrite{Slot: *c.Slot}, c.Report)
-		}
-	case c.Kind == update.Kexec && c.Health != nil && c.Health.Rollback != nil:
-		m.log.Error("health gate failed: rolling back", "why", why, "kernel", c.Health.Rollback.Image)
-		rb := &update.RolledBack{From: c.Report.From, To: c.Report.To, Reason: why}
+	next := c.Next()
+	switch next.Action {
+	case update.ActionRelease:
+		m.fleetWrite(&slotWrite{Slot: *c.Slot}, c.Report)
+	case update.ActionKeep:
+		m.fleetWrite(&slotWrite{Slot: *c.Slot, State: next.State, Reason: next.Reason}, nil)
+	case update.ActionRollback:
+		m.log.Error("health gate failed: rolling back", "why", next.Reason, "kernel", c.Health.Rollback.Image)
+		rb := &update.RolledBack{From: c.Report.From, To: c.Report.To, Reason: next.Reason}
 		go m.rollback(c.Health.Rollback, c.Slot, rb)
-	default:
-		m.log.Error("the units are not healthy after the update", "why", why)
-		m.keepSlot(c.Slot, update.SlotFailed, why)
+	}
+	if next.Reason != "" && next.Action != update.ActionRollback {
+		m.log.Error("the units are not healthy after the update", "why", next.Reason, "slot", string(next.Action))
 	}
 }
 
@@ -102,16 +95,10 @@ func (m *Manager) rollback(b *update.Boot, s *update.Slot, rb *update.RolledBack
 		if m.report != nil {
 			m.report.Problems = append(m.report.Problems, fmt.Sprintf("health gate failed (%s); the rollback into %s failed: %v", rb.Reason, b.Image, err))
 		}
-		m.keepSlot(s, update.SlotFailed, fmt.Sprintf("%s; rollback failed: %v", rb.Reason, err))
+		if s != nil {
+			m.fleetWrite(&slotWrite{Slot: *s, State: update.SlotFailed, Reason: fmt.Sprintf("%s; rollback failed: %v", rb.Reason, err)}, nil)
+		}
 	})
-}
-
-// keepSlot records in the fleet why this host keeps its slot s (nil: no
-// slot, nothing to do).
-func (m *Manager) keepSlot(s *update.Slot, state, reason string) {
-	if s != nil {
-		m.fleetWrite(&slotWrite{Slot: *s, State: state, Reason: reason}, nil)
-	}
 }
 
 // slotWrite is a change of this host's slot still to be made in etcd:

@@ -91,6 +91,54 @@ func (e *BusyError) Error() string {
 	return fmt.Sprintf("all %d update slots of fleet group %q are held: %s", e.Max, e.Group, strings.Join(e.Holders, "; "))
 }
 
+// Next is what follows a finished update: what becomes of its fleet slot,
+// and whether luod rolls back.
+type Next struct {
+	Action Action
+	// State and Reason are recorded in the fleet with a kept slot (and
+	// Reason is why luod rolls back).
+	State, Reason string
+}
+
+// Action is what luod does once an update finished.
+type Action string
+
+const (
+	ActionNone     Action = "none"     // no slot, nothing to do
+	ActionRelease  Action = "release"  // healthy: give the slot back
+	ActionKeep     Action = "keep"     // unhealthy, or rolled back: keep the slot
+	ActionRollback Action = "rollback" // the health gate failed after a kexec: go back
+)
+
+// Next decides what follows the update c completed, once c is finished: a
+// rollback when its health gate failed after a kexec with a kernel to go
+// back to; else the slot (if any) is given back when every unit is up,
+// and kept otherwise, and always after a rollback.
+func (c *Completion) Next() Next {
+	why := c.Unhealthy()
+	switch {
+	case c.RolledBack != nil:
+		if why != "" {
+			why = "; after the rollback: " + why
+		}
+		return c.keep(SlotRolledBack, c.RolledBack.String()+why)
+	case why == "" && c.Slot == nil:
+		return Next{Action: ActionNone}
+	case why == "":
+		return Next{Action: ActionRelease}
+	case c.Kind == Kexec && c.Health != nil && c.Health.Rollback != nil:
+		return Next{Action: ActionRollback, Reason: why}
+	}
+	return c.keep(SlotFailed, why)
+}
+
+func (c *Completion) keep(state, reason string) Next {
+	if c.Slot == nil {
+		return Next{Action: ActionNone, State: state, Reason: reason}
+	}
+	return Next{Action: ActionKeep, State: state, Reason: reason}
+}
+
 // Unhealthy is why the units of the update c completes are not healthy:
 // "" when every unit it waited for is up and none failed. Call it once c is
 // finished.

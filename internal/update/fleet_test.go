@@ -198,3 +198,45 @@ func TestFindBoot(t *testing.T) {
 		t.Errorf("FindBoot of a release without image = %+v, %v", b, err)
 	}
 }
+
+// TestNext: what follows a finished update, rule by rule.
+func TestNext(t *testing.T) {
+	slot := &update.Slot{Group: "g", Host: "h"}
+	back := &update.Boot{Image: "/boot/prev"}
+	gate := &update.Health{Timeout: time.Second, Rollback: back}
+	rb := &update.RolledBack{From: "7.2.13", To: "7.3.4", Reason: "x.service: not READY within 1s"}
+	for _, tc := range []struct {
+		name    string
+		m       update.Manifest
+		healthy bool
+		want    update.Action
+		state   string
+	}{
+		{"healthy in a fleet", update.Manifest{Kind: update.Kexec, Slot: slot, Health: gate}, true, update.ActionRelease, ""},
+		{"healthy alone", update.Manifest{Kind: update.Kexec, Health: gate}, true, update.ActionNone, ""},
+		{"gate failed after a kexec", update.Manifest{Kind: update.Kexec, Slot: slot, Health: gate}, false, update.ActionRollback, ""},
+		{"gate failed alone", update.Manifest{Kind: update.Kexec, Health: gate}, false, update.ActionRollback, ""},
+		{"no kernel to go back to", update.Manifest{Kind: update.Kexec, Slot: slot, Health: &update.Health{Timeout: time.Second}}, false, update.ActionKeep, update.SlotFailed},
+		{"unhealthy without a gate", update.Manifest{Kind: update.Kexec, Slot: slot}, false, update.ActionKeep, update.SlotFailed},
+		{"soft update unhealthy", update.Manifest{Kind: update.Soft, Slot: slot, Health: &update.Health{Timeout: time.Second}}, false, update.ActionKeep, update.SlotFailed},
+		{"rolled back, healthy", update.Manifest{Kind: update.Kexec, Slot: slot, RolledBack: rb}, true, update.ActionKeep, update.SlotRolledBack},
+		{"rolled back, unhealthy: no second rollback", update.Manifest{Kind: update.Kexec, Slot: slot, RolledBack: rb, Health: gate}, false, update.ActionKeep, update.SlotRolledBack},
+		{"rolled back alone", update.Manifest{Kind: update.Kexec, RolledBack: rb}, true, update.ActionNone, update.SlotRolledBack},
+	} {
+		c := update.NewCompletion(nil, &tc.m, &update.Report{}, []string{"x.service"}, time.Now(), time.Minute)
+		if tc.healthy {
+			c.Ready("x.service", time.Now())
+		}
+		c.Finish(time.Now())
+		next := c.Next()
+		if next.Action != tc.want || next.State != tc.state {
+			t.Errorf("%s: %+v, want %s %s", tc.name, next, tc.want, tc.state)
+		}
+		if (next.Action == update.ActionKeep || next.Action == update.ActionRollback) && next.Reason == "" {
+			t.Errorf("%s: no reason", tc.name)
+		}
+		if tc.m.RolledBack != nil && !strings.Contains(next.Reason, "rolled back from 7.3.4 to 7.2.13") {
+			t.Errorf("%s: reason %q", tc.name, next.Reason)
+		}
+	}
+}
