@@ -60,6 +60,10 @@ func Boot(ctx context.Context, img *Image, watch func(Line)) (*VM, error) {
 	if err != nil {
 		return nil, err
 	}
+	args, err := qemuArgs(img)
+	if err != nil {
+		return nil, err
+	}
 	consoleR, consoleW, err := os.Pipe()
 	if err != nil {
 		return nil, err
@@ -76,26 +80,7 @@ func Boot(ctx context.Context, img *Image, watch func(Line)) (*VM, error) {
 	}
 
 	vmCtx, cancel := context.WithCancel(ctx)
-	cmd := exec.CommandContext(vmCtx, qemu,
-		// Single-threaded TCG: multi-threaded TCG occasionally let a
-		// vCPU run a stale int3 left by the kernel's text patching
-		// (an Oops in early boot), and degrades badly when the host is
-		// loaded. Measured here, a single thread boots as fast.
-		"-accel", "tcg,thread=single",
-		"-m", strconv.Itoa(img.Memory),
-		"-smp", strconv.Itoa(img.CPUs),
-		"-nographic", "-nodefaults", "-no-reboot",
-		"-kernel", img.Kernel,
-		"-initrd", img.Initrd,
-		"-append", img.Plan.StageCmdline(1),
-		// QEMU opens /dev/fd/N, which on Linux reopens the pipe we
-		// pass as ExtraFiles[N-3].
-		"-chardev", "file,id=console,path=/dev/fd/3",
-		"-serial", "chardev:console",
-		"-chardev", "file,id=results,path=/dev/fd/4",
-		"-serial", "chardev:results",
-		"-drive", "file="+img.Disk+",format=raw,if=virtio,readonly=on",
-	)
+	cmd := exec.CommandContext(vmCtx, qemu, args...)
 	cmd.Stdout, cmd.Stderr = qemuW, qemuW
 	cmd.ExtraFiles = []*os.File{consoleW, resultsW}
 	cmd.SysProcAttr = qemuSysProcAttr()
@@ -131,6 +116,36 @@ func Boot(ctx context.Context, img *Image, watch func(Line)) (*VM, error) {
 		close(vm.done)
 	}()
 	return vm, nil
+}
+
+// qemuArgs returns the arguments of qemu-system-x86_64 for img: the serial
+// ports are the files QEMU inherits as fds 3 and 4.
+func qemuArgs(img *Image) ([]string, error) {
+	net, err := netArgs(img.HostForward, img.Forwarder)
+	if err != nil {
+		return nil, err
+	}
+	args := []string{
+		// Single-threaded TCG: multi-threaded TCG occasionally let a
+		// vCPU run a stale int3 left by the kernel's text patching
+		// (an Oops in early boot), and degrades badly when the host is
+		// loaded. Measured here, a single thread boots as fast.
+		"-accel", "tcg,thread=single",
+		"-m", strconv.Itoa(img.Memory),
+		"-smp", strconv.Itoa(img.CPUs),
+		"-nographic", "-nodefaults", "-no-reboot",
+		"-kernel", img.Kernel,
+		"-initrd", img.Initrd,
+		"-append", img.Plan.StageCmdline(1),
+		// QEMU opens /dev/fd/N, which on Linux reopens the pipe we
+		// pass as ExtraFiles[N-3].
+		"-chardev", "file,id=console,path=/dev/fd/3",
+		"-serial", "chardev:console",
+		"-chardev", "file,id=results,path=/dev/fd/4",
+		"-serial", "chardev:results",
+		"-drive", "file=" + img.Disk + ",format=raw,if=virtio,readonly=on",
+	}
+	return append(args, net...), nil
 }
 
 // qemuPath finds qemu-system-x86_64.

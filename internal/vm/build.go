@@ -14,6 +14,7 @@ import (
 	"path"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -89,9 +90,19 @@ type Config struct {
 	// time the init needs to bring its services up.
 	DriverDelay time.Duration
 	// Cmdline is appended to the kernel command line of every stage, after
-	// "console=ttyS0 panic=-1 liveupdate=on quiet no_timer_check"; e.g.
-	// "loglevel=7" undoes quiet.
+	// "console=ttyS0 panic=-1 liveupdate=on quiet no_timer_check" (and,
+	// with HostForward, the ip= parameter); e.g. "loglevel=7" undoes quiet.
 	Cmdline string
+	// HostForward, when not empty, gives the guest a network that reaches
+	// these services of the host, and nothing else: in the guest, a TCP
+	// connection to HostIP on a GuestPort reaches its Host, an address on
+	// the host's loopback. The guest's eth0 (virtio-net, on QEMU's user
+	// networking with restrict=on) is 10.0.2.15/24, configured by the
+	// kernel from the ip= parameter that every stage's command line then
+	// carries. QEMU runs a small forwarder program (vm/hostfwd, which
+	// Build compiles into the image directory) for each connection.
+	// Without it, the guest has no network device.
+	HostForward []Forward
 	// Memory is the guest memory in MiB. Default: 2048.
 	Memory int
 	// CPUs is the number of guest CPUs. Default: 2.
@@ -117,11 +128,17 @@ type Image struct {
 	Plan Plan
 	// Memory (MiB) and CPUs size the VM.
 	Memory, CPUs int
+	// HostForward is Config.HostForward.
+	HostForward []Forward
+	// Forwarder is the host path of the program QEMU runs for each
+	// connection to a HostForward, set when there is one.
+	Forwarder string
 }
 
 // Build compiles the guest init (package vm/vminit), the guest test binary
 // (unless cfg.Program is set) and cfg.Binaries, and writes the initrd and the
-// disk image into dir, which must exist. It runs the go command and
+// disk image into dir, which must exist. With cfg.HostForward it also
+// compiles vm/hostfwd for the host into dir (Image.Forwarder). It runs the go command and
 // mkfs.ext4; it needs no privileges. The guest tests time out shortly before
 // ctx's deadline, if it has one.
 func Build(ctx context.Context, cfg Config, dir string) (*Image, error) {
@@ -140,13 +157,20 @@ func Build(ctx context.Context, cfg Config, dir string) (*Image, error) {
 		Memory: cmp.Or(cfg.Memory, 2048),
 		CPUs:   cmp.Or(cfg.CPUs, 2),
 	}
+	if err := checkForwards(cfg.HostForward); err != nil {
+		return nil, err
+	}
+	if len(cfg.HostForward) > 0 {
+		img.HostForward = slices.Clone(cfg.HostForward)
+		img.Forwarder = filepath.Join(dir, forwarderName)
+	}
 
 	test := append([]string{DiskDir + "/test.bin", "-test.v=true"}, cfg.TestArgs...)
 	if cfg.Program != "" {
 		test = append([]string{DiskDir + "/" + cfg.Program}, cfg.TestArgs...)
 	}
 	img.Plan = Plan{
-		Cmdline: strings.TrimSpace(baseCmdline + " " + cfg.Cmdline),
+		Cmdline: kernelCmdline(cfg),
 		Initrd:  DiskDir + "/boot/initrd.img",
 		Test:    test,
 		Init:    cfg.Init,
@@ -216,18 +240,29 @@ func Build(ctx context.Context, cfg Config, dir string) (*Image, error) {
 	return img, nil
 }
 
+// kernelCmdline returns the kernel command line of every stage, without
+// the stage number.
+func kernelCmdline(cfg Config) string {
+	cmdline := baseCmdline
+	if len(cfg.HostForward) > 0 {
+		cmdline += " " + ipCmdline
+	}
+	return strings.TrimSpace(cmdline + " " + cfg.Cmdline)
+}
+
 // A goBuild is one run of the go command.
 type goBuild struct {
 	args []string // the go command's arguments
 	out  string   // the file it writes
+	host bool     // for the host (QEMU runs it), not the guest
 }
 
 // tagRE matches a Go build tag.
 var tagRE = regexp.MustCompile(`^[A-Za-z0-9_.]+$`)
 
 // goBuilds returns the go commands that compile the programs of cfg into
-// dir: vminit, the guest test binary (unless cfg.Program is set) and
-// cfg.Binaries.
+// dir: vminit, the guest test binary (unless cfg.Program is set),
+// cfg.Binaries and, with cfg.HostForward, the host's forwarder.
 func goBuilds(cfg Config, dir string) ([]goBuild, error) {
 	for _, tag := range cfg.BuildTags {
 		if !tagRE.MatchString(tag) {
@@ -258,6 +293,10 @@ func goBuilds(cfg Config, dir string) ([]goBuild, error) {
 		args := append([]string{"build"}, tags...)
 		builds = append(builds, goBuild{args: append(args, "-o", dst, cfg.Binaries[name]), out: dst})
 	}
+	if len(cfg.HostForward) > 0 {
+		fwd := filepath.Join(dir, forwarderName)
+		builds = append(builds, goBuild{args: []string{"build", "-ldflags=-s -w", "-o", fwd, forwarderPackage}, out: fwd, host: true})
+	}
 	return builds, nil
 }
 
@@ -270,6 +309,9 @@ func runBuilds(ctx context.Context, builds []goBuild) error {
 		wg.Go(func() {
 			cmd := exec.CommandContext(ctx, "go", b.args...)
 			cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64")
+			if b.host {
+				cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS="+runtime.GOOS, "GOARCH="+runtime.GOARCH)
+			}
 			out, err := cmd.CombinedOutput()
 			if err != nil {
 				errs[i] = fmt.Errorf("vm: go %s: %v\n%s", strings.Join(b.args, " "), err, out)

@@ -143,6 +143,15 @@ func TestGoBuilds(t *testing.T) {
 				"go build -tags luodfault,go1.26 -o D/vmtest/bin/luod example.com/cmd/luod",
 			},
 		},
+		{
+			name: "host forwards",
+			cfg:  Config{BuildTags: []string{"luodfault"}, HostForward: []Forward{{GuestPort: 2379, Host: "127.0.0.1:2379"}}},
+			want: []string{
+				vminit,
+				"go test -c -tags vmguest,luodfault -o D/vmtest/test.bin .",
+				"go build -ldflags=-s -w -o D/hostfwd " + forwarderPackage,
+			},
+		},
 		{name: "a tag list in one tag", cfg: Config{BuildTags: []string{"a,b"}}, err: `"a,b" is not a build tag`},
 		{name: "an empty tag", cfg: Config{BuildTags: []string{""}}, err: `"" is not a build tag`},
 		{name: "a tag with a blank", cfg: Config{BuildTags: []string{"a b"}}, err: `"a b" is not a build tag`},

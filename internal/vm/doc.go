@@ -39,6 +39,18 @@
 // (or program), so printk never interleaves with it. Both are read on the
 // host through pipes and every line is timestamped on arrival ([Line]).
 //
+// # Network
+//
+// By default the guest has no network device at all. With
+// Config.HostForward it has one, eth0 (virtio-net on QEMU's user networking
+// with restrict=on), which the kernel configures as 10.0.2.15/24 from an ip=
+// parameter on every stage's command line (the kexec of [NextBoot] keeps
+// it). It reaches exactly the forwarded services: a TCP connection to
+// [HostIP] on a [Forward]'s GuestPort reaches its Host on the host's
+// loopback, through a copy of the program vm/hostfwd, which [Build]
+// compiles for the host and QEMU starts for each connection. Anything else
+// the guest sends goes nowhere.
+//
 // # Requirements
 //
 // The host needs qemu-system-x86_64 (TCG is enough; KVM is not used) and
