@@ -17,6 +17,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -73,6 +74,7 @@ func run() error {
 	var stores, removes multi
 	report := flag.String("report", "", "write what luod passed to this file")
 	ready := flag.Bool("ready", true, "send READY=1")
+	unreadyOn := flag.String("unready-on", "", "send no READY=1 when the kernel command line has this word (a unit that will not come up in one boot)")
 	status := flag.String("status", "", "send STATUS=")
 	from := flag.String("from", "main", "who sends the notifications: main or child")
 	nopoll := flag.Bool("nopoll", false, "store with FDPOLL=0")
@@ -100,6 +102,12 @@ func run() error {
 	flag.Var(&removes, "remove", "send FDSTOREREMOVE=1 for NAME (repeatable)")
 	flag.Parse()
 
+	if *unreadyOn != "" {
+		if b, err := os.ReadFile("/proc/cmdline"); err == nil && slices.Contains(strings.Fields(string(b)), *unreadyOn) {
+			*ready = false
+			*status = "will not be READY: " + *unreadyOn + " is on the kernel command line"
+		}
+	}
 	if *client != "" {
 		send, err := strconv.Unquote(`"` + *clientSend + `"`)
 		if err != nil {
