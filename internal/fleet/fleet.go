@@ -217,10 +217,16 @@ func (f *Fleet) Take(ctx context.Context, use update.SlotUse, wait time.Duration
 		now := time.Now()
 		h := Holder{Host: f.cfg.Host, Since: now, Kind: string(use.Kind), From: use.From, To: use.To, State: update.SlotUpdating, Changed: now}
 		var busy *update.BusyError
+		var kept *Holder
 		rctx, cancel := context.WithTimeout(ctx, f.cfg.Timeout)
 		st, err := f.change(rctx, func(s *Semaphore) (bool, error) {
-			busy = nil
+			busy, kept = nil, nil
 			if old := s.Holds(h.Host); old != nil {
+				// Kept from an earlier update (or taken by a luod
+				// that died): taken again, as it was if this
+				// update aborts.
+				prev := *old
+				kept = &prev
 				h.Since = old.Since
 				*old = h
 				return true, nil
@@ -240,7 +246,11 @@ func (f *Fleet) Take(ctx context.Context, use update.SlotUse, wait time.Duration
 		case err != nil:
 			return nil, err
 		case busy == nil:
-			return &update.Slot{Group: f.cfg.Group, Host: h.Host, Since: h.Since}, nil
+			sl := &update.Slot{Group: f.cfg.Group, Host: h.Host, Since: h.Since}
+			if kept != nil && kept.State != update.SlotUpdating {
+				sl.KeptState, sl.KeptReason = kept.State, kept.Reason
+			}
+			return sl, nil
 		case time.Now().After(deadline):
 			return nil, busy
 		}

@@ -61,6 +61,16 @@ func TestSlots(t *testing.T) {
 		t.Errorf("a after Keep: %+v", st.Holders)
 	}
 
+	// Taken again, the slot says how it was kept, so an abort can keep it
+	// so.
+	re, err := a.Take(ctx, kexecTo73, 0)
+	if err != nil || re.KeptState != update.SlotFailed || re.KeptReason != "web.service not READY within 10s" {
+		t.Errorf("a takes its kept slot again: %+v, %v", re, err)
+	}
+	if err := a.Keep(ctx, re, re.KeptState, re.KeptReason); err != nil {
+		t.Fatal(err)
+	}
+
 	// b waits; a's release lets it in at once.
 	got := make(chan error, 1)
 	start := time.Now()

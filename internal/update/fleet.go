@@ -50,6 +50,11 @@ type Slot struct {
 	Group string    `json:"group"`
 	Host  string    `json:"host"`
 	Since time.Time `json:"since"`
+	// KeptState and KeptReason are set when the host kept the slot from
+	// an earlier update when it took it again: an abort keeps it so, as
+	// it was, instead of giving it back.
+	KeptState  string `json:"kept_state,omitempty"`
+	KeptReason string `json:"kept_reason,omitempty"`
 }
 
 // Slot states a host records when it keeps its slot.

@@ -22,13 +22,16 @@ import (
 // TestSequences runs random sequences of store changes, unit changes
 // (limits on preserved memory among them: PreserveMaxBytes= and the
 // host's), kexec updates (some refused, some failing at a random kernel
-// operation; staged ahead or not, the staging kept across soft updates as
-// across luod's re-exec, or dropped) and soft updates against a model of
-// what every store must hold. After
-// every step: each store holds exactly what the model says, with the same
-// contents; no session of luod's and no kexec image is left over from an
-// update that did not reboot; the device is closed. At the end no fd has
-// leaked. The seed is printed; LUO_SEED=n reruns one sequence.
+// operation or at taking the fleet slot; staged ahead or not, the staging
+// kept across soft updates as across luod's re-exec, or dropped; some
+// with a health gate that units fail in the next kernel, and a rollback)
+// and soft updates against a model of what every store must hold and of
+// the host's fleet slot. After every step: each store holds exactly what
+// the model says, with the same contents; the fleet slot is held, in the
+// state, the model says; no session of luod's and no kexec image is left
+// over from an update that did not reboot; the device is closed. At the
+// end no fd has leaked. The seed is printed; LUO_SEED=n reruns one
+// sequence.
 func TestSequences(t *testing.T) {
 	seeds := []uint64{}
 	for i := range 24 {
@@ -45,6 +48,11 @@ func TestSequences(t *testing.T) {
 		seeds = []uint64{n}
 	}
 	baseline := openFDs(t)
+	// seen counts the steps of the fleet's paths over all sequences:
+	// every one must have been taken.
+	seen := map[string]int{}
+	paths := []string{"after the update: release", "after the update: keep failed", "after the update: rollback",
+		"after the update: keep rolled-back", `fault="slot"`, "aborted with the slot kept"}
 	for _, seed := range seeds {
 		t.Run(fmt.Sprint(seed), func(t *testing.T) {
 			w := newWorld(t, seed)
@@ -55,8 +63,21 @@ func TestSequences(t *testing.T) {
 			if t.Failed() {
 				t.Logf("rerun with LUO_SEED=%d; the steps were:\n%s", seed, strings.Join(w.log, "\n"))
 			}
+			for _, l := range w.log {
+				for _, p := range paths {
+					if strings.Contains(l, p) {
+						seen[p]++
+					}
+				}
+			}
 			w.close()
 		})
+	}
+	t.Logf("fleet paths taken: %v", seen)
+	for _, p := range paths {
+		if seen[p] == 0 && len(seeds) > 6 {
+			t.Errorf("no sequence took the path %q", p)
+		}
 	}
 	// What the updates that rebooted held (the manifest memfds) went with
 	// their goroutines; the finalizers close them.
@@ -95,6 +116,44 @@ type world struct {
 	// staged is the update staged ahead, nil when none is: its kernel
 	// is loaded, and the next kexec runs it.
 	staged *update.Staged
+	// fleet is the fake fleet the kexec updates take their slot from;
+	// slot is the model of it: the state the host's slot is held in, ""
+	// when it is free.
+	fleet *seqFleet
+	slot  string
+}
+
+// seqFleet is a fleet of one host: its slot's state ("" when free), and
+// whether etcd answers the next Take.
+type seqFleet struct {
+	state, reason string
+	down          bool
+	takes         int
+}
+
+func (f *seqFleet) Take(_ context.Context, use update.SlotUse, _ time.Duration) (*update.Slot, error) {
+	if f.down {
+		return nil, errors.New("etcd: context deadline exceeded")
+	}
+	f.takes++
+	s := &update.Slot{Group: "g", Host: "me", Since: time.Now()}
+	if f.state != "" && f.state != update.SlotUpdating {
+		s.KeptState, s.KeptReason = f.state, f.reason
+	}
+	f.state, f.reason = update.SlotUpdating, ""
+	return s, nil
+}
+
+func (f *seqFleet) Release(context.Context, *update.Slot) error {
+	f.state, f.reason = "", ""
+	return nil
+}
+
+func (f *seqFleet) Keep(_ context.Context, _ *update.Slot, state, reason string) error {
+	if f.state != "" {
+		f.state, f.reason = state, reason
+	}
+	return nil
 }
 
 // modelUnit is what a unit's store must hold.
@@ -117,7 +176,7 @@ var limits = []int64{-1, -1, 0, 20, 40, 80}
 type kv struct{ name, data string }
 
 func newWorld(t *testing.T, seed uint64) *world {
-	w := &world{t: t, rng: rand.New(rand.NewPCG(seed, seed)), k: updatetest.New(), model: map[string]*modelUnit{}, hostMax: -1}
+	w := &world{t: t, rng: rand.New(rand.NewPCG(seed, seed)), k: updatetest.New(), model: map[string]*modelUnit{}, hostMax: -1, fleet: &seqFleet{}}
 	w.h = newHost(t)
 	for i, p := range []unit.Preserve{unit.PreserveYes, unit.PreserveOnSuccess, unit.PreserveRestart, unit.PreserveYes} {
 		name := fmt.Sprintf("u%d.service", i)
@@ -311,7 +370,12 @@ func (w *world) kexec(i int) {
 			fault = "" // a staged run loads nothing
 		}
 	}
-	w.logf("%d: kexec update allow-loss=%v fault=%q staged=%v", i, allowLoss, fault, w.staged != nil)
+	if fault == "" && w.rng.IntN(8) == 0 {
+		fault = "slot"
+	}
+	w.fleet.down = fault == "slot"
+	gate := w.rng.IntN(3) == 0
+	w.logf("%d: kexec update allow-loss=%v fault=%q staged=%v gate=%v", i, allowLoss, fault, w.staged != nil, gate)
 	n := 0
 	w.k.Fail = func(op updatetest.Op) error {
 		hit := false
@@ -334,8 +398,12 @@ func (w *world) kexec(i int) {
 	req := kexecTo(allowLoss)
 	req.Count = w.kexecs + 1
 	req.Staged = w.staged
+	req.Slots = w.fleet
+	if gate {
+		req.Health = &update.Health{Timeout: time.Minute, Rollback: &update.Boot{Release: "7.2.13", Image: "/boot/prev", Cmdline: "liveupdate=on"}}
+	}
 	next, err := w.k.Boot(func() error { return update.Run(context.Background(), w.k, w.h, req) })
-	w.k.Fail = nil
+	w.k.Fail, w.fleet.down = nil, false
 	refused := w.lossy() && !allowLoss
 	var uerr *update.Error
 	switch {
@@ -345,10 +413,13 @@ func (w *world) kexec(i int) {
 		}
 		return
 	case fault != "" && (fault != "preserve" || w.hasMemfdsToPreserve()):
-		if next != nil || !errors.As(err, &uerr) || !uerr.Restored {
+		if next != nil || !errors.As(err, &uerr) || !uerr.Restored || fault == "slot" && uerr.Phase != update.PhaseSlot {
 			w.t.Errorf("%d: fault %q: Run = %v, rebooted %v", i, fault, err, next != nil)
 		}
 		w.logf("%d: aborted: %v", i, err)
+		if w.slot != "" {
+			w.logf("%d: aborted with the slot kept as %s", i, w.slot)
+		}
 		return
 	case next == nil:
 		w.t.Errorf("%d: update did not reboot: %v", i, err)
@@ -356,7 +427,48 @@ func (w *world) kexec(i int) {
 	}
 	w.kexecs++
 	w.staged = nil // the next kernel has nothing loaded
+	w.slot = update.SlotUpdating
 	w.reboot(i, next)
+}
+
+// settle does what luod does once the update into the kernel next
+// finished (see update.Completion.Next), with the model: a healthy update
+// frees the slot; a failed health gate rolls back (a kexec into the kernel
+// left, carrying the slot), after which, as after any other unhealthy
+// update, the slot is kept.
+func (w *world) settle(i int, c *update.Completion) {
+	next := c.Next()
+	w.logf("%d: after the update: %s %s %s", i, next.Action, next.State, next.Reason)
+	switch next.Action {
+	case update.ActionRelease:
+		w.fleet.Release(context.Background(), c.Slot)
+		w.slot = ""
+	case update.ActionKeep:
+		w.fleet.Keep(context.Background(), c.Slot, next.State, next.Reason)
+		w.slot = next.State
+	case update.ActionRollback:
+		b := c.Health.Rollback
+		req := update.Request{Kind: update.Kexec, Target: kexecImage(b.Image, b.Cmdline), Count: w.kexecs + 1, From: update.Boot{Release: "7.3.4"},
+			Slot: c.Slot, RolledBack: &update.RolledBack{From: c.Report.From, To: c.Report.To, Reason: next.Reason}}
+		k, err := w.k.Boot(func() error { return update.Run(context.Background(), w.k, w.h, req) })
+		if k == nil {
+			// luod keeps the slot as failed when the rollback fails.
+			w.logf("%d: rollback failed: %v", i, err)
+			if !w.lossy() {
+				w.t.Errorf("%d: a rollback that loses nothing failed: %v", i, err)
+			}
+			w.fleet.Keep(context.Background(), c.Slot, update.SlotFailed, next.Reason+"; rollback failed")
+			w.slot = update.SlotFailed
+			return
+		}
+		w.logf("%d: rolled back", i)
+		w.kexecs++
+		w.reboot(i, k)
+	default:
+		if c.Slot != nil {
+			w.t.Errorf("%d: nothing done with the slot after an update: %+v", i, next)
+		}
+	}
 }
 
 // hasMemfdsToPreserve reports whether luod's session gets a memfd at all
@@ -416,16 +528,24 @@ func (w *world) reboot(i int, next *updatetest.Kernel) {
 	old.closeAll()
 	w.startSessionService("")
 	c := update.NewCompletion(r.Session, r.Manifest, update.NewReport(r.Manifest, "next", time.Now()), w.units(), time.Now(), time.Minute)
-	for _, n := range w.units() {
-		c.Ready(n, time.Now())
+	// Now and then a unit does not come up in the next kernel.
+	down := ""
+	if w.rng.IntN(3) == 0 {
+		down, _ = w.pick()
 	}
-	if !c.Done() {
-		w.t.Errorf("%d: completion not done: %v", i, c.Pending())
+	for _, n := range w.units() {
+		if n != down {
+			c.Ready(n, time.Now())
+		}
+	}
+	if c.Done() == (down != "") {
+		w.t.Errorf("%d: completion done=%v with %q down: %v", i, c.Done(), down, c.Pending())
 	}
 	if err := c.Finish(time.Now()); err != nil {
 		w.t.Errorf("%d: finish: %v", i, err)
 	}
-	w.logf("%d: rebooted (update %d)", i, w.kexecs)
+	w.logf("%d: rebooted (update %d, rolled back %v), %q not up", i, w.kexecs, r.Manifest.RolledBack != nil, down)
+	w.settle(i, c)
 }
 
 // startSessionService is what the session service does when it starts:
@@ -522,6 +642,9 @@ func b2i(b bool) int {
 // check compares every store with the model, and the kernel with what is
 // allowed to be left between updates.
 func (w *world) check(i int) {
+	if w.fleet.state != w.slot {
+		w.t.Errorf("%d: the fleet slot is %q, the model says %q", i, w.fleet.state, w.slot)
+	}
 	for _, name := range w.units() {
 		m, hu := w.model[name], w.h.find(name)
 		var memfds []kv
