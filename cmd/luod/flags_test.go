@@ -5,6 +5,7 @@ package main
 import (
 	"errors"
 	"io"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"reflect"
@@ -104,4 +105,19 @@ func TestSameVersion(t *testing.T) {
 	if got, want := strings.TrimSpace(string(out)), "luod "+strings.TrimSpace(string(describe)); got != want {
 		t.Errorf("luod --version = %q after make build, want %q", got, want)
 	}
+}
+
+// TestManPageHasEveryOption: docs/man/luod.8 documents each of luod's
+// options (the hidden old spelling aside).
+func TestManPageHasEveryOption(t *testing.T) {
+	b, err := os.ReadFile("../../docs/man/luod.8")
+	if err != nil {
+		t.Fatal(err)
+	}
+	page := strings.ReplaceAll(string(b), `\-`, "-")
+	flagSet(&options{}).VisitAll(func(f *pflag.Flag) {
+		if !f.Hidden && !strings.Contains(page, "--"+f.Name) {
+			t.Errorf("docs/man/luod.8 does not document --%s", f.Name)
+		}
+	})
 }
