@@ -79,6 +79,7 @@ func flagSet(o *options) *pflag.FlagSet {
 	fs.StringVar(&o.fleet.Group, "fleet-group", "default", "the fleet group: the hosts sharing its update slots")
 	fs.StringVar(&o.fleet.Host, "fleet-host", fleet.DefaultHost(), "this host's name in the fleet")
 	fs.IntVar(&o.fleet.Slots, "fleet-slots", 1, "how many hosts of the group may update at once (when luod creates the group's semaphore)")
+	fs.DurationVar(&o.fleet.Timeout, "fleet-timeout", 10*time.Second, "how long luod waits for etcd's answer to each request")
 	fs.StringVar(&o.fleet.CACert, "fleet-cacert", "", "CA certificate (PEM) to verify etcd with")
 	fs.StringVar(&o.fleet.Cert, "fleet-cert", "", "client certificate (PEM) for etcd")
 	fs.StringVar(&o.fleet.Key, "fleet-key", "", "client key (PEM) for etcd")

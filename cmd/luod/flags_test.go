@@ -23,7 +23,7 @@ import (
 // luod's first releases, give the same options.
 func TestParseArgs(t *testing.T) {
 	want := options{units: "/u", runtimeDir: "/r", logFormat: "json", logLevel: "debug", logTarget: "auto", device: "/dev/x", preserveMax: -1,
-		kernels: update.DefaultKernels, fleet: fleet.Config{Group: "default", Host: fleet.DefaultHost(), Slots: 1}}
+		kernels: update.DefaultKernels, fleet: fleet.Config{Group: "default", Host: fleet.DefaultHost(), Slots: 1, Timeout: 10 * time.Second}}
 	for _, args := range [][]string{
 		{"--units", "/u", "--runtime-dir", "/r", "--log-format", "json", "--log-level", "debug", "--device", "/dev/x"},
 		{"--units=/u", "--runtime-dir=/r", "--log-format=json", "--log-level=debug", "--device=/dev/x"},

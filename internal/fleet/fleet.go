@@ -24,6 +24,8 @@ import (
 	"go.etcd.io/etcd/client/pkg/v3/transport"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 
 	"github.com/liveupdate/luo/internal/update"
 )
@@ -122,8 +124,13 @@ func Open(cfg Config) (*Fleet, error) {
 			return nil, fmt.Errorf("%w: TLS: %v", ErrConfig, err)
 		}
 	}
+	// gRPC waits up to two minutes between tries to reconnect; a host
+	// whose etcd came back should see it within seconds.
+	reconnect := grpc.WithConnectParams(grpc.ConnectParams{Backoff: backoff.Config{BaseDelay: 250 * time.Millisecond,
+		Multiplier: 1.6, Jitter: 0.2, MaxDelay: 3 * time.Second}, MinConnectTimeout: cfg.Timeout})
 	cli, err := clientv3.New(clientv3.Config{Endpoints: cfg.Endpoints, TLS: tc, DialTimeout: cfg.Timeout,
-		Logger: zap.NewNop(), DialKeepAliveTime: 10 * time.Second, DialKeepAliveTimeout: 5 * time.Second})
+		Logger: zap.NewNop(), DialKeepAliveTime: 10 * time.Second, DialKeepAliveTimeout: 5 * time.Second,
+		DialOptions: []grpc.DialOption{reconnect}})
 	if err != nil {
 		return nil, fmt.Errorf("%w: etcd client: %v", ErrConfig, err)
 	}

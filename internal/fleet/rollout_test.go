@@ -19,6 +19,7 @@ import (
 	"github.com/liveupdate/luo/internal/control"
 	"github.com/liveupdate/luo/internal/etcdtest"
 	"github.com/liveupdate/luo/internal/fleet"
+	"github.com/liveupdate/luo/internal/kimage/kimagetest"
 	"github.com/liveupdate/luo/internal/luodtest"
 )
 
@@ -277,4 +278,163 @@ func history(t *testing.T, c *clientv3.Client, group string, from int64) []revis
 	}
 	t.Fatal("watch ended early")
 	return nil
+}
+
+// TestPlanShowsRollback: with a health gate, the plan names the kernel a
+// failed gate goes back to: the running kernel's image found under
+// --kernels by the release in its boot header, whatever its name; the run
+// of a gate with nothing to go back to is refused, changing nothing.
+func TestPlanShowsRollback(t *testing.T) {
+	rel, err := os.ReadFile("/proc/sys/kernel/osrelease")
+	if err != nil {
+		t.Fatal(err)
+	}
+	release := strings.TrimSpace(string(rel))
+	boot := t.TempDir()
+	gz := []byte("\x1f\x8b\x08\x00\x00\x00\x00\x00")
+	for name, version := range map[string]string{"vmlinuz-a": release + " (builder@host) #1", "vmlinuz-" + release: "7.9.9 (builder@host) #1"} {
+		if err := os.WriteFile(filepath.Join(boot, name), kimagetest.BzImage(version, gz), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	d := luodtest.Start(t, map[string]string{"counter.service": counterUnit}, "--kernels", filepath.Join(boot, "vmlinuz-*"))
+	d.WaitUnit("counter.service", "active", func(u control.Unit) bool { return u.ActiveState == "active" })
+	next := filepath.Join(boot, "vmlinuz-"+release)
+	rollback := func(p control.Plan) control.Check {
+		for _, c := range p.Checks {
+			if c.Name == "rollback" {
+				return c
+			}
+		}
+		t.Fatalf("no rollback check in the plan: %+v", p.Checks)
+		return control.Check{}
+	}
+	var p control.Plan
+	d.MustCall(control.MethodPlanUpdate, control.UpdateParams{Kernel: next, HealthTimeout: "1m"}, &p)
+	if c := rollback(p); !c.OK || !strings.Contains(c.Detail, filepath.Join(boot, "vmlinuz-a")) || !strings.Contains(c.Detail, "health gate 1m0s") {
+		t.Errorf("rollback check %+v", c)
+	}
+	p = control.Plan{}
+	d.MustCall(control.MethodPlanUpdate, control.UpdateParams{Kernel: next}, &p)
+	for _, c := range p.Checks {
+		if c.Name == "rollback" {
+			t.Errorf("a plan without a gate has a rollback check: %+v", c)
+		}
+	}
+
+	os.Remove(filepath.Join(boot, "vmlinuz-a"))
+	p = control.Plan{}
+	d.MustCall(control.MethodPlanUpdate, control.UpdateParams{Kernel: next, HealthTimeout: "1m"}, &p)
+	if c := rollback(p); c.OK || !strings.Contains(c.Detail, "no image of the running kernel "+release) {
+		t.Errorf("rollback check without an image %+v", c)
+	}
+	pid := d.Unit("counter.service").MainPID
+	out, code := d.Luoctl("update", "run", "--kernel", next, "--health-timeout", "1m")
+	if code != 4 || !strings.Contains(out, "--rollback-kernel") || !strings.Contains(out, "nothing was changed") {
+		t.Errorf("update run with a gate and no rollback kernel: exit %d\n%s", code, out)
+	}
+	if u := d.Unit("counter.service"); u.MainPID != pid || u.ActiveState != "active" {
+		t.Errorf("counter after the refusal: %+v", u)
+	}
+	if out, code := d.Luoctl("update", "run", "--kernel", next, "--rollback-kernel", next); code != 2 || !strings.Contains(out, "--health-timeout") {
+		t.Errorf("--rollback-kernel without a gate: exit %d\n%s", code, out)
+	}
+}
+
+// TestFleetUnavailable: with etcd gone, or a semaphore in it that is not
+// luod's, an update is refused in phase slot and changes nothing, the
+// fleet commands fail with a clear error, luod answers throughout and its
+// fds are back to their baseline. A slot to give back while etcd is gone
+// is given back once it returns.
+func TestFleetUnavailable(t *testing.T) {
+	srv := etcdtest.Start(t)
+	slow := strings.Replace(counterUnit, "test -e @DIR@/broken && exit 3;", "test -e @DIR@/slow && sleep 2;", 1)
+	d := luodtest.Start(t, map[string]string{"counter.service": slow},
+		"--fleet-endpoints", srv.Endpoint, "--fleet-host", "h1", "--fleet-timeout", "2s")
+	d.WaitUnit("counter.service", "active", func(u control.Unit) bool { return u.ActiveState == "active" })
+	if out, code := d.Luoctl("fleet", "status"); code != 0 || !strings.Contains(out, "Slots: 0 of 1 held") {
+		t.Fatalf("fleet status: exit %d\n%s", code, out)
+	}
+	baseline := luodtest.FDs(t, d.PID())
+	pid := d.Unit("counter.service").MainPID
+	refused := func(what, why string) {
+		t.Helper()
+		start := time.Now()
+		out, code := d.Luoctl("update", "run", "--no-kexec", "--restart-units")
+		if code != 4 || !strings.Contains(out, `phase "slot"`) || !strings.Contains(out, why) || !strings.Contains(out, "nothing was changed") {
+			t.Errorf("%s: update run: exit %d after %v\n%s", what, code, time.Since(start), out)
+		}
+		t.Logf("%s: update run refused after %v", what, time.Since(start).Round(time.Millisecond))
+		if out, code := d.Luoctl("fleet", "status"); code != 1 || !strings.Contains(out, why) {
+			t.Errorf("%s: fleet status: exit %d\n%s", what, code, out)
+		}
+		if out, code := d.Luoctl("fleet", "release", "h2"); code != 1 || !strings.Contains(out, why) {
+			t.Errorf("%s: fleet release: exit %d\n%s", what, code, out)
+		}
+		if u := d.Unit("counter.service"); u.MainPID != pid || u.ActiveState != "active" {
+			t.Errorf("%s: counter %+v, was pid %d", what, u, pid)
+		}
+	}
+
+	srv.Stop(t)
+	refused("etcd gone", "etcd")
+	srv.Restart(t)
+
+	cli := srv.Client(t)
+	if _, err := cli.Put(context.Background(), fleet.Key("default"), "{not json"); err != nil {
+		t.Fatal(err)
+	}
+	refused("a foreign semaphore", "is not luod's")
+	if _, err := cli.Delete(context.Background(), fleet.Key("default")); err != nil {
+		t.Fatal(err)
+	}
+	if out, code := d.Luoctl("fleet", "status"); code != 0 {
+		t.Fatalf("fleet status once etcd is back: exit %d\n%s", code, out)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for n := luodtest.FDs(t, d.PID()); n != baseline; n = luodtest.FDs(t, d.PID()) {
+		if time.Now().After(deadline) {
+			t.Errorf("luod has %d fds, %d before etcd went away", n, baseline)
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+
+	// The unit takes 2 s to be READY after the update; etcd is gone
+	// meanwhile: the slot is given back once it returns.
+	if err := os.WriteFile(filepath.Join(d.Dir, "slow"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, code := d.Luoctl("update", "run", "--no-kexec", "--restart-units"); code != 0 {
+		t.Fatalf("update run: exit %d\n%s", code, out)
+	}
+	srv.Stop(t)
+	d.WaitLog("cannot write the fleet slot to etcd; retrying")
+	back := time.Now()
+	srv.Restart(t)
+	var f control.Fleet
+	for deadline := time.Now().Add(60 * time.Second); ; {
+		f = control.Fleet{}
+		err := d.Call(control.MethodGetFleet, nil, &f)
+		if err == nil && f.Revision > 0 && len(f.Holders) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the slot was not given back after etcd returned: %+v, %v", f, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Logf("the slot was given back %v after etcd returned", time.Since(back))
+	var rep control.Report
+	released := false
+	for deadline := time.Now().Add(5 * time.Second); !released && time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		rep = control.Report{}
+		d.MustCall(control.MethodGetUpdateReport, control.ReportParams{Kind: "soft"}, &rep)
+		for _, ev := range rep.Timeline {
+			released = released || ev.Name == "slot-released" && ev.Time.After(back)
+		}
+	}
+	if !released {
+		t.Errorf("the report has no slot-released after etcd came back: %+v\n%s", rep.Timeline, d.Log())
+	}
 }

@@ -109,7 +109,7 @@ func (m *Manager) planUpdateCall(call *control.Call) {
 			call.ReplyError(control.ErrNotStaged, map[string]string{"message": errNotStaged.Error()})
 			return
 		}
-		call.Reply(wirePlan(m.PlanStaged(st), req.AllowLoss))
+		call.Reply(wirePlan(m.withGate(m.PlanStaged(st), req), req.AllowLoss))
 	default:
 		call.Reply(wirePlan(m.PlanUpdate(req), req.AllowLoss))
 	}

@@ -34,9 +34,12 @@ var errShuttingDown = errors.New("luod is shutting down: it stops its units and 
 
 // PlanUpdate answers what an update would do, changing nothing.
 func (m *Manager) PlanUpdate(req update.Request) *update.Plan {
-	gerr := m.gate(&req)
-	p := update.MakePlan(m.kernel, updateHost{m: m}, req.Kind, req.Target, true)
-	if req.Health != nil || gerr != nil {
+	return m.withGate(update.MakePlan(m.kernel, updateHost{m: m}, req.Kind, req.Target, true), req)
+}
+
+// withGate adds the check of req's health gate to p, when it has one.
+func (m *Manager) withGate(p *update.Plan, req update.Request) *update.Plan {
+	if gerr := m.gate(&req); req.Health != nil || gerr != nil {
 		p.Checks = append(p.Checks, gateCheck(req, gerr))
 	}
 	return p
@@ -72,7 +75,7 @@ func (m *Manager) beginUpdate() (end func(), err error) {
 func (m *Manager) PlanStaged(st *update.Staged) *update.Plan {
 	p := st.Decide(m.kernel, updateHost{m: m})
 	if st.Plan != nil {
-		p.Checks = st.Checks
+		p.Checks = slices.Clone(st.Checks)
 	}
 	return p
 }
