@@ -465,21 +465,28 @@ func checkPlan(t *testing.T, p *control.Plan, stage int) {
 	}
 }
 
-func checkReport(t *testing.T, stage int) {
+// waitEvent waits until the last update's report has the event, and
+// returns it.
+func waitEvent(t *testing.T, event string, timeout time.Duration) control.Report {
 	t.Helper()
 	var rep control.Report
-	// The report is complete once luod finished its session.
-	poll(t, "report finished", time.Minute, func() error {
+	poll(t, "update report with "+event, timeout, func() error {
+		rep = control.Report{}
 		if err := call(t, control.DefaultSocket, control.MethodGetUpdateReport, nil, &rep); err != nil {
 			return err
 		}
-		for _, ev := range rep.Timeline {
-			if ev.Name == "finished" {
-				return nil
-			}
+		if eventTime(rep, event).IsZero() {
+			return fmt.Errorf("no %s event yet (%d events)", event, len(rep.Timeline))
 		}
-		return fmt.Errorf("no finished event yet: %+v", rep.Timeline)
+		return nil
 	})
+	return rep
+}
+
+func checkReport(t *testing.T, stage int) {
+	t.Helper()
+	// The report is complete once luod finished its session.
+	rep := waitReport(t, time.Minute)
 	if rep.Count != stage-1 || rep.Kind != "kexec" || rep.To != vm.Release() {
 		t.Errorf("report: count %d kind %s to %s", rep.Count, rep.Kind, rep.To)
 	}

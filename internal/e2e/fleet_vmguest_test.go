@@ -58,7 +58,7 @@ func TestFleet(t *testing.T) {
 		if st.origin != "luo" || st.liveUpdates != 2 || st.gen != 3 {
 			t.Errorf("counter after the rollback: %q, want generation 3, origin luo, 2 live updates", st.raw)
 		}
-		rep := finishedReport(t)
+		rep := waitReport(t, time.Minute)
 		b, _ := json.MarshalIndent(rep, "", "  ")
 		t.Logf("the rollback's report:\n%s", b)
 		if rep.Result != "rolled-back" || rep.RolledBack == nil || !strings.HasPrefix(rep.RolledBack.To, "7.3") || !strings.HasPrefix(rep.From, "7.3") ||
@@ -92,19 +92,7 @@ func TestFleet(t *testing.T) {
 		if st := parseStatus(t, us["counter.service"].Status); st.origin != "luo" || st.gen != 4 {
 			t.Errorf("counter after the last update: %q", st.raw)
 		}
-		var rep control.Report
-		poll(t, "the slot given back", time.Minute, func() error {
-			rep = control.Report{}
-			if err := call(t, control.DefaultSocket, control.MethodGetUpdateReport, control.ReportParams{}, &rep); err != nil {
-				return err
-			}
-			for _, ev := range rep.Timeline {
-				if ev.Name == "slot-released" {
-					return nil
-				}
-			}
-			return os.ErrNotExist
-		})
+		rep := waitEvent(t, "slot-released", time.Minute)
 		b, _ := json.MarshalIndent(rep, "", "  ")
 		t.Logf("the last update's report:\n%s", b)
 		if rep.Result != "ok" || rep.RolledBack != nil {
@@ -155,23 +143,4 @@ func waitHolder(t *testing.T, state string) control.Fleet {
 		return nil
 	})
 	return f
-}
-
-// finishedReport waits for the last update to be finished.
-func finishedReport(t *testing.T) control.Report {
-	t.Helper()
-	var rep control.Report
-	poll(t, "the update finished", time.Minute, func() error {
-		rep = control.Report{}
-		if err := call(t, control.DefaultSocket, control.MethodGetUpdateReport, control.ReportParams{}, &rep); err != nil {
-			return err
-		}
-		for _, ev := range rep.Timeline {
-			if ev.Name == "finished" {
-				return nil
-			}
-		}
-		return os.ErrNotExist
-	})
-	return rep
 }

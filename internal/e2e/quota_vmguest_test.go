@@ -56,18 +56,7 @@ func TestQuota(t *testing.T) {
 			t.Errorf("%s after the update: %q, want origin=%s", name, st.raw, origin)
 		}
 	}
-	var rep control.Report
-	poll(t, "the update finished", 60*time.Second, func() error {
-		if err := call(t, control.DefaultSocket, control.MethodGetUpdateReport, control.ReportParams{}, &rep); err != nil {
-			return err
-		}
-		for _, ev := range rep.Timeline {
-			if ev.Name == "finished" {
-				return nil
-			}
-		}
-		return os.ErrNotExist
-	})
+	rep := waitReport(t, time.Minute)
 	if rep.Result != "lost" {
 		t.Errorf("report result %q, want lost", rep.Result)
 	}

@@ -225,21 +225,9 @@ func waitUnits(t *testing.T, timeout time.Duration, want map[string]func(control
 // returns its report.
 func waitReport(t *testing.T, timeout time.Duration) control.Report {
 	t.Helper()
-	var rep control.Report
-	poll(t, "update report finished", timeout, func() error {
-		rep = control.Report{}
-		if err := call(t, control.DefaultSocket, control.MethodGetUpdateReport, nil, &rep); err != nil {
-			return err
-		}
-		if eventTime(rep, "finished").IsZero() {
-			return fmt.Errorf("no finished event yet (%d events)", len(rep.Timeline))
-		}
-		return nil
-	})
-	return rep
+	return waitEvent(t, "finished", timeout)
 }
 
-// eventTime returns the time of the first event called name (any unit).
 func eventTime(rep control.Report, name string) time.Time {
 	for _, ev := range rep.Timeline {
 		if ev.Name == name {

@@ -312,14 +312,20 @@ func (d *Daemon) MustCall(method string, params, reply any) {
 // and exit status.
 func (d *Daemon) Luoctl(args ...string) (string, int) {
 	d.t.Helper()
-	cmd := exec.Command(filepath.Join(d.Bin, "luoctl"), append([]string{"--socket", d.Socket}, args...)...)
+	return Output(d.t, exec.Command(filepath.Join(d.Bin, "luoctl"), append([]string{"--socket", d.Socket}, args...)...))
+}
+
+// Output runs cmd and returns its output (stdout and stderr) and exit
+// status; a command that cannot run fails the test.
+func Output(t testing.TB, cmd *exec.Cmd) (string, int) {
+	t.Helper()
 	out, err := cmd.CombinedOutput()
 	var ee *exec.ExitError
 	switch {
 	case errors.As(err, &ee):
 		return string(out), ee.ExitCode()
 	case err != nil:
-		d.t.Fatal(err)
+		t.Fatal(err)
 	}
 	return string(out), 0
 }

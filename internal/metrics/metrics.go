@@ -26,7 +26,7 @@ type Snapshot struct {
 	// the first.
 	Report *control.Report
 	// Outcomes count the updates since the last cold boot by kind and
-	// result: ok, lost, problems, refused, aborted.
+	// result: ok, lost, problems, rolled-back, refused, aborted.
 	Outcomes []Outcome
 	// LastAbort is the last update that ended before the point of no
 	// return, nil if none did.
@@ -86,7 +86,7 @@ var (
 	unitPreserveMax   = desc("unit_preserve_max_bytes", "The unit's [X-LUO] PreserveMaxBytes=; absent when it has none.", "unit")
 	unitOverLimitDesc = desc("unit_preserve_over_limit", "1 when the unit's memfds are over its PreserveMaxBytes=: an update would lose them.", "unit")
 
-	updatesDesc      = desc("updates_total", "Updates since the last cold boot by kind (kexec, soft) and result (ok, lost, problems, refused, aborted).", "kind", "result")
+	updatesDesc      = desc("updates_total", "Updates since the last cold boot by kind (kexec, soft) and result (ok, lost, problems, rolled-back, refused, aborted).", "kind", "result")
 	lastInfoDesc     = desc("last_update_info", "The last update that reached the next luod: 1, with its kind, result and kernels.", "kind", "result", "from", "to")
 	lastCountDesc    = desc("last_update_count", "The number of the last update among those of its kind.", "kind")
 	lastEventDesc    = desc("last_update_event_timestamp_seconds", "When each step of the last update happened, in Unix seconds: requested, loaded, stop-begin, last-stopped, preserved, reboot, kernel-up or exec, luod-up, restored, finished.", "kind", "event")

@@ -255,15 +255,7 @@ func asNobody(t *testing.T, d *luodtest.Daemon, name string, args ...string) (st
 	openUpTo(d.Bin)
 	cmd := exec.Command(name, args...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
-	out, err := cmd.CombinedOutput()
-	var ee *exec.ExitError
-	switch {
-	case errors.As(err, &ee):
-		return string(out), ee.ExitCode()
-	case err != nil:
-		t.Fatal(err)
-	}
-	return string(out), 0
+	return luodtest.Output(t, cmd)
 }
 
 // clientResult is what testsvc -client prints.
