@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"go.etcd.io/etcd/client/pkg/v3/logutil"
+	"go.etcd.io/etcd/client/pkg/v3/transport"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
@@ -40,6 +41,10 @@ type Server struct {
 	// when the server came up (for example "3.4.23").
 	Version string
 
+	// TLS, for a server StartTLS started, are the PEM files of its CA and
+	// of a client certificate the server accepts.
+	TLS *TLSFiles
+
 	bin     string // the etcd binary
 	dir     string // the test's temporary directory: data, logs
 	peerURL string // "http://127.0.0.1:PORT" of the peer listener
@@ -53,8 +58,27 @@ type Server struct {
 // etcd's log.
 func Start(t testing.TB) *Server {
 	t.Helper()
+	return start(t, false)
+}
+
+// StartTLS is Start with a server that speaks TLS only and wants a client
+// certificate signed by its CA (see Server.TLS).
+func StartTLS(t testing.TB) *Server {
+	t.Helper()
+	return start(t, true)
+}
+
+func start(t testing.TB, withTLS bool) *Server {
+	t.Helper()
 	bin := findEtcd(t)
 	s := &Server{bin: bin, dir: t.TempDir()}
+	if withTLS {
+		files, err := makeTLS(s.dir)
+		if err != nil {
+			t.Fatalf("etcdtest: certificates: %v", err)
+		}
+		s.TLS = files
+	}
 	t.Cleanup(func() { s.stop() })
 	var err error
 	for try := 1; try <= startTries; try++ {
@@ -84,8 +108,13 @@ func Start(t testing.TB) *Server {
 	return nil
 }
 
-// URL returns the client URL, "http://127.0.0.1:PORT".
-func (s *Server) URL() string { return "http://" + s.Endpoint }
+// URL returns the client URL, "http://127.0.0.1:PORT" (https with TLS).
+func (s *Server) URL() string {
+	if s.TLS != nil {
+		return "https://" + s.Endpoint
+	}
+	return "http://" + s.Endpoint
+}
 
 // Client returns a new client of the server, closed at the end of the test.
 // It may be made while the server is stopped: its calls then fail, or wait
@@ -183,6 +212,10 @@ func (s *Server) start() error {
 		"--logger", "zap",
 		"--log-outputs", "stderr",
 	)
+	if f := s.TLS; f != nil {
+		cmd.Args = append(cmd.Args, "--cert-file", f.serverCert, "--key-file", f.serverKey,
+			"--trusted-ca-file", f.CA, "--client-cert-auth")
+	}
 	// ETCD_* variables would configure etcd too: leave only the flags.
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "ETCD_") {
@@ -253,11 +286,19 @@ func (s *Server) newClient() (*clientv3.Client, error) {
 	lc := logutil.DefaultZapLoggerConfig
 	lc.OutputPaths = []string{filepath.Join(s.dir, "client.log")}
 	lc.ErrorOutputPaths = lc.OutputPaths
-	return clientv3.New(clientv3.Config{
+	cfg := clientv3.Config{
 		Endpoints:   []string{s.URL()},
 		DialTimeout: 5 * time.Second,
 		LogConfig:   &lc,
-	})
+	}
+	if f := s.TLS; f != nil {
+		tc, err := (transport.TLSInfo{TrustedCAFile: f.CA, CertFile: f.Cert, KeyFile: f.Key}).ClientConfig()
+		if err != nil {
+			return nil, err
+		}
+		cfg.TLS = tc
+	}
+	return clientv3.New(cfg)
 }
 
 // stop ends the running etcd, if any: SIGTERM, then SIGKILL after

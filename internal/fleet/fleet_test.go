@@ -198,3 +198,38 @@ func TestOpenRefusesBadSettings(t *testing.T) {
 	}
 	f.Close()
 }
+
+// TestTLS: with the CA and a client certificate, the slots work over TLS;
+// without the client certificate, or trusting another CA, etcd is not
+// reached and Take says so.
+func TestTLS(t *testing.T) {
+	srv := etcdtest.StartTLS(t)
+	good := fleet.Config{Endpoints: []string{srv.URL()}, Group: "g", Host: "a", Slots: 1, Timeout: 3 * time.Second,
+		CACert: srv.TLS.CA, Cert: srv.TLS.Cert, Key: srv.TLS.Key}
+	f, err := fleet.Open(good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.Take(context.Background(), kexecTo73, 0); err != nil {
+		t.Fatalf("take over TLS: %v", err)
+	}
+	other := etcdtest.StartTLS(t) // another CA
+	for name, c := range map[string]fleet.Config{
+		"no client certificate": {Endpoints: good.Endpoints, Group: "g", Host: "b", Slots: 1, Timeout: 2 * time.Second, CACert: srv.TLS.CA},
+		"another CA":            {Endpoints: good.Endpoints, Group: "g", Host: "b", Slots: 1, Timeout: 2 * time.Second, CACert: other.TLS.CA, Cert: other.TLS.Cert, Key: other.TLS.Key},
+	} {
+		f, err := fleet.Open(c)
+		if err != nil {
+			t.Fatalf("%s: open: %v", name, err)
+		}
+		if _, err := f.Take(context.Background(), kexecTo73, 0); err == nil || !strings.Contains(err.Error(), "etcd") {
+			t.Errorf("%s: take: %v", name, err)
+		}
+		f.Close()
+	}
+	st, err := f.Status(context.Background())
+	if err != nil || len(st.Holders) != 1 || st.Holders[0].Host != "a" {
+		t.Errorf("status over TLS: %+v, %v", st, err)
+	}
+}

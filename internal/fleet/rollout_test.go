@@ -5,6 +5,7 @@ package fleet_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -338,6 +339,22 @@ func TestPlanShowsRollback(t *testing.T) {
 	}
 	if out, code := d.Luoctl("update", "run", "--kernel", next, "--rollback-kernel", next); code != 2 || !strings.Contains(out, "--health-timeout") {
 		t.Errorf("--rollback-kernel without a gate: exit %d\n%s", code, out)
+	}
+	// The same, and worse, straight to the control socket: refused in the
+	// plan, luod and the unit unaffected.
+	for _, p := range []control.UpdateParams{
+		{Kernel: next, HealthTimeout: "-1s"}, {Kernel: next, HealthTimeout: "soon"}, {NoKexec: true, SlotWait: "forever"},
+		{Kernel: next, RollbackKernel: next}, {Kernel: next, RollbackInitrd: next, HealthTimeout: "1m"},
+		{Kernel: next, HealthTimeout: strings.Repeat("9", 4000) + "h"},
+	} {
+		err := d.Call(control.MethodRunUpdate, p, nil)
+		var re *control.RemoteError
+		if !errors.As(err, &re) || re.Name != control.ErrUpdateFailed || !strings.Contains(err.Error(), `phase "plan"`) {
+			t.Errorf("RunUpdate(%+v) = %v", p, err)
+		}
+	}
+	if u := d.Unit("counter.service"); u.MainPID != pid || u.ActiveState != "active" {
+		t.Errorf("counter after the bad calls: %+v", u)
 	}
 }
 
