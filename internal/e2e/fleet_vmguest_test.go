@@ -70,6 +70,10 @@ func TestFleet(t *testing.T) {
 			t.Errorf("slot kept because %q", f.Holders[0].Reason)
 		}
 		luoctl(t, "fleet", "status")
+		// It does not try 7.3 again before an operator released the slot.
+		if out, code := luoctl(t, fleetUpdate(t, 0, "")...); code != 4 || !strings.Contains(out, "keeps its fleet slot after a failed update") {
+			t.Errorf("an update while the host keeps its slot: exit %d", code)
+		}
 		if out, code := luoctl(t, "fleet", "release", "vm1"); code != 0 || !strings.Contains(out, "Released the slot of vm1") {
 			t.Fatalf("fleet release: exit %d", code)
 		}

@@ -224,16 +224,14 @@ func (f *Fleet) Take(ctx context.Context, use update.SlotUse, wait time.Duration
 		now := time.Now()
 		h := Holder{Host: f.cfg.Host, Since: now, Kind: string(use.Kind), From: use.From, To: use.To, State: update.SlotUpdating, Changed: now}
 		var busy *update.BusyError
-		var kept *Holder
 		rctx, cancel := context.WithTimeout(ctx, f.cfg.Timeout)
 		st, err := f.change(rctx, func(s *Semaphore) (bool, error) {
-			busy, kept = nil, nil
+			busy = nil
 			if old := s.Holds(h.Host); old != nil {
-				// Kept from an earlier update (or taken by a luod
-				// that died): taken again, as it was if this
-				// update aborts.
-				prev := *old
-				kept = &prev
+				if old.State != update.SlotUpdating {
+					return false, &update.KeptError{Host: h.Host, Holder: old.String()}
+				}
+				// Taken by a luod that died in its update.
 				h.Since = old.Since
 				*old = h
 				return true, nil
@@ -253,11 +251,7 @@ func (f *Fleet) Take(ctx context.Context, use update.SlotUse, wait time.Duration
 		case err != nil:
 			return nil, err
 		case busy == nil:
-			sl := &update.Slot{Group: f.cfg.Group, Host: h.Host, Since: h.Since}
-			if kept != nil && kept.State != update.SlotUpdating {
-				sl.KeptState, sl.KeptReason = kept.State, kept.Reason
-			}
-			return sl, nil
+			return &update.Slot{Group: f.cfg.Group, Host: h.Host, Since: h.Since}, nil
 		case time.Now().After(deadline):
 			return nil, busy
 		}

@@ -197,6 +197,12 @@ func TestRollout(t *testing.T) {
 		t.Logf("after host2 failed, luoctl %s (exit %d):\n%s", strings.Join(args, " "), code, out)
 	}
 
+	// host2 does not try again until its slot is released.
+	if out, code := h2.update(t); code != 4 || !strings.Contains(out, "this host keeps its fleet slot after a failed update") ||
+		!strings.Contains(out, "luoctl fleet release host2") {
+		t.Errorf("host2 updating again while it keeps its slot: exit %d\n%s", code, out)
+	}
+
 	// host3 is stopped by it: refused, its counter untouched.
 	_, pid := h3.generation(t)
 	out, code := h3.update(t)

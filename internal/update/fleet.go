@@ -29,8 +29,10 @@ import (
 // point of no return keeps its slot, which stops the rollout there.
 type Slots interface {
 	// Take takes this host's slot for the update described, waiting up
-	// to wait for one to be free (a *BusyError when none is). Taking a
-	// slot the host holds already takes it again.
+	// to wait for one to be free (a *BusyError when none is). A slot the
+	// host holds already is taken again while it is updating (luod died
+	// in an update), never once it is kept after a failed one (a
+	// *KeptError): that waits for an operator's release.
 	Take(ctx context.Context, use SlotUse, wait time.Duration) (*Slot, error)
 	// Release gives the slot back.
 	Release(ctx context.Context, s *Slot) error
@@ -50,11 +52,6 @@ type Slot struct {
 	Group string    `json:"group"`
 	Host  string    `json:"host"`
 	Since time.Time `json:"since"`
-	// KeptState and KeptReason are set when the host kept the slot from
-	// an earlier update when it took it again: an abort keeps it so, as
-	// it was, instead of giving it back.
-	KeptState  string `json:"kept_state,omitempty"`
-	KeptReason string `json:"kept_reason,omitempty"`
 }
 
 // Slot states a host records when it keeps its slot.
@@ -142,6 +139,19 @@ func (c *Completion) keep(state, reason string) Next {
 		return Next{Action: ActionNone, State: state, Reason: reason}
 	}
 	return Next{Action: ActionKeep, State: state, Reason: reason}
+}
+
+// KeptError is Take's error when this host keeps its slot after a failed
+// update: it does not update again until an operator released the slot,
+// so a bad kernel is not tried again and again.
+type KeptError struct {
+	Host   string
+	Holder string // "host (state since ...: reason)"
+}
+
+func (e *KeptError) Error() string {
+	return fmt.Sprintf("this host keeps its fleet slot after a failed update: %s; free it with 'luoctl fleet release %s' once the host is dealt with",
+		e.Holder, e.Host)
 }
 
 // Unhealthy is why the units of the update c completes are not healthy:

@@ -306,13 +306,7 @@ func (r *run) abort(phase Phase, err error) error {
 	if r.taken {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		s := r.m.Slot
-		if s.KeptState != "" {
-			// Kept from an earlier update: kept as it was.
-			if kerr := r.req.Slots.Keep(ctx, s, s.KeptState, s.KeptReason); kerr != nil {
-				err = fmt.Errorf("%w (and keeping the fleet slot as it was failed: %v)", err, kerr)
-			}
-		} else if rerr := r.req.Slots.Release(ctx, s); rerr != nil {
+		if rerr := r.req.Slots.Release(ctx, r.m.Slot); rerr != nil {
 			err = fmt.Errorf("%w (and giving the fleet slot back failed: %v)", err, rerr)
 		}
 	}

@@ -52,7 +52,7 @@ func TestSequences(t *testing.T) {
 	// every one must have been taken.
 	seen := map[string]int{}
 	paths := []string{"after the update: release", "after the update: keep failed", "after the update: rollback",
-		"after the update: keep rolled-back", `fault="slot"`, "aborted with the slot kept"}
+		"after the update: keep rolled-back", `fault="slot"`, `fault="kept"`, "aborted with the slot kept", "the operator releases"}
 	for _, seed := range seeds {
 		t.Run(fmt.Sprint(seed), func(t *testing.T) {
 			w := newWorld(t, seed)
@@ -135,13 +135,12 @@ func (f *seqFleet) Take(_ context.Context, use update.SlotUse, _ time.Duration) 
 	if f.down {
 		return nil, errors.New("etcd: context deadline exceeded")
 	}
-	f.takes++
-	s := &update.Slot{Group: "g", Host: "me", Since: time.Now()}
 	if f.state != "" && f.state != update.SlotUpdating {
-		s.KeptState, s.KeptReason = f.state, f.reason
+		return nil, &update.KeptError{Host: "me", Holder: "me (" + f.state + ")"}
 	}
+	f.takes++
 	f.state, f.reason = update.SlotUpdating, ""
-	return s, nil
+	return &update.Slot{Group: "g", Host: "me", Since: time.Now()}, nil
 }
 
 func (f *seqFleet) Release(context.Context, *update.Slot) error {
@@ -209,6 +208,12 @@ func (w *world) pick() (string, *modelUnit) {
 }
 
 func (w *world) step(i int) {
+	if w.slot != "" && w.rng.IntN(4) == 0 {
+		w.logf("%d: the operator releases the slot kept as %s", i, w.slot)
+		w.fleet.Release(context.Background(), nil)
+		w.slot = ""
+		return
+	}
 	name, m := w.pick()
 	switch r := w.rng.IntN(24); {
 	case r >= 22:
@@ -374,6 +379,9 @@ func (w *world) kexec(i int) {
 		fault = "slot"
 	}
 	w.fleet.down = fault == "slot"
+	if fault == "" && w.slot != "" {
+		fault = "kept" // the host keeps its slot after a failed update
+	}
 	gate := w.rng.IntN(3) == 0
 	w.logf("%d: kexec update allow-loss=%v fault=%q staged=%v gate=%v", i, allowLoss, fault, w.staged != nil, gate)
 	n := 0
@@ -413,7 +421,9 @@ func (w *world) kexec(i int) {
 		}
 		return
 	case fault != "" && (fault != "preserve" || w.hasMemfdsToPreserve()):
-		if next != nil || !errors.As(err, &uerr) || !uerr.Restored || fault == "slot" && uerr.Phase != update.PhaseSlot {
+		var kept *update.KeptError
+		if next != nil || !errors.As(err, &uerr) || !uerr.Restored || (fault == "slot" || fault == "kept") && uerr.Phase != update.PhaseSlot ||
+			fault == "kept" && !errors.As(err, &kept) {
 			w.t.Errorf("%d: fault %q: Run = %v, rebooted %v", i, fault, err, next != nil)
 		}
 		w.logf("%d: aborted: %v", i, err)
