@@ -78,9 +78,10 @@ func (m *Manager) settle(c *update.Completion) {
 		m.log.Error("health gate failed: rolling back", "why", next.Reason, "kernel", c.Health.Rollback.Image)
 		rb := &update.RolledBack{From: c.Report.From, To: c.Report.To, Reason: next.Reason}
 		go m.rollback(c.Health.Rollback, c.Slot, rb)
-	}
-	if next.Reason != "" && next.Action != update.ActionRollback {
-		m.log.Error("the units are not healthy after the update", "why", next.Reason, "slot", string(next.Action))
+	case update.ActionNone:
+		if next.Reason != "" {
+			m.log.Error("the update is complete but not healthy", "why", next.Reason)
+		}
 	}
 }
 
