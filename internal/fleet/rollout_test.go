@@ -329,6 +329,24 @@ func TestPlanShowsRollback(t *testing.T) {
 		}
 	}
 
+	// Named by hand, it must be a kernel image; its release is read.
+	p = control.Plan{}
+	d.MustCall(control.MethodPlanUpdate, control.UpdateParams{Kernel: next, HealthTimeout: "1m", RollbackKernel: next}, &p)
+	if c := rollback(p); !c.OK || !strings.Contains(c.Detail, "(7.9.9)") {
+		t.Errorf("rollback check of a named kernel %+v", c)
+	}
+	for _, bad := range []control.UpdateParams{
+		{Kernel: next, HealthTimeout: "1m", RollbackKernel: filepath.Join(boot, "missing")},
+		{Kernel: next, HealthTimeout: "1m", RollbackKernel: "/proc/self/status"},
+		{Kernel: next, HealthTimeout: "1m", RollbackKernel: next, RollbackInitrd: filepath.Join(boot, "missing-initrd")},
+	} {
+		p = control.Plan{}
+		d.MustCall(control.MethodPlanUpdate, bad, &p)
+		if c := rollback(p); c.OK || !strings.Contains(c.Detail, "rollback") {
+			t.Errorf("rollback check of %+v: %+v", bad, c)
+		}
+	}
+
 	os.Remove(filepath.Join(boot, "vmlinuz-a"))
 	p = control.Plan{}
 	d.MustCall(control.MethodPlanUpdate, control.UpdateParams{Kernel: next, HealthTimeout: "1m"}, &p)

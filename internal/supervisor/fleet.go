@@ -6,9 +6,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"time"
 
 	"github.com/liveupdate/luo/internal/kexec"
+	"github.com/liveupdate/luo/internal/kimage"
 	"github.com/liveupdate/luo/internal/update"
 )
 
@@ -44,10 +46,20 @@ func (m *Manager) gate(req *update.Request) error {
 			return fmt.Errorf("%w: %v (name one with --rollback-kernel)", errNoRollback, err)
 		}
 		h.Rollback = b
+		return nil
 	}
-	if h.Rollback.Release == "" {
-		h.Rollback.Release = release()
+	// Named by the operator: it must be a kernel image, as its initrd
+	// must exist, before anything stops.
+	img, err := kimage.Open(h.Rollback.Image)
+	if err != nil {
+		return fmt.Errorf("%w: rollback kernel: %v", errNoRollback, err)
 	}
+	if i := h.Rollback.Initrd; i != "" {
+		if _, err := os.Stat(i); err != nil {
+			return fmt.Errorf("%w: rollback initrd: %v", errNoRollback, err)
+		}
+	}
+	h.Rollback.Release = img.Release
 	return nil
 }
 
