@@ -222,14 +222,15 @@ func Of(pid int) (string, error) {
 	return "", fmt.Errorf("cgroup: process %d is in no cgroup v2 group", pid)
 }
 
-// findMount returns where the cgroup2 hierarchy is mounted
-// (/proc/self/mountinfo), preferring /sys/fs/cgroup.
-func findMount() (string, error) {
+// Mount returns where the cgroup2 hierarchy is mounted
+// (/proc/self/mountinfo), preferring /sys/fs/cgroup (a hybrid host has it
+// at /sys/fs/cgroup/unified).
+func Mount() (string, error) {
 	m, _, err := findMountOpts()
 	return m, err
 }
 
-// findMountOpts is findMount with the hierarchy's super-block options
+// findMountOpts is Mount with the hierarchy's super-block options
 // ("rw,nsdelegate,...").
 func findMountOpts() (string, string, error) {
 	f, err := os.Open("/proc/self/mountinfo")

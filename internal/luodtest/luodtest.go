@@ -171,7 +171,11 @@ func (d *Daemon) namespace(t testing.TB) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cg, err := os.MkdirTemp(filepath.Join(cgroup2Mount(t), own), "luodtest-host-")
+	mount, err := cgroup.Mount()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cg, err := os.MkdirTemp(filepath.Join(mount, own), "luodtest-host-")
 	if err != nil {
 		t.Fatalf("no cgroup of its own for a namespaced luod: %v", err)
 	}
@@ -194,22 +198,6 @@ func (d *Daemon) namespace(t testing.TB) {
 	d.cmd.Path = "/bin/sh"
 	d.cmd.SysProcAttr.Cloneflags = syscall.CLONE_NEWNS | syscall.CLONE_NEWPID
 	d.cmd.SysProcAttr.UseCgroupFD, d.cmd.SysProcAttr.CgroupFD = true, int(dir.Fd())
-}
-
-// cgroup2Mount is where the cgroup2 hierarchy is mounted (/sys/fs/cgroup,
-// or /sys/fs/cgroup/unified on a hybrid host).
-func cgroup2Mount(t testing.TB) string {
-	b, err := os.ReadFile("/proc/self/mounts")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for l := range strings.Lines(string(b)) {
-		if f := strings.Fields(l); len(f) > 2 && f[2] == "cgroup2" {
-			return f[1]
-		}
-	}
-	t.Fatal("no cgroup2 file system mounted")
-	return ""
 }
 
 // removeCgroup removes the cgroup dir and the groups under it, deepest
