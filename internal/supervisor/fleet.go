@@ -83,9 +83,9 @@ func (m *Manager) settle(c *update.Completion) {
 	next := c.Next()
 	switch next.Action {
 	case update.ActionRelease:
-		m.fleetWrite(&slotWrite{Slot: *c.Slot}, c.Report)
+		m.fleetWrite(&update.SlotWrite{Slot: *c.Slot}, c.Report)
 	case update.ActionKeep:
-		m.fleetWrite(&slotWrite{Slot: *c.Slot, State: next.State, Reason: next.Reason}, nil)
+		m.fleetWrite(&update.SlotWrite{Slot: *c.Slot, State: next.State, Reason: next.Reason}, nil)
 	case update.ActionRollback:
 		m.log.Error("health gate failed: rolling back", "why", next.Reason, "kernel", c.Health.Rollback.Image)
 		rb := &update.RolledBack{From: c.Report.From, To: c.Report.To, Reason: next.Reason}
@@ -109,19 +109,16 @@ func (m *Manager) rollback(b *update.Boot, s *update.Slot, rb *update.RolledBack
 			m.report.Problems = append(m.report.Problems, fmt.Sprintf("health gate failed (%s); the rollback into %s failed: %v", rb.Reason, b.Image, err))
 		}
 		if s != nil {
-			m.fleetWrite(&slotWrite{Slot: *s, State: update.SlotFailed, Reason: fmt.Sprintf("%s; rollback failed: %v", rb.Reason, err)}, nil)
+			m.fleetWrite(&update.SlotWrite{Slot: *s, State: update.SlotFailed, Reason: fmt.Sprintf("%s; rollback failed: %v", rb.Reason, err)}, nil)
 		}
 	})
 }
 
-// slotWrite is a change of this host's slot still to be made in etcd:
-// given back (State "") or kept with a reason. It is carried across a
-// re-exec (update.Manager.SlotWrite).
-type slotWrite = update.SlotWrite
-
-// fleetWrite makes w in etcd in the background, retrying until it is done;
-// a release adds slot-released to rep. Runs in the loop.
-func (m *Manager) fleetWrite(w *slotWrite, rep *update.Report) {
+// fleetWrite makes w, a change of this host's slot (given back when
+// w.State is "", else kept), in etcd in the background, retrying until it
+// is done; a release adds slot-released to rep. Until then w is carried
+// across a re-exec (update.Manager.SlotWrite). Runs in the loop.
+func (m *Manager) fleetWrite(w *update.SlotWrite, rep *update.Report) {
 	f := m.cfg.Fleet
 	if f == nil {
 		m.log.Error("this host holds a fleet slot but luod has no fleet settings; free it with luoctl fleet release",

@@ -145,16 +145,22 @@ type Completion struct {
 	Report *Report
 	// Deadline is when Finish should be called even if units are not up.
 	Deadline time.Time
-	// Kind, Slot, Health and RolledBack are the manifest's: what to do
-	// once finished (see fleet.go).
-	Kind       Kind
-	Slot       *Slot
-	Health     *Health
-	RolledBack *RolledBack
-	session    Session
-	pending    map[string]bool
-	failed     []string
-	finished   bool
+	// Terms are the manifest's: what to do once finished (see Next).
+	Terms
+	session  Session
+	pending  map[string]bool
+	failed   []string
+	finished bool
+}
+
+// Terms are what an update was made under, as its manifest says: its
+// kind, the fleet slot it holds, its health gate, and whether it is a
+// rollback. They decide what follows it (Completion.Next).
+type Terms struct {
+	Kind       Kind        `json:"kind,omitempty"`
+	Slot       *Slot       `json:"slot,omitempty"`
+	Health     *Health     `json:"health,omitempty"`
+	RolledBack *RolledBack `json:"rolled_back,omitempty"`
 }
 
 // NewCompletion waits for the pending units of the update m describes,
@@ -164,8 +170,12 @@ func NewCompletion(s Session, m *Manifest, rep *Report, pending []string, start 
 	if h := m.Health; h != nil && h.Timeout > 0 {
 		finish = min(finish, h.Timeout)
 	}
-	c := &Completion{Report: rep, Deadline: start.Add(finish), Kind: m.Kind, Slot: m.Slot, Health: m.Health, RolledBack: m.RolledBack,
-		session: s, pending: map[string]bool{}}
+	terms := Terms{Kind: m.Kind, Slot: m.Slot, Health: m.Health, RolledBack: m.RolledBack}
+	return newCompletion(s, rep, terms, pending, nil, start.Add(finish))
+}
+
+func newCompletion(s Session, rep *Report, terms Terms, pending, failed []string, deadline time.Time) *Completion {
+	c := &Completion{Report: rep, Deadline: deadline, Terms: terms, session: s, pending: map[string]bool{}, failed: failed}
 	for _, u := range pending {
 		c.pending[u] = true
 	}
@@ -239,20 +249,17 @@ func (c *Completion) Finished() bool { return c.finished }
 
 // CompletionState is a Completion carried across a re-exec.
 type CompletionState struct {
-	SessionFD  int         `json:"session_fd,omitempty"` // luod's incoming session
-	Pending    []string    `json:"pending,omitempty"`
-	Failed     []string    `json:"failed,omitempty"`
-	Deadline   time.Time   `json:"deadline,omitzero"`
-	Kind       Kind        `json:"kind,omitempty"`
-	Slot       *Slot       `json:"slot,omitempty"`
-	Health     *Health     `json:"health,omitempty"`
-	RolledBack *RolledBack `json:"rolled_back,omitempty"`
+	SessionFD int       `json:"session_fd,omitempty"` // luod's incoming session
+	Pending   []string  `json:"pending,omitempty"`
+	Failed    []string  `json:"failed,omitempty"`
+	Deadline  time.Time `json:"deadline,omitzero"`
+	Terms
 }
 
 // Save returns c's state for a re-exec; fdOf gives the number the next
 // luod inherits a file under.
 func (c *Completion) Save(fdOf func(*os.File) int) *CompletionState {
-	st := &CompletionState{Pending: c.Pending(), Failed: c.failed, Deadline: c.Deadline, Kind: c.Kind, Slot: c.Slot, Health: c.Health, RolledBack: c.RolledBack}
+	st := &CompletionState{Pending: c.Pending(), Failed: c.failed, Deadline: c.Deadline, Terms: c.Terms}
 	if c.session != nil {
 		st.SessionFD = fdOf(c.session.File())
 	}
@@ -266,12 +273,7 @@ func ResumeCompletion(st *CompletionState, s Session, rep *Report) *Completion {
 	if rep == nil {
 		rep = &Report{}
 	}
-	c := &Completion{Report: rep, Deadline: st.Deadline, Kind: st.Kind, Slot: st.Slot, Health: st.Health, RolledBack: st.RolledBack,
-		session: s, pending: map[string]bool{}, failed: st.Failed}
-	for _, u := range st.Pending {
-		c.pending[u] = true
-	}
-	return c
+	return newCompletion(s, rep, st.Terms, st.Pending, st.Failed, st.Deadline)
 }
 
 // HeldState is luod's incoming session kept unfinished for good, carried

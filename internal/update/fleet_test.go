@@ -76,10 +76,7 @@ func TestRunTakesSlot(t *testing.T) {
 	if !equal(h.progress[:4], want) {
 		t.Errorf("progress %v, want it to start with %v", h.progress, want)
 	}
-	r, err := update.Restore(next)
-	if err != nil || r.Err != nil {
-		t.Fatal(err, r.Err)
-	}
+	r := mustRestore(t, next)
 	m := r.Manifest
 	if m.Slot == nil || m.Slot.Host != "me" || !m.Slot.Since.Equal(s.held.Since) || m.Timeline.SlotTaken.IsZero() || m.Health == nil || m.Health.Rollback.Image != "/boot/prev" {
 		t.Errorf("manifest slot %+v, health %+v, taken at %v", m.Slot, m.Health, m.Timeline.SlotTaken)

@@ -246,3 +246,14 @@ func outgoing(t testing.TB, k *updatetest.Kernel, name string) update.Session {
 }
 
 func equal[T comparable](a, b []T) bool { return slices.Equal(a, b) }
+
+// mustRestore restores what the update into next left, failing the test
+// when it cannot.
+func mustRestore(t *testing.T, next *updatetest.Kernel) *update.Restored {
+	t.Helper()
+	r, err := update.Restore(next)
+	if err != nil || r.Err != nil {
+		t.Fatalf("Restore: %v, %v", err, r.Err)
+	}
+	return r
+}

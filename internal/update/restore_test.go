@@ -109,10 +109,7 @@ func TestRestoreProblems(t *testing.T) {
 		}
 		return nil
 	}
-	r, err := update.Restore(next)
-	if err != nil || r.Err != nil {
-		t.Fatal(err, r.Err)
-	}
+	r := mustRestore(t, next)
 	if len(r.Problems) != 2 || !strings.Contains(strings.Join(r.Problems, "\n"), `a.service "two"`) || !strings.Contains(strings.Join(r.Problems, "\n"), `s.service "own"`) {
 		t.Errorf("problems %v", r.Problems)
 	}
@@ -179,7 +176,7 @@ func TestCompletion(t *testing.T) {
 	if next == nil {
 		t.Fatal(err)
 	}
-	r, _ := update.Restore(next)
+	r := mustRestore(t, next)
 	now := time.Now()
 	rep := update.NewReport(r.Manifest, "7.3.4", now)
 	if rep.From != "7.2.13" || rep.To != "7.3.4" || rep.Count != 1 || rep.Kind != update.Kexec {

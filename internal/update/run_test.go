@@ -61,10 +61,7 @@ func TestRunKexec(t *testing.T) {
 		t.Fatalf("sessions in the next kernel %v", got)
 	}
 
-	r, err := update.Restore(next)
-	if err != nil || r.Err != nil {
-		t.Fatalf("Restore: %v, %v", err, r.Err)
-	}
+	r := mustRestore(t, next)
 	m := r.Manifest
 	if m.Kind != update.Kexec || m.Count != 1 || m.From.Release != "7.2.13" || m.To.Image != testImage.Kernel {
 		t.Errorf("manifest %+v", m)
@@ -260,10 +257,7 @@ func TestRunRefusesLoss(t *testing.T) {
 	if next == nil {
 		t.Fatalf("Run with allow-loss: %v", err)
 	}
-	r, err := update.Restore(next)
-	if err != nil || r.Err != nil {
-		t.Fatal(err, r.Err)
-	}
+	r := mustRestore(t, next)
 	lost := map[string]string{}
 	for _, u := range r.Units {
 		for _, e := range u.Entries {
@@ -308,10 +302,7 @@ func TestRunRefusesOverQuota(t *testing.T) {
 	if next == nil {
 		t.Fatalf("Run with allow-loss: %v", err)
 	}
-	r, err := update.Restore(next)
-	if err != nil || r.Err != nil {
-		t.Fatal(err, r.Err)
-	}
+	r := mustRestore(t, next)
 	if e := entry(r.Units, "q.service", "big"); e.Fate != update.FateLost || e.File != nil || !strings.Contains(e.Reason, "PreserveMaxBytes=4") {
 		t.Errorf("q.service big after the update: %+v", e)
 	}
@@ -360,7 +351,7 @@ func TestRunBusyMemfdAllowedLoss(t *testing.T) {
 	if next == nil {
 		t.Fatalf("Run: %v", err)
 	}
-	r, _ := update.Restore(next)
+	r := mustRestore(t, next)
 	if e := entry(r.Units, "a.service", "busy"); e.Fate != update.FateLost || e.File != nil {
 		t.Errorf("busy memfd after the update: %+v", e)
 	}
@@ -400,7 +391,7 @@ func TestRunStoreChangesWhileStopping(t *testing.T) {
 	if next == nil {
 		t.Fatal(err)
 	}
-	r, _ := update.Restore(next)
+	r := mustRestore(t, next)
 	if e := entry(r.Units, "a.service", "late-memfd"); e.File == nil || contents(t, e.File) != "L" {
 		t.Errorf("the memfd stored while stopping: %+v", e)
 	}

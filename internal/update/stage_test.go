@@ -61,10 +61,7 @@ func TestStageThenRun(t *testing.T) {
 	if n := strings.Count(strings.Join(ops, " "), "create"); n != 1 {
 		t.Errorf("staged run created %d sessions, want 1 (no trial): %v", n, ops)
 	}
-	r, err := update.Restore(next)
-	if err != nil || r.Err != nil {
-		t.Fatalf("Restore: %v, %v", err, r.Err)
-	}
+	r := mustRestore(t, next)
 	if r.Manifest.To.Image != testImage.Kernel {
 		t.Errorf("manifest to %+v", r.Manifest.To)
 	}
