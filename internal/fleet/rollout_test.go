@@ -54,8 +54,11 @@ func (h *rolloutHost) generation(t *testing.T) (gen int, pid int) {
 }
 
 // window waits for h's last soft update to have given its slot back, and
-// returns when it took and released the slot.
-func (h *rolloutHost) window(t *testing.T, count int) (taken, released time.Time) {
+// returns when it took the slot, finished the update and released the slot.
+// taken is recorded once etcd took the slot, finished before the release
+// is asked of etcd, released once etcd answered: another host's take can
+// be recorded before released, never before finished.
+func (h *rolloutHost) window(t *testing.T, count int) (taken, finished, released time.Time) {
 	t.Helper()
 	deadline := time.Now().Add(60 * time.Second)
 	for time.Now().Before(deadline) {
@@ -65,12 +68,14 @@ func (h *rolloutHost) window(t *testing.T, count int) (taken, released time.Time
 				switch ev.Name {
 				case "slot-taken":
 					taken = ev.Time
+				case "finished":
+					finished = ev.Time
 				case "slot-released":
 					released = ev.Time
 				}
 			}
 			if !released.IsZero() {
-				return taken, released
+				return taken, finished, released
 			}
 		}
 		time.Sleep(50 * time.Millisecond)
@@ -121,22 +126,23 @@ func TestRollout(t *testing.T) {
 	}
 	wg.Wait()
 	type window struct {
-		host           string
-		taken, release time.Time
+		host                      string
+		taken, finished, released time.Time
 	}
 	var ws []window
 	for _, h := range hosts {
-		taken, released := h.window(t, 1)
-		ws = append(ws, window{h.name, taken, released})
+		taken, finished, released := h.window(t, 1)
+		ws = append(ws, window{h.name, taken, finished, released})
 	}
 	slices.SortFunc(ws, func(a, b window) int { return a.taken.Compare(b.taken) })
 	for i, w := range ws {
-		t.Logf("rollout 1: %s held the slot from +%.3fs to +%.3fs", w.host, w.taken.Sub(t0).Seconds(), w.release.Sub(t0).Seconds())
-		if w.taken.IsZero() || !w.release.After(w.taken) {
-			t.Errorf("%s: slot taken %v, released %v", w.host, w.taken, w.release)
+		t.Logf("rollout 1: %s held the slot from +%.3fs, finished at +%.3fs, released at +%.3fs", w.host,
+			w.taken.Sub(t0).Seconds(), w.finished.Sub(t0).Seconds(), w.released.Sub(t0).Seconds())
+		if w.taken.IsZero() || !w.finished.After(w.taken) || !w.released.After(w.finished) {
+			t.Errorf("%s: slot taken %v, update finished %v, slot released %v", w.host, w.taken, w.finished, w.released)
 		}
-		if i > 0 && !w.taken.After(ws[i-1].release) {
-			t.Errorf("%s took the slot at %v, before %s released it at %v", w.host, w.taken, ws[i-1].host, ws[i-1].release)
+		if i > 0 && !w.taken.After(ws[i-1].finished) {
+			t.Errorf("%s took the slot at %v, before %s finished its update at %v", w.host, w.taken, ws[i-1].host, ws[i-1].finished)
 		}
 	}
 	most, order := 0, []string{}
@@ -226,7 +232,7 @@ func TestRollout(t *testing.T) {
 	if out, code := h3.update(t); code != 0 {
 		t.Fatalf("host3 after the release: exit %d\n%s", code, out)
 	}
-	taken, released := h3.window(t, 2)
+	taken, _, released := h3.window(t, 2)
 	t.Logf("rollout 2: host3 held the slot from +%.3fs to +%.3fs", taken.Sub(t0).Seconds(), released.Sub(t0).Seconds())
 	if g, _ := h3.generation(t); g != gens["host3"]+1 {
 		t.Errorf("host3: generation %d, want %d", g, gens["host3"]+1)
